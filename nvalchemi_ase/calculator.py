@@ -1,0 +1,123 @@
+"""``BatchedCalculator``: a batched model seen as an ordinary ASE calculator.
+
+``atoms.calc = BatchedCalculator(LennardJones(...))`` gives the same numbers
+as ASE's own calculator, so ``ase.optimize.BFGS``, ``ase.md.VelocityVerlet``
+and trajectory writing work unchanged; :meth:`BatchedCalculator.calculate_batch`
+evaluates a whole list of Atoms in one batched call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data.convert import resolve_device, resolve_dtype
+from nvalchemi_ase.models.base import Model, evaluate
+
+
+class BatchedCalculator(Calculator):
+    """An ASE calculator over a batched model.
+
+    Parameters
+    ----------
+    model
+        A model following :class:`~nvalchemi_ase.models.Model` (e.g.
+        :class:`~nvalchemi_ase.models.LennardJones`).
+    device
+        Where the model runs; ``None`` means CUDA when available, else CPU.
+    dtype
+        Float dtype of the computation; ``None`` means float64 (ASE's precision).
+
+    Notes
+    -----
+    Results are numpy arrays and Python floats, as ASE expects. ``stress`` is
+    present only for cells that span 3D (as with ASE's LJ and EMT); asking for
+    it otherwise raises ``PropertyNotImplementedError``.
+    """
+
+    nolabel = True
+
+    def __init__(
+        self,
+        model: Model,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        if isinstance(model, torch.nn.Module):
+            model.to(self.device)
+        neighbor_list = getattr(model, "neighbor_list", None)
+        if neighbor_list is not None and neighbor_list.sync_check is None:
+            # Results go to the host on every call anyway, so the list checks its room
+            # at once and grows instead of deferring the check (see NeighborList).
+            neighbor_list.sync_check = True
+        self.implemented_properties = [
+            p for p in ("energy", "free_energy", "forces", "stress", "energies") if p in model.implemented_properties
+        ]
+        super().__init__(**kwargs)
+
+    def todict(self) -> dict[str, Any]:
+        """JSON-serialisable description (written by ASE into trajectory files)."""
+        parameters = model.todict() if hasattr(model := self.model, "todict") else {}
+        return {
+            "model": type(model).__name__,
+            "model_parameters": parameters,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] | None = None,
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        properties = list(properties or ("energy",))
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        self.results = self._evaluate([self.atoms], properties)[0]
+
+    def calculate_batch(
+        self, atoms_list: Sequence[Atoms], properties: Sequence[str] = ("energy", "forces")
+    ) -> list[dict[str, Any]]:
+        """Evaluate many Atoms in one batched model call.
+
+        Returns one result dict per system (the same keys and types as
+        ``calc.results``). The Atoms are not modified.
+        """
+        return self._evaluate(list(atoms_list), list(properties))
+
+    def _evaluate(self, atoms_list: list[Atoms], properties: list[str]) -> list[dict[str, Any]]:
+        batch = Batch.from_atoms(atoms_list, device=self.device, dtype=self.dtype)
+        wanted = ["energy", "forces"] + (["stress"] if "stress" in properties else [])
+        with torch.no_grad():
+            outputs = evaluate(self.model, batch, wanted)
+        host = {key: value.detach().cpu().double().numpy() for key, value in outputs.items()}
+        starts = np.concatenate([[0], np.cumsum(batch.counts)])
+        results = []
+        for b in range(batch.num_graphs):
+            atoms_slice = slice(starts[b], starts[b + 1])
+            energy = float(host["energy"][b, 0])
+            result: dict[str, Any] = {
+                "energy": energy,
+                "free_energy": energy,
+                "forces": host["forces"][atoms_slice].copy(),
+            }
+            if "energies" in host and np.all(np.isfinite(host["energies"][atoms_slice])):
+                result["energies"] = host["energies"][atoms_slice].copy()
+            if "stress" in host and atoms_list[b].cell.rank == 3 and np.all(np.isfinite(host["stress"][b])):
+                result["stress"] = full_3x3_to_voigt_6_stress(host["stress"][b])
+            results.append(result)
+        return results

@@ -1,0 +1,22 @@
+"""Batched atomistic data: :class:`Batch`, field declarations and ASE conversion."""
+
+from __future__ import annotations
+
+from nvalchemi_ase.data.batch import Batch, SystemMeta, default_device
+from nvalchemi_ase.data.convert import atoms_to_batch, batch_to_atoms
+from nvalchemi_ase.data.errors import BatchValidationError
+from nvalchemi_ase.data.fields import FIELDS, AtomCategory, Field, Kind, Scope
+
+__all__ = [
+    "FIELDS",
+    "AtomCategory",
+    "Batch",
+    "BatchValidationError",
+    "Field",
+    "Kind",
+    "Scope",
+    "SystemMeta",
+    "atoms_to_batch",
+    "batch_to_atoms",
+    "default_device",
+]

@@ -1,0 +1,299 @@
+"""``Batch``: B systems with N atoms in total, as device tensors.
+
+Per-atom fields are ``[N, ...]`` (atoms of system 0 first, then system 1, ...),
+per-system fields ``[B, ...]``; ``batch_idx[N]`` maps atoms to systems and
+``ptr[B+1]`` holds the offsets. Which fields exist and their scope is declared
+once in :mod:`nvalchemi_ase.data.fields`; conversion to and from ``ase.Atoms``
+lives beside this module in :mod:`nvalchemi_ase.data.convert`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nvalchemi_ase.data.errors import BatchValidationError
+from nvalchemi_ase.data.fields import FIELDS, Field, Kind, Scope
+
+
+@dataclass
+class SystemMeta:
+    """Host-side facts about one system that have no tensor form.
+
+    Carried unchanged through slicing and joining so that ``to_atoms`` gives
+    back what ``from_atoms`` was given.
+    """
+
+    info: dict[str, Any] = field(default_factory=dict)
+    constraints: list[Any] = field(default_factory=list)
+    """ASE constraints other than ``FixAtoms`` (which lives in ``atom_categories``)."""
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-atom arrays of the Atoms that the batch has no field for."""
+    explicit_masses: bool = False
+    """Whether the Atoms carried a ``masses`` array (else ASE's defaults were used)."""
+    explicit_momenta: bool = False
+    """Whether the Atoms carried a ``momenta`` array."""
+    fixatoms_slot: int | None = None
+    """Where ``FixAtoms`` stood among the constraints, so it comes back in place."""
+    celldisp: np.ndarray | None = None
+
+
+IndexLike = int | slice | Sequence[int] | np.ndarray | torch.Tensor
+
+
+def default_device() -> torch.device:
+    """CUDA when it is available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Batch:
+    """B atomistic systems held as tensors on one device.
+
+    Build one with :meth:`Batch.from_atoms`; get ``ase.Atoms`` back with
+    :meth:`to_atoms`. Fields are attributes (``batch.positions``); fields that
+    are not yet computed (``forces``, ``energy``, ``stress``) read as ``None``.
+
+    Parameters
+    ----------
+    counts
+        Number of atoms of each system, ``[B]`` (host integers).
+    fields
+        Tensors by field name, each with the leading dimension of its scope.
+    meta
+        Host metadata, one per system (defaults to empty).
+    extra_fields
+        Declarations of custom fields beyond :data:`~nvalchemi_ase.data.fields.FIELDS`.
+    """
+
+    def __init__(
+        self,
+        counts: Sequence[int] | np.ndarray,
+        fields: dict[str, torch.Tensor],
+        meta: list[SystemMeta] | None = None,
+        extra_fields: dict[str, Field] | None = None,
+    ) -> None:
+        counts_np = np.asarray(counts, dtype=np.int64).reshape(-1)
+        if counts_np.size == 0:
+            raise BatchValidationError("a batch needs at least one system")
+        object.__setattr__(self, "_counts", counts_np)
+        object.__setattr__(self, "_specs", {**FIELDS, **(extra_fields or {})})
+        object.__setattr__(self, "_data", {})
+        object.__setattr__(
+            self, "meta", meta if meta is not None else [SystemMeta() for _ in counts_np]
+        )
+        if len(self.meta) != counts_np.size:
+            raise BatchValidationError(f"{len(self.meta)} metadata entries for {counts_np.size} systems")
+        positions = fields["positions"]
+        device = positions.device
+        ptr = torch.zeros(counts_np.size + 1, dtype=torch.long)
+        ptr[1:] = torch.as_tensor(np.cumsum(counts_np))
+        object.__setattr__(self, "ptr", ptr.to(device))
+        object.__setattr__(
+            self,
+            "batch_idx",
+            torch.repeat_interleave(
+                torch.arange(counts_np.size, device=device), torch.as_tensor(counts_np).to(device)
+            ),
+        )
+        for name, value in fields.items():
+            setattr(self, name, value)
+        missing = [name for name, spec in self._specs.items() if spec.required and name not in self._data]
+        if missing:
+            raise BatchValidationError(f"missing required fields {missing}")
+
+    # ------------------------------------------------------------------ fields
+    def __getattr__(self, name: str) -> Any:
+        data = self.__dict__.get("_data")
+        if data is not None and name in data:
+            return data[name]
+        specs = self.__dict__.get("_specs", FIELDS)
+        if name in specs:
+            return None
+        raise AttributeError(f"'Batch' has no field or attribute '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._specs:
+            object.__setattr__(self, name, value)
+            return
+        if value is None:
+            if self._specs[name].required:
+                raise BatchValidationError("a required field cannot be removed", field=name)
+            self._data.pop(name, None)
+            return
+        self._data[name] = self._checked(name, value)
+
+    def _checked(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        spec = self._specs[name]
+        if not isinstance(value, torch.Tensor):
+            raise BatchValidationError(f"expected a torch.Tensor, got {type(value).__name__}", field=name)
+        leading = self.num_nodes if spec.scope is Scope.ATOM else self.num_graphs
+        expected = (leading, *spec.shape)
+        if tuple(value.shape) != expected:
+            raise BatchValidationError(f"shape {tuple(value.shape)}, expected {expected}", field=name)
+        if spec.kind is Kind.FLOAT and not value.is_floating_point():
+            raise BatchValidationError(f"dtype {value.dtype} is not a float type", field=name)
+        return value
+
+    def add_field(self, name: str, value: torch.Tensor, scope: Scope, kind: Kind | None = None) -> None:
+        """Declare and set a custom field (its scope decides how it is sliced and joined)."""
+        if name in FIELDS or name in self.__dict__ or hasattr(type(self), name):
+            raise BatchValidationError("the name is taken by a built-in field or attribute", field=name)
+        if kind is None:
+            kind = Kind.FLOAT if value.is_floating_point() else (Kind.BOOL if value.dtype == torch.bool else Kind.INT)
+        self._specs[name] = Field(scope, kind, tuple(value.shape[1:]), required=False)
+        setattr(self, name, value)
+
+    def field_names(self) -> list[str]:
+        """Names of the fields this batch holds now."""
+        return list(self._data)
+
+    def scope_of(self, name: str) -> Scope:
+        """The declared scope of a field."""
+        return self._specs[name].scope
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_nodes(self) -> int:
+        """Total number of atoms, N."""
+        return int(self._counts.sum())
+
+    @property
+    def num_graphs(self) -> int:
+        """Number of systems, B."""
+        return int(self._counts.size)
+
+    def __len__(self) -> int:
+        return self.num_graphs
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Atoms per system, ``[B]``, on the host (a copy)."""
+        return self._counts.copy()
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.positions.dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"Batch(num_graphs={self.num_graphs}, num_nodes={self.num_nodes}, "
+            f"device={self.device}, dtype={self.dtype}, fields={self.field_names()})"
+        )
+
+    # ------------------------------------------------------------------ moves
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
+        """A copy on ``device`` with float fields in ``dtype`` (either may be None: unchanged)."""
+        if dtype is not None and not dtype.is_floating_point:
+            raise BatchValidationError(f"dtype must be a float type, got {dtype}")
+        fields = {}
+        for name, value in self._data.items():
+            cast = dtype if (dtype is not None and self._specs[name].kind is Kind.FLOAT) else None
+            fields[name] = value.to(device=device, dtype=cast, copy=True)
+        return self._rebuilt(self._counts, fields, copy.deepcopy(self.meta))
+
+    def clone(self) -> Batch:
+        """A deep copy (tensors and metadata)."""
+        return self.to()
+
+    def _rebuilt(self, counts: np.ndarray, fields: dict[str, torch.Tensor], meta: list[SystemMeta]) -> Batch:
+        extra = {name: spec for name, spec in self._specs.items() if name not in FIELDS}
+        return Batch(counts, fields, meta, extra_fields=extra)
+
+    # ------------------------------------------------------------------ slicing
+    def _system_indices(self, index: IndexLike) -> np.ndarray:
+        if isinstance(index, torch.Tensor):
+            index = index.detach().cpu().numpy()
+        if isinstance(index, slice):
+            return np.arange(self.num_graphs)[index]
+        array = np.asarray(index)
+        if array.dtype == bool:
+            if array.shape != (self.num_graphs,):
+                raise IndexError(f"boolean index of shape {array.shape} for {self.num_graphs} systems")
+            return np.flatnonzero(array)
+        if array.dtype.kind not in "iu":
+            raise IndexError(f"system index must be integers or booleans, got dtype {array.dtype}")
+        array = array.reshape(-1).astype(np.int64)
+        if array.size and (array.max() >= self.num_graphs or array.min() < -self.num_graphs):
+            raise IndexError(f"system index out of range for {self.num_graphs} systems")
+        return np.where(array < 0, array + self.num_graphs, array)
+
+    def atom_indices(self, systems: np.ndarray) -> torch.Tensor:
+        """Indices of the atoms of ``systems`` (in that order), on the batch's device."""
+        starts = np.cumsum(self._counts) - self._counts
+        counts = self._counts[systems]
+        new_starts = np.cumsum(counts) - counts
+        flat = np.repeat(starts[systems] - new_starts, counts) + np.arange(int(counts.sum()))
+        return torch.as_tensor(flat, dtype=torch.long, device=self.device)
+
+    def index_select(self, index: IndexLike) -> Batch:
+        """A new batch of the selected systems, in the order given.
+
+        ``index`` may be an int, a slice, a list or array of ints, or a boolean mask
+        over systems (numpy or torch). An empty selection raises ``IndexError``.
+        """
+        systems = self._system_indices(index)
+        if systems.size == 0:
+            raise IndexError("empty selection: a batch needs at least one system")
+        atoms = self.atom_indices(systems)
+        rows = torch.as_tensor(systems, dtype=torch.long, device=self.device)
+        fields = {
+            name: value.index_select(0, atoms if self._specs[name].scope is Scope.ATOM else rows)
+            for name, value in self._data.items()
+        }
+        meta = [copy.deepcopy(self.meta[s]) for s in systems]
+        return self._rebuilt(self._counts[systems], fields, meta)
+
+    def __getitem__(self, index: IndexLike) -> Batch:
+        return self.index_select(index)
+
+    @classmethod
+    def cat(cls, batches: Sequence[Batch]) -> Batch:
+        """Join batches system after system (same device and float dtype).
+
+        Optional fields (``forces``, ``energy``, ``stress``, custom fields) are kept
+        only when every batch has them.
+        """
+        if not batches:
+            raise BatchValidationError("nothing to concatenate")
+        first = batches[0]
+        for k, other in enumerate(batches[1:], start=1):
+            if other.device != first.device or other.dtype != first.dtype:
+                raise BatchValidationError(
+                    f"batch {k} is on {other.device}/{other.dtype}, batch 0 on {first.device}/{first.dtype}"
+                )
+        names = [n for n in first.field_names() if all(n in b._data for b in batches)]
+        fields = {n: torch.cat([b._data[n] for b in batches], dim=0) for n in names}
+        counts = np.concatenate([b._counts for b in batches])
+        meta = [copy.deepcopy(m) for b in batches for m in b.meta]
+        return first._rebuilt(counts, fields, meta)
+
+    # ------------------------------------------------------------------ ASE
+    @classmethod
+    def from_atoms(
+        cls,
+        atoms: Any,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Batch:
+        """Build a batch from one ``ase.Atoms`` or a list of them.
+
+        See :func:`nvalchemi_ase.data.convert.atoms_to_batch`.
+        """
+        from nvalchemi_ase.data.convert import atoms_to_batch
+
+        return atoms_to_batch(atoms, device=device, dtype=dtype)
+
+    def to_atoms(self) -> list[Any]:
+        """The systems as a list of ``ase.Atoms``; see :func:`~nvalchemi_ase.data.convert.batch_to_atoms`."""
+        from nvalchemi_ase.data.convert import batch_to_atoms
+
+        return batch_to_atoms(self)

@@ -1,0 +1,87 @@
+"""The model protocol: a batch in, energy, forces and (optionally) stress out.
+
+A model maps a :class:`~nvalchemi_ase.data.Batch` to a dict with
+``energy[B, 1]`` (eV), ``forces[N, 3]`` (eV/Å) and, when asked for and
+supported, ``stress[B, 3, 3]`` (eV/Å³, ASE's sign: positive is tensile; NaN
+for systems whose cell does not span 3D) and ``energies[N]`` (per atom). It
+declares ``cutoff`` (Å; 0 when it needs no neighbour list) and
+``implemented_properties``. The engine only reads what a model returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from nvalchemi_ase.data import Batch
+
+DEFAULT_PROPERTIES: tuple[str, ...] = ("energy", "forces")
+
+
+class ModelOutputError(RuntimeError):
+    """A model returned something the engine cannot use (missing forces, wrong shapes)."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the engine needs from a model."""
+
+    cutoff: float
+    implemented_properties: tuple[str, ...]
+
+    def __call__(
+        self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
+    ) -> dict[str, torch.Tensor]: ...
+
+
+class BatchedModel(torch.nn.Module):
+    """Base class for our models: a ``torch.nn.Module`` following :class:`Model`.
+
+    Subclasses set ``cutoff`` and ``implemented_properties`` and implement
+    ``forward(batch, properties)``; ``todict()`` gives their parameters (JSON types).
+    """
+
+    cutoff: float = 0.0
+    implemented_properties: tuple[str, ...] = ("energy", "forces")
+
+    def forward(self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def todict(self) -> dict[str, Any]:
+        """Constructor parameters, JSON-serialisable."""
+        return {}
+
+
+def volumes(cell: torch.Tensor) -> torch.Tensor:
+    """``[B]`` cell volumes ``|det(cell)|``, Å³ (0 for cells that do not span 3D)."""
+    return torch.linalg.det(cell).abs()
+
+
+def evaluate(model: Model, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+    """Call ``model`` and check what it returned (shapes only: no host sync).
+
+    Raises
+    ------
+    ModelOutputError
+        When a requested energy or forces is missing, or any output has the wrong
+        shape, naming the model and the field.
+    """
+    outputs = model(batch, properties)
+    expected = {
+        "energy": (batch.num_graphs, 1),
+        "forces": (batch.num_nodes, 3),
+        "stress": (batch.num_graphs, 3, 3),
+        "energies": (batch.num_nodes,),
+    }
+    name = type(model).__name__
+    for key in ("energy", "forces"):
+        if key in properties and key not in outputs:
+            raise ModelOutputError(f"model {name} did not return '{key}' (it returned {sorted(outputs)})")
+    for key, shape in expected.items():
+        if key in outputs and tuple(outputs[key].shape) != shape:
+            raise ModelOutputError(
+                f"model {name} returned '{key}' of shape {tuple(outputs[key].shape)}, expected {shape}"
+            )
+    return outputs

@@ -1,0 +1,75 @@
+"""Shared machinery of pair potentials: neighbours, per-pair terms, sums per atom and system.
+
+A pair potential supplies ``pair_terms(r2)``: the pair energy ``u`` and the
+scalar ``du = (du/dr) / r``, so that the pair force on atom i from j is
+``f_ij = du * d_ij`` with ``d_ij = r_j - r_i`` (the convention of
+``ase.calculators.lj``). From those, over a full (both-ways) pair list:
+
+* per-atom energy ``E_i = 1/2 Σ_j u_ij``, system energy ``E = Σ_i E_i``;
+* force ``F_i = Σ_j f_ij``;
+* stress ``σ = 1/(2V) Σ_ij f_ij ⊗ d_ij`` (eV/Å³, positive is tensile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
+from nvalchemi_ase.neighbors import NeighborList
+from nvalchemi_ase.ops import segment_sum
+
+
+class PairPotential(BatchedModel):
+    """A pair potential over a batched neighbour list with a Verlet skin.
+
+    Parameters
+    ----------
+    cutoff
+        Å, pairs farther apart do not interact.
+    skin
+        Å, the neighbour list's reuse margin (see :class:`~nvalchemi_ase.neighbors.NeighborList`).
+    max_neighbors
+        Room per atom in the neighbour list (``None``: sized automatically).
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
+
+    def __init__(self, cutoff: float, skin: float = 0.5, max_neighbors: int | None = None) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.neighbor_list = NeighborList(self.cutoff, skin=skin, max_neighbors=max_neighbors)
+
+    def pair_terms(self, r2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair energy ``u`` and ``du = (du/dr)/r`` at squared distances ``r2`` (all inside the cutoff)."""
+        raise NotImplementedError
+
+    def forward(self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+        neighbors = self.neighbor_list.update(batch)
+        positions = batch.positions.detach()
+        vectors = neighbors.vectors(positions, batch.cell, batch.batch_idx)
+        r2 = vectors.square().sum(dim=1)
+        inside = neighbors.mask & (r2 <= self.cutoff**2)
+        u, du = self.pair_terms(torch.where(inside, r2, torch.ones_like(r2)))
+        u = torch.where(inside, u, torch.zeros_like(u))
+        pair_forces = torch.where(inside, du, torch.zeros_like(du)).unsqueeze(1) * vectors
+
+        n, b = batch.num_nodes, batch.num_graphs
+        energies = segment_sum(0.5 * u, neighbors.i, n)
+        energy = segment_sum(energies, batch.batch_idx, b).unsqueeze(1)
+        forces = segment_sum(pair_forces, neighbors.i, n)
+        poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
+        outputs = {
+            "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy),
+            "forces": torch.where(poisoned[batch.batch_idx].unsqueeze(1), torch.nan, forces),
+            "energies": energies,
+        }
+        if "stress" in properties:
+            pair_virial = 0.5 * pair_forces.unsqueeze(2) * vectors.unsqueeze(1)
+            virial = segment_sum(pair_virial, batch.batch_idx[neighbors.i], b)
+            volume = volumes(batch.cell).view(-1, 1, 1)
+            stress = torch.where(volume > 0, virial / volume, torch.nan)
+            outputs["stress"] = torch.where(poisoned.view(-1, 1, 1), torch.nan, stress)
+        return outputs

@@ -1,0 +1,53 @@
+"""Quiet import of ``nvalchemiops`` (NVIDIA's batched neighbour lists, on warp).
+
+On a machine without a CUDA driver, warp's native library prints a warning to
+the process's stdout when it initialises. That line is noise for our users (a
+CPU run is a supported configuration), so we initialise warp once with the
+file descriptors pointed at /dev/null when torch sees no CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+
+@contextlib.contextmanager
+def _silenced_fds() -> Iterator[None]:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+@functools.cache
+def ops_neighbor_list() -> Callable[..., Any]:
+    """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
+    import warp
+
+    if torch.cuda.is_available():
+        warp.init()
+    else:
+        try:
+            with _silenced_fds():
+                warp.init()
+        except OSError:  # no usable file descriptors (embedded interpreters): accept the noise
+            warp.init()
+    from nvalchemiops.torch.neighbors import neighbor_list
+
+    return neighbor_list

@@ -1,0 +1,286 @@
+"""Batched neighbour lists in matscipy's ``ijS`` convention, with a Verlet skin.
+
+The pair vector of pair ``e`` is
+``positions[j[e]] - positions[i[e]] + shifts[e] @ cell[system of i[e]]``.
+No pair crosses systems and no atom is its own neighbour without a shift.
+Pairs are found by ``nvalchemiops``' batched O(N) cell list on the batch's
+device; this module hides the library and keeps the skin bookkeeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.neighbors._backend import ops_neighbor_list
+from nvalchemi_ase.neighbors.geometry import search_geometry
+from nvalchemi_ase.neighbors.skin import moved_beyond_skin
+from nvalchemi_ase.ops import segment_max
+
+_CAPACITY_MARGIN = 1.3
+"""Room left per atom above the largest neighbour count seen, for density fluctuations."""
+_CAPACITY_SLACK = 16
+_FIRST_GUESS = 128
+
+
+class NeighborCapacityError(RuntimeError):
+    """An atom had more neighbours than the list had room for (CUDA runs; CPU runs grow the list)."""
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    """Candidate pairs of a batch, padded to a fixed number per atom.
+
+    Entries where ``mask`` is False are padding (``j == i`` and zero shifts),
+    so every index is valid and shapes never depend on the data. Use
+    :meth:`compact` for the plain pair list.
+
+    Attributes
+    ----------
+    i, j
+        ``[E]`` long, atom indices into the batch.
+    shifts
+        ``[E, 3]`` long, integer cell shifts (``ijS`` convention).
+    mask
+        ``[E]`` bool, real pairs.
+    cutoff
+        Å, the radius the pairs were searched to (a model's cutoff plus the skin).
+    overflow
+        ``[B]`` bool, systems with an atom that had more neighbours than the
+        padding holds (their pair set is incomplete).
+    """
+
+    i: torch.Tensor
+    j: torch.Tensor
+    shifts: torch.Tensor
+    mask: torch.Tensor
+    cutoff: float
+    overflow: torch.Tensor
+
+    def vectors(self, positions: torch.Tensor, cell: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
+        """Pair vectors ``[E, 3]`` from atom i to the image of atom j, Å."""
+        image = torch.einsum("ek,ekd->ed", self.shifts.to(positions.dtype), cell[batch_idx[self.i]])
+        return positions[self.j] - positions[self.i] + image
+
+    def compact(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(i, j, S)`` of the real pairs only (syncs with the host to size them)."""
+        keep = self.mask.nonzero().squeeze(1)
+        return self.i[keep], self.j[keep], self.shifts[keep]
+
+
+class NeighborList:
+    """A reusable batched neighbour list with a Verlet skin.
+
+    ``update(batch)`` returns the pairs within ``cutoff + skin``. Between calls
+    it rebuilds only the systems in which an atom moved more than ``skin / 2``
+    (or whose cell changed); the others keep their pairs. A change of batch
+    structure (atom counts, pbc, device, dtype) rebuilds everything.
+
+    Parameters
+    ----------
+    cutoff
+        Å, the interaction cutoff the pairs must cover.
+    skin
+        Å, extra search radius that lets a list be reused while atoms move.
+    max_neighbors
+        Room per atom. ``None`` sizes it from the first build and grows it when
+        an atom outgrows it.
+    sync_check
+        Whether every update checks the room on the host (one device→host
+        sync) and grows the list at once. ``None`` means on CPU (where the check
+        costs nothing) but not on CUDA: there an overflow marks the affected
+        systems in ``Neighbors.overflow`` at once and raises
+        :class:`NeighborCapacityError` at the next update.
+    """
+
+    def __init__(
+        self,
+        cutoff: float,
+        skin: float = 0.0,
+        max_neighbors: int | None = None,
+        sync_check: bool | None = None,
+    ) -> None:
+        if not cutoff > 0.0:
+            raise ValueError(f"cutoff must be positive, got {cutoff}")
+        if not skin >= 0.0:
+            raise ValueError(f"skin must be non-negative, got {skin}")
+        if max_neighbors is not None and max_neighbors < 1:
+            raise ValueError(f"max_neighbors must be at least 1, got {max_neighbors}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.user_max_neighbors = max_neighbors
+        self.sync_check = sync_check
+        self.rebuilds = 0
+        """Number of system rebuilds so far (counted only when ``sync_check`` is on)."""
+        self._key: tuple | None = None
+        self._pending_overflow: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+
+    @property
+    def search_radius(self) -> float:
+        return self.cutoff + self.skin
+
+    def reset(self) -> None:
+        """Forget the last build: the next update rebuilds every system."""
+        self._key = None
+        self._pending_overflow = None
+
+    def needs_rebuild(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` bool: systems whose list is stale (all of them after a structure change)."""
+        if self._key != self._structure_key(batch):
+            return torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device)
+        return moved_beyond_skin(
+            batch.positions, self._positions, batch.cell, self._cell, batch.batch_idx, self.skin
+        )
+
+    def update(self, batch: Batch) -> Neighbors:
+        """Pairs within ``cutoff + skin`` for the batch as it is now."""
+        with torch.no_grad():
+            self._raise_pending_overflow()
+            if self._key != self._structure_key(batch):
+                self._first_build(batch)
+            else:
+                self._build(batch, self.needs_rebuild(batch))
+            overflow = self._check_capacity(batch)
+            return self._neighbors(batch, overflow)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _structure_key(batch: Batch) -> tuple:
+        return (tuple(batch.counts.tolist()), batch.device, batch.dtype, batch.pbc.cpu().numpy().tobytes())
+
+    def _sync(self, batch: Batch) -> bool:
+        return self.sync_check if self.sync_check is not None else batch.device.type == "cpu"
+
+    def _allocate(self, batch: Batch, capacity: int) -> None:
+        n = batch.num_nodes
+        device = batch.device
+        self._capacity = capacity
+        self._matrix = torch.full((n, capacity), n, dtype=torch.int32, device=device)
+        self._shifts = torch.zeros((n, capacity, 3), dtype=torch.int32, device=device)
+        self._counts = torch.zeros(n, dtype=torch.int32, device=device)
+        self._positions = batch.positions.detach().clone()
+        self._cell = batch.cell.detach().clone()
+        self._batch_idx32 = batch.batch_idx.to(torch.int32)
+        self._ptr32 = batch.ptr.to(torch.int32)
+
+    def _first_build(self, batch: Batch) -> None:
+        """Build everything; size the room from what was found (setup: syncs once)."""
+        capacity = self.user_max_neighbors or _FIRST_GUESS
+        while True:
+            self._allocate(batch, capacity)
+            self._build(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
+            largest = int(self._counts.max())
+            if largest <= capacity:
+                break
+            capacity = self._grown(largest)
+        if self.user_max_neighbors is None:
+            self._shrink_to(self._grown(largest))
+        self._key = self._structure_key(batch)
+
+    @staticmethod
+    def _grown(largest: int) -> int:
+        return int(largest * _CAPACITY_MARGIN) + _CAPACITY_SLACK
+
+    def _shrink_to(self, capacity: int) -> None:
+        if capacity < self._capacity:
+            self._matrix = self._matrix[:, :capacity].contiguous()
+            self._shifts = self._shifts[:, :capacity].contiguous()
+            self._capacity = capacity
+
+    def _build(self, batch: Batch, flags: torch.Tensor) -> None:
+        positions, cell = search_geometry(
+            batch.positions.detach(), batch.cell, batch.pbc, batch.batch_idx, padding=self.search_radius
+        )
+        ops_neighbor_list()(
+            positions,
+            self.search_radius,
+            cell=cell,
+            pbc=batch.pbc,
+            batch_idx=self._batch_idx32,
+            batch_ptr=self._ptr32,
+            method="batch_cell_list",
+            neighbor_matrix=self._matrix,
+            neighbor_matrix_shifts=self._shifts,
+            num_neighbors=self._counts,
+            rebuild_flags=flags,
+        )
+        atom_flags = flags[batch.batch_idx].unsqueeze(1)
+        self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
+        self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
+        if self._sync(batch):
+            self.rebuilds += int(flags.sum())
+
+    def _check_capacity(self, batch: Batch) -> torch.Tensor:
+        atom_overflow = self._counts > self._capacity
+        if self._sync(batch):
+            largest = int(self._counts.max())
+            if largest > self._capacity:
+                self._allocate(batch, self._grown(largest))
+                self._build(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
+                atom_overflow = self._counts > self._capacity
+        else:
+            self._defer_overflow_check(atom_overflow.any().view(1))
+        return segment_max(atom_overflow, batch.batch_idx, batch.num_graphs)
+
+    def _defer_overflow_check(self, flag: torch.Tensor) -> None:
+        """Copy the overflow flag to the host without waiting; it is read at a later update."""
+        if not flag.is_cuda:
+            self._pending_overflow = (flag, None)
+            return
+        if getattr(self, "_host_flag", None) is None:
+            self._host_flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)
+        self._host_flag.copy_(flag, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._pending_overflow = (self._host_flag, event)
+
+    def _raise_pending_overflow(self) -> None:
+        if self._pending_overflow is None:
+            return
+        flag, event = self._pending_overflow
+        if event is not None and not event.query():
+            return  # the copy has not landed yet: look again at the next update
+        self._pending_overflow = None
+        if bool(flag):
+            self._key = None
+            raise NeighborCapacityError(
+                f"an atom had more than {self._capacity} neighbours within {self.search_radius} Å; "
+                "the last results of the systems flagged in Neighbors.overflow are incomplete. "
+                "Pass a larger max_neighbors (or sync_check=True to grow it automatically)."
+            )
+
+    def _neighbors(self, batch: Batch, overflow: torch.Tensor) -> Neighbors:
+        n, capacity = self._matrix.shape
+        device = batch.device
+        mask = (torch.arange(capacity, device=device).unsqueeze(0) < self._counts.unsqueeze(1)).reshape(-1)
+        i = torch.arange(n, device=device).repeat_interleave(capacity)
+        j = torch.where(mask, self._matrix.reshape(-1).long(), i)
+        shifts = self._shifts.reshape(-1, 3).long() * mask.unsqueeze(1)
+        return Neighbors(i=i, j=j, shifts=shifts, mask=mask, cutoff=self.search_radius, overflow=overflow)
+
+
+def neighbor_list(batch: Batch, cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All pairs within ``cutoff`` as ``(i, j, S)`` (matscipy's ``ijS`` convention).
+
+    Parameters
+    ----------
+    batch
+        The systems; pairs never cross systems.
+    cutoff
+        Å.
+
+    Returns
+    -------
+    i, j
+        ``[E]`` long atom indices into the batch.
+    S
+        ``[E, 3]`` long integer cell shifts: the pair vector is
+        ``positions[j] - positions[i] + S @ cell[batch_idx[i]]``.
+    """
+    neighbors = NeighborList(cutoff, skin=0.0, sync_check=True).update(batch)
+    i, j, shifts = neighbors.compact()
+    vectors = neighbors.vectors(batch.positions, batch.cell, batch.batch_idx)[neighbors.mask]
+    inside = vectors.square().sum(dim=1) < cutoff**2
+    return i[inside], j[inside], shifts[inside]

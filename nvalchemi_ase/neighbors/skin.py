@@ -1,0 +1,43 @@
+"""The Verlet-skin test: which systems need their neighbour list rebuilt."""
+
+from __future__ import annotations
+
+import torch
+
+from nvalchemi_ase.ops import segment_max
+
+
+def moved_beyond_skin(
+    positions: torch.Tensor,
+    reference_positions: torch.Tensor,
+    cell: torch.Tensor,
+    reference_cell: torch.Tensor,
+    batch_idx: torch.Tensor,
+    skin: float,
+) -> torch.Tensor:
+    """Per system, whether an atom moved more than ``skin / 2`` or the cell changed since the last build.
+
+    A list built out to ``cutoff + skin`` still holds every pair within
+    ``cutoff`` while no atom has moved more than ``skin / 2``. The displacement
+    is the plain one (not the minimum image), so an atom wrapped back into the
+    cell counts as moved and its shifts are rebuilt.
+
+    Parameters
+    ----------
+    positions, reference_positions
+        ``[N, 3]`` now and at the last build, Å.
+    cell, reference_cell
+        ``[B, 3, 3]`` now and at the last build.
+    batch_idx
+        ``[N]`` system of each atom.
+    skin
+        Å.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B]`` bool, on the device of ``positions`` (no host sync).
+    """
+    displacement_sq = (positions - reference_positions).square().sum(dim=1)
+    moved = segment_max(displacement_sq, batch_idx, cell.shape[0]) > (0.5 * skin) ** 2
+    return moved | (cell != reference_cell).flatten(1).any(dim=1)

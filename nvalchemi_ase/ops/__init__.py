@@ -1,0 +1,7 @@
+"""Pure tensor functions (torch only): segment reductions over systems, and later the integrators."""
+
+from __future__ import annotations
+
+from nvalchemi_ase.ops.segment import segment_max, segment_min, segment_sum
+
+__all__ = ["segment_max", "segment_min", "segment_sum"]

@@ -1,0 +1,32 @@
+"""Reductions of per-atom (or per-pair) values into per-system (or per-atom) rows.
+
+No Python loop over segments and no host sync: everything is one scatter.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Sum rows of ``values[M, ...]`` into ``[num_segments, ...]`` by ``index[M]``."""
+    out = values.new_zeros((num_segments, *values.shape[1:]))
+    return out.index_add_(0, index, values)
+
+
+def segment_max(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Maximum of ``values[M, ...]`` per segment along dim 0; empty segments give the dtype's lowest value."""
+    if values.dtype == torch.bool:
+        return segment_max(values.to(torch.int8), index, num_segments).to(torch.bool)
+    lowest = torch.finfo(values.dtype).min if values.is_floating_point() else torch.iinfo(values.dtype).min
+    out = torch.full((num_segments, *values.shape[1:]), lowest, dtype=values.dtype, device=values.device)
+    expanded = index.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    return out.scatter_reduce_(0, expanded, values, reduce="amax", include_self=True)
+
+
+def segment_min(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Minimum of ``values[M, ...]`` per segment along dim 0; empty segments give the dtype's largest value."""
+    highest = torch.finfo(values.dtype).max if values.is_floating_point() else torch.iinfo(values.dtype).max
+    out = torch.full((num_segments, *values.shape[1:]), highest, dtype=values.dtype, device=values.device)
+    expanded = index.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    return out.scatter_reduce_(0, expanded, values, reduce="amin", include_self=True)

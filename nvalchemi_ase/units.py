@@ -1,0 +1,29 @@
+"""Units: ASE's, re-exported; the only place unit conversions live.
+
+Inside the package everything is in ASE units: Å, eV, amu, K and ASE's time unit
+(``fs`` ≈ 0.09823, so one internal time unit ≈ 10.18 fs). Velocities are in Å per
+internal time unit; stresses in eV/Å³ with ASE's sign (positive = tensile).
+"""
+
+from __future__ import annotations
+
+from ase import units as _ase_units
+
+fs: float = _ase_units.fs
+"""One femtosecond in ASE's internal time unit."""
+
+kB: float = _ase_units.kB
+"""Boltzmann's constant in eV/K."""
+
+GPa: float = _ase_units.GPa
+"""One GPa in eV/Å³."""
+
+
+def fs_to_internal(dt_fs: float) -> float:
+    """Convert a time in femtoseconds to ASE's internal time unit."""
+    return dt_fs * fs
+
+
+def internal_to_fs(time: float) -> float:
+    """Convert a time in ASE's internal unit to femtoseconds."""
+    return time / fs
