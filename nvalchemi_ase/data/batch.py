@@ -215,6 +215,8 @@ class Batch:
         if isinstance(index, slice):
             return np.arange(self.num_graphs)[index]
         array = np.asarray(index)
+        if array.size == 0:
+            return np.zeros(0, dtype=np.int64)
         if array.dtype == bool:
             if array.shape != (self.num_graphs,):
                 raise IndexError(f"boolean index of shape {array.shape} for {self.num_graphs} systems")

@@ -1,0 +1,134 @@
+"""Batch: fields and shapes, slicing and joining, device and dtype moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nvalchemi_ase.data import AtomCategory, Batch, BatchValidationError, Scope
+from tests.structures import ragged_systems
+
+
+@pytest.fixture
+def systems():
+    return ragged_systems()
+
+
+@pytest.fixture
+def batch(systems):
+    return Batch.from_atoms(systems, device="cpu")
+
+
+def test_fields_have_declared_shapes(systems, batch):
+    n = sum(len(a) for a in systems)
+    b = len(systems)
+    assert batch.num_nodes == n and batch.num_graphs == b and len(batch) == b
+    assert batch.positions.shape == (n, 3) and batch.velocities.shape == (n, 3)
+    assert batch.masses.shape == (n,) and batch.atomic_numbers.shape == (n,)
+    assert batch.atom_categories.shape == (n,) and batch.batch_idx.shape == (n,)
+    assert batch.cell.shape == (b, 3, 3) and batch.pbc.shape == (b, 3)
+    assert batch.status.shape == (b,) and batch.system_id.tolist() == list(range(b))
+    assert batch.ptr.tolist() == [0, *np.cumsum([len(a) for a in systems]).tolist()]
+    assert batch.dtype == torch.float64 and batch.atomic_numbers.dtype == torch.long
+    assert batch.forces is None and batch.energy is None and batch.stress is None
+
+
+def test_batch_idx_maps_atoms_to_their_system(systems, batch):
+    expected = np.repeat(np.arange(len(systems)), [len(a) for a in systems])
+    assert batch.batch_idx.tolist() == expected.tolist()
+    for b, atoms in enumerate(systems):
+        rows = batch.positions[batch.batch_idx == b].numpy()
+        np.testing.assert_array_equal(rows, atoms.positions)
+
+
+def test_default_device_and_dtype(systems):
+    batch = Batch.from_atoms(systems)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert batch.device.type == expected and batch.dtype == torch.float64
+
+
+def test_index_select_keeps_order_and_metadata(systems, batch):
+    picked = batch.index_select([3, 0, 5])
+    assert picked.num_graphs == 3
+    assert picked.counts.tolist() == [len(systems[3]), len(systems[0]), len(systems[5])]
+    back = picked.to_atoms()
+    for got, want in zip(back, [systems[3], systems[0], systems[5]], strict=True):
+        np.testing.assert_array_equal(got.positions, want.positions)
+        np.testing.assert_array_equal(got.cell.array, want.cell.array)
+    assert picked.system_id.tolist() == [3, 0, 5]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [slice(1, 4), np.array([False, True, True, True, False, False]), torch.tensor([1, 2, 3]), [-5, -4, -3]],
+)
+def test_index_select_accepts_slices_masks_tensors_and_negatives(batch, index):
+    assert batch.index_select(index).system_id.tolist() == [1, 2, 3]
+
+
+def test_index_select_rejects_empty_and_out_of_range(batch):
+    with pytest.raises(IndexError, match="empty"):
+        batch.index_select([])
+    with pytest.raises(IndexError, match="out of range"):
+        batch.index_select([6])
+    with pytest.raises(IndexError, match="integers or booleans"):
+        batch.index_select(np.array([0.5]))
+
+
+def test_cat_joins_and_keeps_common_optional_fields(batch):
+    left, right = batch.index_select([0, 1]), batch.index_select([2, 3, 4, 5])
+    left.forces = torch.ones(left.num_nodes, 3, dtype=torch.float64)
+    right.forces = torch.full((right.num_nodes, 3), 2.0, dtype=torch.float64)
+    left.energy = torch.zeros(2, 1, dtype=torch.float64)  # only one side: dropped
+    joined = Batch.cat([left, right])
+    assert joined.system_id.tolist() == batch.system_id.tolist()
+    torch.testing.assert_close(joined.positions, batch.positions, rtol=0, atol=0)
+    torch.testing.assert_close(joined.batch_idx, batch.batch_idx, rtol=0, atol=0)
+    assert joined.forces[: left.num_nodes].eq(1.0).all() and joined.forces[left.num_nodes :].eq(2.0).all()
+    assert joined.energy is None
+
+
+def test_cat_rejects_mixed_dtypes(batch):
+    with pytest.raises(BatchValidationError, match="float32"):
+        Batch.cat([batch, batch.to(dtype=torch.float32)])
+
+
+def test_to_casts_floats_only_and_copies(batch):
+    single = batch.to(dtype=torch.float32)
+    assert single.positions.dtype == torch.float32 and single.masses.dtype == torch.float32
+    assert single.atomic_numbers.dtype == torch.long and single.pbc.dtype == torch.bool
+    single.positions.add_(1.0)
+    assert not torch.equal(single.positions.double(), batch.positions)
+    with pytest.raises(BatchValidationError, match="float type"):
+        batch.to(dtype=torch.int32)
+
+
+def test_custom_field_is_sliced_by_its_scope(batch):
+    batch.add_field("charges", torch.arange(batch.num_nodes, dtype=torch.float64), Scope.ATOM)
+    batch.add_field("temperature", torch.arange(batch.num_graphs, dtype=torch.float64), Scope.SYSTEM)
+    picked = batch.index_select([2])
+    start = int(batch.ptr[2])
+    assert picked.charges.tolist() == list(range(start, start + picked.num_nodes))
+    assert picked.temperature.tolist() == [2.0]
+    with pytest.raises(BatchValidationError, match="taken"):
+        batch.add_field("positions", batch.positions, Scope.ATOM)
+
+
+def test_setting_a_field_checks_its_shape(batch):
+    with pytest.raises(BatchValidationError, match="field 'forces'.*expected"):
+        batch.forces = torch.zeros(batch.num_nodes + 1, 3, dtype=torch.float64)
+    with pytest.raises(BatchValidationError, match="field 'energy'"):
+        batch.energy = torch.zeros(batch.num_graphs, dtype=torch.float64)
+    with pytest.raises(BatchValidationError, match="required"):
+        batch.positions = None
+
+
+def test_frozen_category_value(batch):
+    assert AtomCategory.FROZEN == -1 and AtomCategory.NORMAL == 0
+    assert (batch.atom_categories == AtomCategory.NORMAL).all()
+
+
+def test_unknown_attribute_raises(batch):
+    with pytest.raises(AttributeError, match="no field"):
+        _ = batch.not_a_field

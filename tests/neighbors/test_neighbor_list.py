@@ -1,0 +1,166 @@
+"""Batched neighbour lists: the same (i, j, S) as matscipy; the skin rebuilds only what moved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.neighbors import NeighborCapacityError, NeighborList, moved_beyond_skin, neighbor_list
+from tests.neighbors.reference import pairs_of_system, reference_pairs
+from tests.structures import random_cells, ragged_systems
+
+
+def _assert_same_pairs_as_matscipy(systems: list[Atoms], cutoff: float) -> None:
+    batch = Batch.from_atoms(systems, device="cpu")
+    i, j, shifts = (t.numpy() for t in neighbor_list(batch, cutoff))
+    ptr = batch.ptr.tolist()
+    for b, atoms in enumerate(systems):
+        ours = pairs_of_system(i, j, shifts, ptr[b], ptr[b + 1])
+        assert ours == reference_pairs(atoms, cutoff), f"system {b} (pbc={atoms.pbc.tolist()})"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_triclinic_cells_and_pbc_match_matscipy(seed):
+    _assert_same_pairs_as_matscipy(random_cells(12, seed=seed), cutoff=3.0 + seed)
+
+
+def test_ragged_batch_matches_matscipy():
+    _assert_same_pairs_as_matscipy(ragged_systems(), cutoff=8.5)
+
+
+def test_cells_far_below_the_cutoff_give_many_images():
+    tiny = Atoms("H", cell=[[1.0, 0, 0], [0.4, 0.9, 0], [0.1, 0.3, 1.1]], pbc=True)
+    batch = Batch.from_atoms(tiny, device="cpu")
+    i, j, shifts = neighbor_list(batch, 4.0)
+    assert len(i) > 200  # every image within 4 Å of a 1 Å cell
+    assert (shifts.abs().sum(dim=1) > 0).all()  # the atom sees itself only through a shift
+    _assert_same_pairs_as_matscipy([tiny], 4.0)
+
+
+def test_wires_slabs_and_molecules():
+    wire = Atoms("H3", positions=[[0, 0, 0], [0.9, 0.5, 0.0], [1.5, -0.5, 0.3]], cell=[[2.1, 0, 0], [0, 0, 0], [0, 0, 0]], pbc=[1, 0, 0])
+    slab = Atoms("H4", positions=np.random.default_rng(0).random((4, 3)) * 3, cell=[[3.0, 0, 0], [1.0, 3.0, 0], [0, 0, 0]], pbc=[1, 1, 0])
+    far = Atoms("H2", positions=[[1000.0, -500.0, 20.0], [1001.0, -500.0, 20.0]])  # molecule far from the origin
+    _assert_same_pairs_as_matscipy([wire, slab, far], 2.5)
+
+
+def test_no_cross_system_pairs_and_no_self_pair_without_shift():
+    systems = ragged_systems()
+    batch = Batch.from_atoms(systems, device="cpu")
+    i, j, shifts = neighbor_list(batch, 8.5)
+    assert torch.equal(batch.batch_idx[i], batch.batch_idx[j])
+    assert not ((i == j) & (shifts.abs().sum(dim=1) == 0)).any()
+
+
+def test_pair_vectors_follow_the_ijs_convention():
+    systems = random_cells(6, seed=9)
+    batch = Batch.from_atoms(systems, device="cpu")
+    neighbors = NeighborList(3.5).update(batch)
+    vectors = neighbors.vectors(batch.positions, batch.cell, batch.batch_idx)[neighbors.mask]
+    i, j, shifts = neighbors.compact()
+    expected = batch.positions[j] - batch.positions[i] + torch.einsum("ek,ekd->ed", shifts.double(), batch.cell[batch.batch_idx[i]])
+    torch.testing.assert_close(vectors, expected, rtol=0, atol=1e-12)
+    assert vectors.norm(dim=1).max() < 3.5
+
+
+# ---------------------------------------------------------------- skin
+
+
+def test_moved_beyond_skin_flags_only_systems_that_moved_far():
+    batch = Batch.from_atoms(ragged_systems(), device="cpu")
+    reference = batch.positions.clone()
+    moved = batch.positions.clone()
+    moved[batch.ptr[1]] += torch.tensor([0.26, 0.0, 0.0], dtype=torch.float64)  # > skin/2 in system 1
+    moved[batch.ptr[3]] += torch.tensor([0.0, 0.24, 0.0], dtype=torch.float64)  # < skin/2 in system 3
+    cell = batch.cell.clone()
+    cell_changed = cell.clone()
+    cell_changed[4, 0, 0] += 1e-9  # any cell change needs a rebuild
+    flags = moved_beyond_skin(moved, reference, cell_changed, cell, batch.batch_idx, skin=0.5)
+    assert flags.tolist() == [False, True, False, False, True, False]
+
+
+def test_skin_list_rebuilds_only_moved_systems_and_stays_exact():
+    systems = ragged_systems()
+    batch = Batch.from_atoms(systems, device="cpu")
+    nl = NeighborList(8.5, skin=1.0)
+    nl.update(batch)
+    first = nl.rebuilds
+    rng = np.random.default_rng(0)
+    for step in range(6):
+        jitter = torch.as_tensor(rng.normal(scale=0.12, size=(batch.num_nodes, 3)))
+        jitter[batch.batch_idx != 1] = 0.0  # only system 1 moves
+        batch.positions = batch.positions + jitter
+        neighbors = nl.update(batch)
+        vectors = neighbors.vectors(batch.positions, batch.cell, batch.batch_idx)
+        inside = neighbors.mask & (vectors.square().sum(dim=1) < 8.5**2)
+        ours = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.shifts[inside].numpy())
+        ptr = batch.ptr.tolist()
+        current = batch.to_atoms()
+        for b in range(batch.num_graphs):
+            assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(current[b], 8.5), (step, b)
+    assert first == batch.num_graphs
+    assert 1 <= nl.rebuilds - first <= 6  # system 1 only, and only when it moved past skin/2
+
+
+def test_structure_change_rebuilds_everything():
+    nl = NeighborList(3.0, skin=0.5)
+    nl.update(Batch.from_atoms(random_cells(3, seed=1), device="cpu"))
+    other = Batch.from_atoms(random_cells(4, seed=2), device="cpu")
+    assert nl.needs_rebuild(other).all()
+    neighbors = nl.update(other)
+    ptr = other.ptr.tolist()
+    vectors = neighbors.vectors(other.positions, other.cell, other.batch_idx)
+    inside = neighbors.mask & (vectors.square().sum(dim=1) < 9.0)
+    got = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.shifts[inside].numpy())
+    for b, atoms in enumerate(random_cells(4, seed=2)):
+        assert pairs_of_system(*got, ptr[b], ptr[b + 1]) == reference_pairs(atoms, 3.0)
+
+
+# ---------------------------------------------------------------- capacity
+
+
+def _dense_batch():
+    rng = np.random.default_rng(5)
+    dense = Atoms("H60", positions=rng.random((60, 3)) * 2.0)
+    sparse = Atoms("H8", positions=rng.random((8, 3)) * 6.0)
+    return Batch.from_atoms([sparse, dense], device="cpu")
+
+
+def test_room_grows_when_an_atom_outgrows_it():
+    batch = _dense_batch()
+    nl = NeighborList(3.0, max_neighbors=4, sync_check=True)
+    neighbors = nl.update(batch)
+    assert not neighbors.overflow.any()
+    assert int(neighbors.mask.view(batch.num_nodes, -1).sum(dim=1).max()) == 59
+    _assert_same_pairs_as_matscipy(batch.to_atoms(), 3.0)
+
+
+def test_deferred_check_flags_the_system_and_raises_at_the_next_update():
+    batch = _dense_batch()
+    dense_positions = batch.positions.clone()
+    batch.positions = batch.positions * 10.0  # dilute: the first build sizes the room for this
+    nl = NeighborList(3.0, max_neighbors=4, sync_check=False)
+    assert not nl.update(batch).overflow.any()
+    batch.positions = dense_positions
+    neighbors = nl.update(batch)
+    assert neighbors.overflow.tolist() == [False, True]
+    with pytest.raises(NeighborCapacityError, match="more than 4 neighbours"):
+        nl.update(batch)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"cutoff": 0.0}, "cutoff"), ({"cutoff": 1.0, "skin": -1.0}, "skin"), ({"cutoff": 1.0, "max_neighbors": 0}, "max_neighbors")])
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NeighborList(**kwargs)
+
+
+@pytest.mark.gpu
+def test_cuda_pairs_equal_cpu_pairs():
+    systems = ragged_systems()
+    cpu = [t.numpy() for t in neighbor_list(Batch.from_atoms(systems, device="cpu"), 8.5)]
+    gpu = [t.cpu().numpy() for t in neighbor_list(Batch.from_atoms(systems, device="cuda"), 8.5)]
+    key = lambda ijs: set(zip(ijs[0].tolist(), ijs[1].tolist(), map(tuple, ijs[2].tolist()), strict=True))  # noqa: E731
+    assert key(cpu) == key(gpu)
