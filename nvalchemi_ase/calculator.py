@@ -52,7 +52,9 @@ class BatchedCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, Model):
-            raise TypeError(f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}")
+            raise TypeError(
+                f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}"
+            )
         self.model = model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
@@ -64,11 +66,13 @@ class BatchedCalculator(Calculator):
             # at once and grows instead of deferring the check (see NeighborList).
             neighbor_list.sync_check = True
         self.implemented_properties = [
-            p for p in ("energy", "free_energy", "forces", "stress", "energies") if p in model.implemented_properties
+            p
+            for p in ("energy", "free_energy", "forces", "stress", "energies")
+            if p in model.implemented_properties
         ]
         super().__init__(**kwargs)
 
-    def todict(self) -> dict[str, Any]:
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
         """JSON-serialisable description (written by ASE into trajectory files)."""
         parameters = model.todict() if hasattr(model := self.model, "todict") else {}
         return {

@@ -35,10 +35,14 @@ def _pair(atoms, smooth=True):
 def test_properties_equal_ases():
     ours, theirs = _pair(argon_bulk(2, seed=7), smooth=False)
     assert ours.get_potential_energy() == pytest.approx(theirs.get_potential_energy(), rel=FLOAT64_RTOL)
-    assert ours.get_potential_energy(force_consistent=True) == pytest.approx(theirs.get_potential_energy(), rel=FLOAT64_RTOL)
+    assert ours.get_potential_energy(force_consistent=True) == pytest.approx(
+        theirs.get_potential_energy(), rel=FLOAT64_RTOL
+    )
     np.testing.assert_allclose(ours.get_forces(), theirs.get_forces(), rtol=FLOAT64_RTOL, atol=1e-14)
     np.testing.assert_allclose(ours.get_stress(), theirs.get_stress(), rtol=FLOAT64_RTOL, atol=1e-16)
-    np.testing.assert_allclose(ours.get_potential_energies(), theirs.get_potential_energies(), rtol=FLOAT64_RTOL)
+    np.testing.assert_allclose(
+        ours.get_potential_energies(), theirs.get_potential_energies(), rtol=FLOAT64_RTOL
+    )
     assert isinstance(ours.get_potential_energy(), float) and isinstance(ours.get_forces(), np.ndarray)
 
 
@@ -119,7 +123,10 @@ class _EnergyOnly(BatchedModel):
 
 class _WrongShape(BatchedModel):
     def forward(self, batch, properties=("energy", "forces")):
-        return {"energy": torch.zeros(batch.num_graphs, dtype=batch.dtype), "forces": torch.zeros(batch.num_nodes, 3)}
+        return {
+            "energy": torch.zeros(batch.num_graphs, dtype=batch.dtype),
+            "forces": torch.zeros(batch.num_nodes, 3),
+        }
 
 
 def test_a_model_without_forces_is_refused_by_name():

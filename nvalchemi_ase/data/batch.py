@@ -83,9 +83,7 @@ class Batch:
         object.__setattr__(self, "_counts", counts_np)
         object.__setattr__(self, "_specs", {**FIELDS, **(extra_fields or {})})
         object.__setattr__(self, "_data", {})
-        object.__setattr__(
-            self, "meta", meta if meta is not None else [SystemMeta() for _ in counts_np]
-        )
+        object.__setattr__(self, "meta", meta if meta is not None else [SystemMeta() for _ in counts_np])
         if len(self.meta) != counts_np.size:
             raise BatchValidationError(f"{len(self.meta)} metadata entries for {counts_np.size} systems")
         positions = fields["positions"]
@@ -144,7 +142,11 @@ class Batch:
         if name in FIELDS or name in self.__dict__ or hasattr(type(self), name):
             raise BatchValidationError("the name is taken by a built-in field or attribute", field=name)
         if kind is None:
-            kind = Kind.FLOAT if value.is_floating_point() else (Kind.BOOL if value.dtype == torch.bool else Kind.INT)
+            kind = (
+                Kind.FLOAT
+                if value.is_floating_point()
+                else (Kind.BOOL if value.dtype == torch.bool else Kind.INT)
+            )
         self._specs[name] = Field(scope, kind, tuple(value.shape[1:]), required=False)
         setattr(self, name, value)
 

@@ -10,7 +10,7 @@ from ase import Atoms
 from nvalchemi_ase.data.errors import BatchValidationError
 
 _DEGENERATE_TOLERANCE = 1e-10
-"""Smallest allowed ratio of the periodic vectors' Gram determinant to the product of their squared lengths."""
+"""Smallest allowed Gram determinant of the periodic vectors, relative to their squared lengths."""
 
 
 def validate_atoms(atoms: Any, index: int) -> None:
@@ -37,7 +37,9 @@ def _check_finite(values: np.ndarray, index: int, field: str) -> None:
     bad = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
     if bad.size:
         raise BatchValidationError(
-            f"non-finite values at atom {bad[0]} ({bad.size} atoms in all)", system=index, field=field
+            f"non-finite values at atom {bad[0]} ({bad.size} atoms in all)",
+            system=index,
+            field=field,
         )
 
 
@@ -52,8 +54,7 @@ def _check_cell(atoms: Atoms, index: int) -> None:
     gram = np.linalg.det(periodic @ periodic.T)
     if np.any(lengths_sq == 0.0) or gram <= _DEGENERATE_TOLERANCE * np.prod(lengths_sq):
         raise BatchValidationError(
-            f"pbc={atoms.pbc.tolist()} but the periodic cell vectors are degenerate "
-            f"(cell={cell.tolist()})",
+            f"pbc={atoms.pbc.tolist()} but the periodic cell vectors are degenerate (cell={cell.tolist()})",
             system=index,
             field="cell",
         )

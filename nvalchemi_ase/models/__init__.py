@@ -1,4 +1,4 @@
-"""Batched models: the protocol, Lennard-Jones and Morse equal to ASE's, and an adapter for any ASE calculator."""
+"""Batched models: the protocol, LJ and Morse equal to ASE's, and an adapter for any ASE calculator."""
 
 from __future__ import annotations
 

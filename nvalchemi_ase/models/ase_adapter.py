@@ -8,6 +8,7 @@ calculator (DFT codes, EMT, EAM, ...) drive the batched engine.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,9 @@ class ASECalculatorModel(BatchedModel):
         elif callable(calculator):
             self._shared, self._factory = None, calculator
         else:
-            raise TypeError(f"expected an ASE calculator or a factory of them, got {type(calculator).__name__}")
+            raise TypeError(
+                f"expected an ASE calculator or a factory of them, got {type(calculator).__name__}"
+            )
         self._calculators: list[BaseCalculator] = []
         self._atoms: list[Atoms] = []
         self._key: tuple | None = None
@@ -53,7 +56,9 @@ class ASECalculatorModel(BatchedModel):
         calculator = self._shared if self._shared is not None else None
         return {"calculator": type(calculator).__name__ if calculator is not None else "factory"}
 
-    def forward(self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
+    ) -> dict[str, torch.Tensor]:
         systems = self._systems(batch)
         want_stress = "stress" in properties
         energies, forces, per_atom, stresses = [], [], [], []
@@ -61,9 +66,9 @@ class ASECalculatorModel(BatchedModel):
             atoms.calc = calculator
             energies.append(atoms.get_potential_energy())
             forces.append(atoms.get_forces())
-            per_atom.append(_optional(lambda a=atoms: a.get_potential_energies(), (len(atoms),)))
+            per_atom.append(_optional(atoms.get_potential_energies, (len(atoms),)))
             if want_stress:
-                stresses.append(_optional(lambda a=atoms: voigt_6_to_full_3x3_stress(a.get_stress()), (3, 3)))
+                stresses.append(_optional(partial(_full_stress, atoms), (3, 3)))
         device, dtype = batch.device, batch.dtype
 
         def tensor(values: list[np.ndarray]) -> torch.Tensor:
@@ -95,9 +100,7 @@ class ASECalculatorModel(BatchedModel):
         if key != self._key:
             numbers = batch.atomic_numbers.cpu().numpy()
             starts = np.concatenate([[0], np.cumsum(batch.counts)])
-            self._atoms = [
-                Atoms(numbers=numbers[starts[b] : starts[b + 1]]) for b in range(batch.num_graphs)
-            ]
+            self._atoms = [Atoms(numbers=numbers[starts[b] : starts[b + 1]]) for b in range(batch.num_graphs)]
             self._key = key
         starts = np.concatenate([[0], np.cumsum(batch.counts)])
         for b, atoms in enumerate(self._atoms):
@@ -105,6 +108,10 @@ class ASECalculatorModel(BatchedModel):
             atoms.cell[:] = cell[b]
             atoms.pbc[:] = pbc[b]
         return self._atoms
+
+
+def _full_stress(atoms: Atoms) -> np.ndarray:
+    return voigt_6_to_full_3x3_stress(atoms.get_stress(include_ideal_gas=False))
 
 
 def _optional(get: Callable[[], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:

@@ -46,7 +46,9 @@ class BatchedModel(torch.nn.Module):
     cutoff: float = 0.0
     implemented_properties: tuple[str, ...] = ("energy", "forces")
 
-    def forward(self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def todict(self) -> dict[str, Any]:
@@ -59,7 +61,9 @@ def volumes(cell: torch.Tensor) -> torch.Tensor:
     return torch.linalg.det(cell).abs()
 
 
-def evaluate(model: Model, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+def evaluate(
+    model: Model, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
+) -> dict[str, torch.Tensor]:
     """Call ``model`` and check what it returned (shapes only: no host sync).
 
     Raises

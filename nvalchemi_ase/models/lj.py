@@ -61,7 +61,13 @@ class LennardJones(PairPotential):
         self.sigma, self.epsilon, self.rc, self.ro, self.smooth = sigma, epsilon, rc, ro, smooth
 
     def todict(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "epsilon": self.epsilon, "rc": self.rc, "ro": self.ro, "smooth": self.smooth}
+        return {
+            "sigma": self.sigma,
+            "epsilon": self.epsilon,
+            "rc": self.rc,
+            "ro": self.ro,
+            "smooth": self.smooth,
+        }
 
     def pair_terms(self, r2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c6 = (self.sigma**2 / r2) ** 3

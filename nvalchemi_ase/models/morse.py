@@ -49,7 +49,13 @@ class Morse(PairPotential):
         self.epsilon, self.rho0, self.r0, self.rcut1, self.rcut2 = epsilon, rho0, r0, rcut1, rcut2
 
     def todict(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "rho0": self.rho0, "r0": self.r0, "rcut1": self.rcut1, "rcut2": self.rcut2}
+        return {
+            "epsilon": self.epsilon,
+            "rho0": self.rho0,
+            "r0": self.r0,
+            "rcut1": self.rcut1,
+            "rcut2": self.rcut2,
+        }
 
     def pair_terms(self, r2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = torch.sqrt(r2)

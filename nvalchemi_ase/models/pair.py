@@ -46,7 +46,9 @@ class PairPotential(BatchedModel):
         """Pair energy ``u`` and ``du = (du/dr)/r`` at squared distances ``r2`` (all inside the cutoff)."""
         raise NotImplementedError
 
-    def forward(self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
+    ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbor_list.update(batch)
         positions = batch.positions.detach()
         vectors = neighbors.vectors(positions, batch.cell, batch.batch_idx)

@@ -10,4 +10,10 @@ from nvalchemi_ase.neighbors.neighbor_list import (
 )
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 
-__all__ = ["NeighborCapacityError", "NeighborList", "Neighbors", "moved_beyond_skin", "neighbor_list"]
+__all__ = [
+    "NeighborCapacityError",
+    "NeighborList",
+    "Neighbors",
+    "moved_beyond_skin",
+    "neighbor_list",
+]

@@ -148,7 +148,12 @@ class NeighborList:
     # ------------------------------------------------------------------ internals
     @staticmethod
     def _structure_key(batch: Batch) -> tuple:
-        return (tuple(batch.counts.tolist()), batch.device, batch.dtype, batch.pbc.cpu().numpy().tobytes())
+        return (
+            tuple(batch.counts.tolist()),
+            batch.device,
+            batch.dtype,
+            batch.pbc.cpu().numpy().tobytes(),
+        )
 
     def _sync(self, batch: Batch) -> bool:
         return self.sync_check if self.sync_check is not None else batch.device.type == "cpu"
@@ -191,7 +196,11 @@ class NeighborList:
 
     def _build(self, batch: Batch, flags: torch.Tensor) -> None:
         positions, cell = search_geometry(
-            batch.positions.detach(), batch.cell, batch.pbc, batch.batch_idx, padding=self.search_radius
+            batch.positions.detach(),
+            batch.cell,
+            batch.pbc,
+            batch.batch_idx,
+            padding=self.search_radius,
         )
         ops_neighbor_list()(
             positions,

@@ -25,7 +25,7 @@ def segment_max(values: torch.Tensor, index: torch.Tensor, num_segments: int) ->
 
 
 def segment_min(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Minimum of ``values[M, ...]`` per segment along dim 0; empty segments give the dtype's largest value."""
+    """Minimum of ``values[M, ...]`` per segment along dim 0 (empty segments: the dtype's largest value)."""
     highest = torch.finfo(values.dtype).max if values.is_floating_point() else torch.iinfo(values.dtype).max
     out = torch.full((num_segments, *values.shape[1:]), highest, dtype=values.dtype, device=values.device)
     expanded = index.view(-1, *([1] * (values.dim() - 1))).expand_as(values)

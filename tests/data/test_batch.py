@@ -61,7 +61,12 @@ def test_index_select_keeps_order_and_metadata(systems, batch):
 
 @pytest.mark.parametrize(
     "index",
-    [slice(1, 4), np.array([False, True, True, True, False, False]), torch.tensor([1, 2, 3]), [-5, -4, -3]],
+    [
+        slice(1, 4),
+        np.array([False, True, True, True, False, False]),
+        torch.tensor([1, 2, 3]),
+        [-5, -4, -3],
+    ],
 )
 def test_index_select_accepts_slices_masks_tensors_and_negatives(batch, index):
     assert batch.index_select(index).system_id.tolist() == [1, 2, 3]
@@ -116,7 +121,7 @@ def test_custom_field_is_sliced_by_its_scope(batch):
 
 
 def test_setting_a_field_checks_its_shape(batch):
-    with pytest.raises(BatchValidationError, match="field 'forces'.*expected"):
+    with pytest.raises(BatchValidationError, match=r"field 'forces'.*expected"):
         batch.forces = torch.zeros(batch.num_nodes + 1, 3, dtype=torch.float64)
     with pytest.raises(BatchValidationError, match="field 'energy'"):
         batch.energy = torch.zeros(batch.num_graphs, dtype=torch.float64)

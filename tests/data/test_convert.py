@@ -48,7 +48,9 @@ def test_round_trip_is_lossless():
         assert ("masses" in returned.arrays) == ("masses" in original.arrays)
         assert [type(c) for c in returned.constraints] == [type(c) for c in original.constraints]
         assert [c.todict() for c in returned.constraints] == [c.todict() for c in original.constraints]
-    np.testing.assert_array_equal(back[2].get_initial_magnetic_moments(), systems[2].get_initial_magnetic_moments())
+    np.testing.assert_array_equal(
+        back[2].get_initial_magnetic_moments(), systems[2].get_initial_magnetic_moments()
+    )
 
 
 def test_fixatoms_becomes_the_frozen_category_and_comes_back_in_place():
@@ -119,7 +121,7 @@ def test_empty_list_is_refused():
 
 
 def test_non_atoms_is_refused_naming_the_system():
-    with pytest.raises(BatchValidationError, match="system 1: expected ase.Atoms"):
+    with pytest.raises(BatchValidationError, match=r"system 1: expected ase\.Atoms"):
         Batch.from_atoms([Atoms("H"), "H2O"])
 
 
@@ -131,7 +133,7 @@ def test_empty_system_is_refused():
 def test_non_finite_positions_name_system_and_field():
     bad = molecule("H2O")
     bad.positions[1, 2] = np.nan
-    with pytest.raises(BatchValidationError, match="system 2, field 'positions'.*atom 1"):
+    with pytest.raises(BatchValidationError, match=r"system 2, field 'positions'.*atom 1"):
         Batch.from_atoms([Atoms("H"), Atoms("He"), bad])
 
 
@@ -148,7 +150,7 @@ def test_non_positive_masses_are_refused(mass):
     masses = bad.get_masses()
     masses[2] = mass
     bad.set_masses(masses)
-    with pytest.raises(BatchValidationError, match="system 1, field 'masses'.*atom 2"):
+    with pytest.raises(BatchValidationError, match=r"system 1, field 'masses'.*atom 2"):
         Batch.from_atoms([Atoms("H"), bad])
 
 
@@ -157,17 +159,25 @@ def test_non_positive_masses_are_refused(mass):
     [
         (np.zeros((3, 3)), [True, True, True]),
         ([[3.0, 0, 0], [6.0, 0, 0], [0, 0, 3.0]], [True, True, True]),  # two parallel vectors
-        ([[3.0, 0, 0], [0, 0, 0], [0, 0, 3.0]], [True, True, False]),  # periodic axis of zero length
+        (
+            [[3.0, 0, 0], [0, 0, 0], [0, 0, 3.0]],
+            [True, True, False],
+        ),  # periodic axis of zero length
     ],
 )
 def test_pbc_with_degenerate_cell_is_refused(cell, pbc):
     bad = Atoms("H", cell=cell, pbc=pbc)
-    with pytest.raises(BatchValidationError, match="system 1, field 'cell'.*degenerate"):
+    with pytest.raises(BatchValidationError, match=r"system 1, field 'cell'.*degenerate"):
         Batch.from_atoms([Atoms("H"), bad])
 
 
 def test_non_periodic_axes_may_have_zero_vectors():
-    wire = Atoms("H2", positions=[[0, 0, 0], [0.0, 0.7, 0.0]], cell=[[2.0, 0, 0], [0, 0, 0], [0, 0, 0]], pbc=[1, 0, 0])
+    wire = Atoms(
+        "H2",
+        positions=[[0, 0, 0], [0.0, 0.7, 0.0]],
+        cell=[[2.0, 0, 0], [0, 0, 0], [0, 0, 0]],
+        pbc=[1, 0, 0],
+    )
     assert Batch.from_atoms(wire, device="cpu").num_nodes == 2
 
 

@@ -23,13 +23,28 @@ def assert_matches_ase(model, make_calculator, systems: list[Atoms], rtol: float
         reference.calc = make_calculator()
         energy = reference.get_potential_energy()
         scale = max(abs(energy), 1.0)
-        np.testing.assert_allclose(outputs["energy"][b, 0].item(), energy, rtol=rtol, atol=rtol * scale, err_msg=f"system {b}")
+        np.testing.assert_allclose(
+            outputs["energy"][b, 0].item(),
+            energy,
+            rtol=rtol,
+            atol=rtol * scale,
+            err_msg=f"system {b}",
+        )
         forces = reference.get_forces()
         atol = rtol * max(np.abs(forces).max(), 1.0) + FLOAT64_ATOL
-        np.testing.assert_allclose(outputs["forces"][ptr[b] : ptr[b + 1]].numpy(), forces, rtol=rtol, atol=atol, err_msg=f"system {b}")
+        np.testing.assert_allclose(
+            outputs["forces"][ptr[b] : ptr[b + 1]].numpy(),
+            forces,
+            rtol=rtol,
+            atol=atol,
+            err_msg=f"system {b}",
+        )
         if "energies" in reference.calc.implemented_properties:
             np.testing.assert_allclose(
-                outputs["energies"][ptr[b] : ptr[b + 1]].numpy(), reference.get_potential_energies(), rtol=rtol, atol=rtol * scale
+                outputs["energies"][ptr[b] : ptr[b + 1]].numpy(),
+                reference.get_potential_energies(),
+                rtol=rtol,
+                atol=rtol * scale,
             )
         ours_stress = outputs["stress"][b].numpy()
         try:
@@ -37,7 +52,13 @@ def assert_matches_ase(model, make_calculator, systems: list[Atoms], rtol: float
         except PropertyNotImplementedError:
             assert np.isnan(ours_stress).all(), f"system {b}: ASE has no stress here, ours must be NaN"
             continue
-        np.testing.assert_allclose(ours_stress, stress, rtol=rtol, atol=rtol * max(np.abs(stress).max(), 1e-8), err_msg=f"system {b}")
+        np.testing.assert_allclose(
+            ours_stress,
+            stress,
+            rtol=rtol,
+            atol=rtol * max(np.abs(stress).max(), 1e-8),
+            err_msg=f"system {b}",
+        )
 
 
 def finite_difference_forces(model, atoms: Atoms, step: float = 1e-5) -> np.ndarray:
@@ -82,4 +103,11 @@ def model_forces(model, atoms: Atoms, dtype: torch.dtype = torch.float64) -> np.
     return evaluate(model, batch)["forces"].double().numpy()
 
 
-__all__ = ["Calculator", "assert_matches_ase", "energy_of", "finite_difference_forces", "finite_difference_stress", "model_forces"]
+__all__ = [
+    "Calculator",
+    "assert_matches_ase",
+    "energy_of",
+    "finite_difference_forces",
+    "finite_difference_stress",
+    "model_forces",
+]

@@ -35,8 +35,14 @@ def test_adapter_equals_the_calculator(source):
         reference.calc = EMT()
         assert outputs["energy"][b, 0].item() == reference.get_potential_energy()
         np.testing.assert_array_equal(outputs["forces"][ptr[b] : ptr[b + 1]].numpy(), reference.get_forces())
-        np.testing.assert_array_equal(outputs["energies"][ptr[b] : ptr[b + 1]].numpy(), reference.get_potential_energies())
-    np.testing.assert_allclose(outputs["stress"][0].numpy().ravel()[[0, 4, 8]], reference_stress(systems[0])[:3], rtol=1e-14)
+        np.testing.assert_array_equal(
+            outputs["energies"][ptr[b] : ptr[b + 1]].numpy(), reference.get_potential_energies()
+        )
+    np.testing.assert_allclose(
+        outputs["stress"][0].numpy().ravel()[[0, 4, 8]],
+        reference_stress(systems[0])[:3],
+        rtol=1e-14,
+    )
     assert np.isnan(outputs["stress"][2].numpy()).all()  # a cluster has no stress in EMT
 
 
@@ -51,7 +57,10 @@ def test_adapter_follows_moving_positions():
     model = ASECalculatorModel(EMT)
     batch = Batch.from_atoms(systems, device="cpu")
     before = evaluate(model, batch)["energy"][1, 0].item()
-    batch.positions = batch.positions + 0.05 * torch.arange(batch.num_nodes, dtype=torch.float64).unsqueeze(1) / batch.num_nodes
+    batch.positions = (
+        batch.positions
+        + 0.05 * torch.arange(batch.num_nodes, dtype=torch.float64).unsqueeze(1) / batch.num_nodes
+    )
     moved = batch.to_atoms()[1]
     moved.calc = EMT()
     outputs = evaluate(model, batch)

@@ -11,7 +11,13 @@ from ase.calculators.lj import LennardJones as AseLennardJones
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models import LennardJones, evaluate
-from tests.models.compare import assert_matches_ase, energy_of, finite_difference_forces, finite_difference_stress, model_forces
+from tests.models.compare import (
+    assert_matches_ase,
+    energy_of,
+    finite_difference_forces,
+    finite_difference_stress,
+    model_forces,
+)
 from tests.structures import argon_bulk, ragged_systems
 from tests.tolerances import FINITE_DIFFERENCE_ATOL, FLOAT32_RTOL
 
@@ -64,14 +70,22 @@ def test_ase_reference_force_on_displaced_bulk_atom():
     atoms = bulk("Ar", cubic=True)
     atoms.set_cell(atoms.cell * 1.5, scale_atoms=True)
     atoms.positions[0, 0] += 0.03
-    assert model_forces(LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), atoms)[0, 0] == pytest.approx(1.57190846e-05, rel=1e-8)
+    assert model_forces(LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), atoms)[0, 0] == pytest.approx(
+        1.57190846e-05, rel=1e-8
+    )
 
 
 def test_smooth_forces_and_stress_are_derivatives_of_the_energy():
     atoms = argon_bulk(1, seed=2, rattle=0.2)
     model = LennardJones(**ARGON, smooth=True)
-    np.testing.assert_allclose(model_forces(model, atoms), finite_difference_forces(model, atoms), atol=FINITE_DIFFERENCE_ATOL)
-    stress = evaluate(model, Batch.from_atoms(atoms, device="cpu"), ("energy", "forces", "stress"))["stress"][0].numpy()
+    np.testing.assert_allclose(
+        model_forces(model, atoms),
+        finite_difference_forces(model, atoms),
+        atol=FINITE_DIFFERENCE_ATOL,
+    )
+    stress = evaluate(model, Batch.from_atoms(atoms, device="cpu"), ("energy", "forces", "stress"))["stress"][
+        0
+    ].numpy()
     np.testing.assert_allclose(stress, finite_difference_stress(model, atoms), atol=1e-8)
 
 
@@ -86,7 +100,9 @@ def test_system_alone_equals_itself_in_any_batch_order():
         k = len(systems) - 1 - b
         torch.testing.assert_close(forward["energy"][b], alone["energy"][0], rtol=1e-14, atol=1e-14)
         torch.testing.assert_close(reverse["energy"][k], alone["energy"][0], rtol=1e-14, atol=1e-14)
-        torch.testing.assert_close(forward["forces"][ptr[b] : ptr[b + 1]], alone["forces"], rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(
+            forward["forces"][ptr[b] : ptr[b + 1]], alone["forces"], rtol=1e-13, atol=1e-15
+        )
 
 
 def test_float32_agrees_with_float64():

@@ -9,7 +9,13 @@ from ase.calculators.morse import MorsePotential
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models import Morse, evaluate
-from tests.models.compare import assert_matches_ase, energy_of, finite_difference_forces, finite_difference_stress, model_forces
+from tests.models.compare import (
+    assert_matches_ase,
+    energy_of,
+    finite_difference_forces,
+    finite_difference_stress,
+    model_forces,
+)
 from tests.structures import argon_bulk, ragged_systems
 from tests.tolerances import FINITE_DIFFERENCE_ATOL
 
@@ -42,8 +48,14 @@ def test_dimer_at_the_minimum():
 def test_forces_and_stress_are_derivatives_of_the_energy():
     atoms = argon_bulk(1, seed=6, rattle=0.25)
     model = Morse(**ARGON_LIKE)
-    np.testing.assert_allclose(model_forces(model, atoms), finite_difference_forces(model, atoms), atol=FINITE_DIFFERENCE_ATOL)
-    stress = evaluate(model, Batch.from_atoms(atoms, device="cpu"), ("energy", "forces", "stress"))["stress"][0].numpy()
+    np.testing.assert_allclose(
+        model_forces(model, atoms),
+        finite_difference_forces(model, atoms),
+        atol=FINITE_DIFFERENCE_ATOL,
+    )
+    stress = evaluate(model, Batch.from_atoms(atoms, device="cpu"), ("energy", "forces", "stress"))["stress"][
+        0
+    ].numpy()
     np.testing.assert_allclose(stress, finite_difference_stress(model, atoms), atol=1e-8)
 
 

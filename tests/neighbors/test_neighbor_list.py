@@ -8,9 +8,14 @@ import torch
 from ase import Atoms
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.neighbors import NeighborCapacityError, NeighborList, moved_beyond_skin, neighbor_list
+from nvalchemi_ase.neighbors import (
+    NeighborCapacityError,
+    NeighborList,
+    moved_beyond_skin,
+    neighbor_list,
+)
 from tests.neighbors.reference import pairs_of_system, reference_pairs
-from tests.structures import random_cells, ragged_systems
+from tests.structures import ragged_systems, random_cells
 
 
 def _assert_same_pairs_as_matscipy(systems: list[Atoms], cutoff: float) -> None:
@@ -34,16 +39,28 @@ def test_ragged_batch_matches_matscipy():
 def test_cells_far_below_the_cutoff_give_many_images():
     tiny = Atoms("H", cell=[[1.0, 0, 0], [0.4, 0.9, 0], [0.1, 0.3, 1.1]], pbc=True)
     batch = Batch.from_atoms(tiny, device="cpu")
-    i, j, shifts = neighbor_list(batch, 4.0)
+    i, _, shifts = neighbor_list(batch, 4.0)
     assert len(i) > 200  # every image within 4 Å of a 1 Å cell
     assert (shifts.abs().sum(dim=1) > 0).all()  # the atom sees itself only through a shift
     _assert_same_pairs_as_matscipy([tiny], 4.0)
 
 
 def test_wires_slabs_and_molecules():
-    wire = Atoms("H3", positions=[[0, 0, 0], [0.9, 0.5, 0.0], [1.5, -0.5, 0.3]], cell=[[2.1, 0, 0], [0, 0, 0], [0, 0, 0]], pbc=[1, 0, 0])
-    slab = Atoms("H4", positions=np.random.default_rng(0).random((4, 3)) * 3, cell=[[3.0, 0, 0], [1.0, 3.0, 0], [0, 0, 0]], pbc=[1, 1, 0])
-    far = Atoms("H2", positions=[[1000.0, -500.0, 20.0], [1001.0, -500.0, 20.0]])  # molecule far from the origin
+    wire = Atoms(
+        "H3",
+        positions=[[0, 0, 0], [0.9, 0.5, 0.0], [1.5, -0.5, 0.3]],
+        cell=[[2.1, 0, 0], [0, 0, 0], [0, 0, 0]],
+        pbc=[1, 0, 0],
+    )
+    slab = Atoms(
+        "H4",
+        positions=np.random.default_rng(0).random((4, 3)) * 3,
+        cell=[[3.0, 0, 0], [1.0, 3.0, 0], [0, 0, 0]],
+        pbc=[1, 1, 0],
+    )
+    far = Atoms(
+        "H2", positions=[[1000.0, -500.0, 20.0], [1001.0, -500.0, 20.0]]
+    )  # molecule far from the origin
     _assert_same_pairs_as_matscipy([wire, slab, far], 2.5)
 
 
@@ -61,7 +78,11 @@ def test_pair_vectors_follow_the_ijs_convention():
     neighbors = NeighborList(3.5).update(batch)
     vectors = neighbors.vectors(batch.positions, batch.cell, batch.batch_idx)[neighbors.mask]
     i, j, shifts = neighbors.compact()
-    expected = batch.positions[j] - batch.positions[i] + torch.einsum("ek,ekd->ed", shifts.double(), batch.cell[batch.batch_idx[i]])
+    expected = (
+        batch.positions[j]
+        - batch.positions[i]
+        + torch.einsum("ek,ekd->ed", shifts.double(), batch.cell[batch.batch_idx[i]])
+    )
     torch.testing.assert_close(vectors, expected, rtol=0, atol=1e-12)
     assert vectors.norm(dim=1).max() < 3.5
 
@@ -96,11 +117,18 @@ def test_skin_list_rebuilds_only_moved_systems_and_stays_exact():
         neighbors = nl.update(batch)
         vectors = neighbors.vectors(batch.positions, batch.cell, batch.batch_idx)
         inside = neighbors.mask & (vectors.square().sum(dim=1) < 8.5**2)
-        ours = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.shifts[inside].numpy())
+        ours = (
+            neighbors.i[inside].numpy(),
+            neighbors.j[inside].numpy(),
+            neighbors.shifts[inside].numpy(),
+        )
         ptr = batch.ptr.tolist()
         current = batch.to_atoms()
         for b in range(batch.num_graphs):
-            assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(current[b], 8.5), (step, b)
+            assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(current[b], 8.5), (
+                step,
+                b,
+            )
     assert first == batch.num_graphs
     assert 1 <= nl.rebuilds - first <= 6  # system 1 only, and only when it moved past skin/2
 
@@ -114,7 +142,11 @@ def test_structure_change_rebuilds_everything():
     ptr = other.ptr.tolist()
     vectors = neighbors.vectors(other.positions, other.cell, other.batch_idx)
     inside = neighbors.mask & (vectors.square().sum(dim=1) < 9.0)
-    got = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.shifts[inside].numpy())
+    got = (
+        neighbors.i[inside].numpy(),
+        neighbors.j[inside].numpy(),
+        neighbors.shifts[inside].numpy(),
+    )
     for b, atoms in enumerate(random_cells(4, seed=2)):
         assert pairs_of_system(*got, ptr[b], ptr[b + 1]) == reference_pairs(atoms, 3.0)
 
@@ -151,7 +183,14 @@ def test_deferred_check_flags_the_system_and_raises_at_the_next_update():
         nl.update(batch)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"cutoff": 0.0}, "cutoff"), ({"cutoff": 1.0, "skin": -1.0}, "skin"), ({"cutoff": 1.0, "max_neighbors": 0}, "max_neighbors")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cutoff": 0.0}, "cutoff"),
+        ({"cutoff": 1.0, "skin": -1.0}, "skin"),
+        ({"cutoff": 1.0, "max_neighbors": 0}, "max_neighbors"),
+    ],
+)
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NeighborList(**kwargs)
@@ -162,5 +201,8 @@ def test_cuda_pairs_equal_cpu_pairs():
     systems = ragged_systems()
     cpu = [t.numpy() for t in neighbor_list(Batch.from_atoms(systems, device="cpu"), 8.5)]
     gpu = [t.cpu().numpy() for t in neighbor_list(Batch.from_atoms(systems, device="cuda"), 8.5)]
-    key = lambda ijs: set(zip(ijs[0].tolist(), ijs[1].tolist(), map(tuple, ijs[2].tolist()), strict=True))  # noqa: E731
-    assert key(cpu) == key(gpu)
+    assert _pair_set(cpu) == _pair_set(gpu)
+
+
+def _pair_set(ijs):
+    return set(zip(ijs[0].tolist(), ijs[1].tolist(), map(tuple, ijs[2].tolist()), strict=True))

@@ -27,7 +27,9 @@ def test_segment_max_and_min_equal_loop_and_mark_empty_segments():
     for s in (0, 1, 3):
         torch.testing.assert_close(high[s], values[index == s].max(dim=0).values)
         torch.testing.assert_close(low[s], values[index == s].min(dim=0).values)
-    assert (high[2] == torch.finfo(torch.float64).min).all() and (low[2] == torch.finfo(torch.float64).max).all()
+    assert (high[2] == torch.finfo(torch.float64).min).all() and (
+        low[2] == torch.finfo(torch.float64).max
+    ).all()
 
 
 def test_segment_max_of_booleans_is_any():
