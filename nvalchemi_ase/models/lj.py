@@ -70,7 +70,8 @@ class LennardJones(PairPotential):
         }
 
     def pair_terms(self, r2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c6 = (self.sigma**2 / r2) ** 3
+        s2 = self.sigma**2 / r2
+        c6 = s2 * s2 * s2
         c12 = c6 * c6
         energy = 4.0 * self.epsilon * (c12 - c6)
         du = -24.0 * self.epsilon * (2.0 * c12 - c6) / r2

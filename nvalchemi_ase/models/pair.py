@@ -50,18 +50,16 @@ class PairPotential(BatchedModel):
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbor_list.update(batch)
-        positions = batch.positions.detach()
-        vectors = neighbors.vectors(positions, batch.cell, batch.batch_idx)
-        r2 = vectors.square().sum(dim=1)
+        vectors = neighbors.vectors(batch.positions.detach())  # [N, K, 3]
+        r2 = torch.einsum("nkd,nkd->nk", vectors, vectors)
         inside = neighbors.mask & (r2 <= self.cutoff**2)
         u, du = self.pair_terms(torch.where(inside, r2, torch.ones_like(r2)))
-        u = torch.where(inside, u, torch.zeros_like(u))
-        pair_forces = torch.where(inside, du, torch.zeros_like(du)).unsqueeze(1) * vectors
+        zero = torch.zeros_like(u)
+        du = torch.where(inside, du, zero)  # pair force f_ij = du_ij * d_ij
 
-        n, b = batch.num_nodes, batch.num_graphs
-        energies = segment_sum(0.5 * u, neighbors.i, n)
-        energy = segment_sum(energies, batch.batch_idx, b).unsqueeze(1)
-        forces = segment_sum(pair_forces, neighbors.i, n)
+        energies = 0.5 * torch.where(inside, u, zero).sum(dim=1)
+        energy = segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1)
+        forces = torch.einsum("nk,nkd->nd", du, vectors)
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         outputs = {
             "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy),
@@ -69,8 +67,8 @@ class PairPotential(BatchedModel):
             "energies": energies,
         }
         if "stress" in properties:
-            pair_virial = 0.5 * pair_forces.unsqueeze(2) * vectors.unsqueeze(1)
-            virial = segment_sum(pair_virial, batch.batch_idx[neighbors.i], b)
+            atom_virial = 0.5 * torch.einsum("nk,nka,nkb->nab", du, vectors, vectors)
+            virial = segment_sum(atom_virial, batch.batch_idx, batch.num_graphs)
             volume = volumes(batch.cell).view(-1, 1, 1)
             stress = torch.where(volume > 0, virial / volume, torch.nan)
             outputs["stress"] = torch.where(poisoned.view(-1, 1, 1), torch.nan, stress)

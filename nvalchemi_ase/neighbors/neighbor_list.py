@@ -19,7 +19,7 @@ from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 from nvalchemi_ase.ops import segment_max
 
-_CAPACITY_MARGIN = 1.3
+_CAPACITY_MARGIN = 1.2
 """Room left per atom above the largest neighbour count seen, for density fluctuations."""
 _CAPACITY_SLACK = 16
 _FIRST_GUESS = 128
@@ -31,43 +31,64 @@ class NeighborCapacityError(RuntimeError):
 
 @dataclass(frozen=True)
 class Neighbors:
-    """Candidate pairs of a batch, padded to a fixed number per atom.
+    """Candidate pairs of a batch, padded to ``K`` per atom (a neighbour matrix).
 
-    Entries where ``mask`` is False are padding (``j == i`` and zero shifts),
-    so every index is valid and shapes never depend on the data. Use
-    :meth:`compact` for the plain pair list.
+    Row ``a`` lists atom ``a``'s neighbours; entries where ``mask`` is False
+    are padding (index ``a`` itself, zero shift), so every index is valid and
+    no shape depends on the data. The flat views ``i``, ``j``, ``pair_shifts``
+    give the same pairs as an edge list of length ``E = N·K``; :meth:`compact`
+    gives the real pairs only.
 
     Attributes
     ----------
-    i, j
-        ``[E]`` long, atom indices into the batch.
+    matrix
+        ``[N, K]`` long, neighbour atom indices into the batch.
     shifts
-        ``[E, 3]`` long, integer cell shifts (``ijS`` convention).
+        ``[N, K, 3]`` long, integer cell shifts (``ijS`` convention).
+    shift_vectors
+        ``[N, K, 3]`` float, ``shifts @ cell`` of each pair's system at build time, Å
+        (a cell change rebuilds the list, so they stay current).
     mask
-        ``[E]`` bool, real pairs.
+        ``[N, K]`` bool, real pairs.
     cutoff
         Å, the radius the pairs were searched to (a model's cutoff plus the skin).
     overflow
-        ``[B]`` bool, systems with an atom that had more neighbours than the
-        padding holds (their pair set is incomplete).
+        ``[B]`` bool, systems with an atom that had more neighbours than ``K``
+        (their pair set is incomplete).
     """
 
-    i: torch.Tensor
-    j: torch.Tensor
+    matrix: torch.Tensor
     shifts: torch.Tensor
+    shift_vectors: torch.Tensor
     mask: torch.Tensor
     cutoff: float
     overflow: torch.Tensor
 
-    def vectors(self, positions: torch.Tensor, cell: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
-        """Pair vectors ``[E, 3]`` from atom i to the image of atom j, Å."""
-        image = torch.einsum("ek,ekd->ed", self.shifts.to(positions.dtype), cell[batch_idx[self.i]])
-        return positions[self.j] - positions[self.i] + image
+    @property
+    def i(self) -> torch.Tensor:
+        """``[E]`` the centre atom of each pair slot."""
+        n, k = self.matrix.shape
+        return torch.arange(n, device=self.matrix.device).repeat_interleave(k)
+
+    @property
+    def j(self) -> torch.Tensor:
+        """``[E]`` the neighbour atom of each pair slot."""
+        return self.matrix.reshape(-1)
+
+    @property
+    def pair_shifts(self) -> torch.Tensor:
+        """``[E, 3]`` the integer shift of each pair slot."""
+        return self.shifts.reshape(-1, 3)
+
+    def vectors(self, positions: torch.Tensor) -> torch.Tensor:
+        """Pair vectors ``[N, K, 3]`` from each atom to the image of its neighbour, Å."""
+        vectors = positions[self.matrix]  # a fresh tensor: the in-place steps below touch nothing shared
+        return vectors.sub_(positions.unsqueeze(1)).add_(self.shift_vectors)
 
     def compact(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(i, j, S)`` of the real pairs only (syncs with the host to size them)."""
-        keep = self.mask.nonzero().squeeze(1)
-        return self.i[keep], self.j[keep], self.shifts[keep]
+        keep = self.mask.reshape(-1).nonzero().squeeze(1)
+        return self.i[keep], self.j[keep], self.pair_shifts[keep]
 
 
 class NeighborList:
@@ -115,6 +136,7 @@ class NeighborList:
         self.rebuilds = 0
         """Number of system rebuilds so far (counted only when ``sync_check`` is on)."""
         self._key: tuple | None = None
+        self._current: Neighbors | None = None
         self._pending_overflow: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
 
     @property
@@ -140,10 +162,15 @@ class NeighborList:
             self._raise_pending_overflow()
             if self._key != self._structure_key(batch):
                 self._first_build(batch)
+                self._current = None
             else:
-                self._build(batch, self.needs_rebuild(batch))
+                flags = self.needs_rebuild(batch)
+                if self._sync(batch) and self._current is not None and not bool(flags.any()):
+                    return self._current  # nothing moved past skin/2: the last pairs still hold
+                self._build(batch, flags)
             overflow = self._check_capacity(batch)
-            return self._neighbors(batch, overflow)
+            self._current = self._neighbors(batch, overflow)
+            return self._current
 
     # ------------------------------------------------------------------ internals
     @staticmethod
@@ -263,11 +290,19 @@ class NeighborList:
     def _neighbors(self, batch: Batch, overflow: torch.Tensor) -> Neighbors:
         n, capacity = self._matrix.shape
         device = batch.device
-        mask = (torch.arange(capacity, device=device).unsqueeze(0) < self._counts.unsqueeze(1)).reshape(-1)
-        i = torch.arange(n, device=device).repeat_interleave(capacity)
-        j = torch.where(mask, self._matrix.reshape(-1).long(), i)
-        shifts = self._shifts.reshape(-1, 3).long() * mask.unsqueeze(1)
-        return Neighbors(i=i, j=j, shifts=shifts, mask=mask, cutoff=self.search_radius, overflow=overflow)
+        mask = torch.arange(capacity, device=device).unsqueeze(0) < self._counts.unsqueeze(1)
+        own = torch.arange(n, device=device).unsqueeze(1)
+        matrix = torch.where(mask, self._matrix.long(), own)
+        shifts = self._shifts.long() * mask.unsqueeze(2)
+        shift_vectors = torch.bmm(shifts.to(batch.dtype), batch.cell[batch.batch_idx])
+        return Neighbors(
+            matrix=matrix,
+            shifts=shifts,
+            shift_vectors=shift_vectors,
+            mask=mask,
+            cutoff=self.search_radius,
+            overflow=overflow,
+        )
 
 
 def neighbor_list(batch: Batch, cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -290,6 +325,6 @@ def neighbor_list(batch: Batch, cutoff: float) -> tuple[torch.Tensor, torch.Tens
     """
     neighbors = NeighborList(cutoff, skin=0.0, sync_check=True).update(batch)
     i, j, shifts = neighbors.compact()
-    vectors = neighbors.vectors(batch.positions, batch.cell, batch.batch_idx)[neighbors.mask]
+    vectors = neighbors.vectors(batch.positions)[neighbors.mask]
     inside = vectors.square().sum(dim=1) < cutoff**2
     return i[inside], j[inside], shifts[inside]
