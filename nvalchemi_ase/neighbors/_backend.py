@@ -3,7 +3,8 @@
 On a machine without a CUDA driver, warp's native library prints a warning to
 the process's stdout when it initialises. That line is noise for our users (a
 CPU run is a supported configuration), so we initialise warp once with the
-file descriptors pointed at /dev/null when torch sees no CUDA.
+file descriptors (and Python's streams) pointed at /dev/null when torch sees no
+CUDA, and always without warp's start-up banner.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ def _silenced_fds() -> Iterator[None]:
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        yield
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
+            yield
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -40,6 +46,7 @@ def ops_neighbor_list() -> Callable[..., Any]:
     """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
     import warp
 
+    warp.config.quiet = True  # no start-up banner in our users' output
     if torch.cuda.is_available():
         warp.init()
     else:
