@@ -46,7 +46,7 @@ def ops_neighbor_list() -> Callable[..., Any]:
     """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
     import warp
 
-    warp.config.quiet = True  # no start-up banner in our users' output
+    warp.config.quiet = True  # type: ignore[attr-defined]  # no start-up banner in our output
     if torch.cuda.is_available():
         warp.init()
     else:
