@@ -1,4 +1,4 @@
-"""Pure tensor functions (torch only): segment reductions over systems, and later the integrators."""
+"""Pure tensor functions (torch only): segment reductions, observables and the integrators' moves."""
 
 from __future__ import annotations
 

@@ -1,0 +1,19 @@
+"""The stage loop, its integrators and optimizers, convergence and sinks."""
+
+from __future__ import annotations
+
+from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
+from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
+from nvalchemi_ase.dynamics.integrators import NVE, DemoDynamics, NVTLangevin
+from nvalchemi_ase.dynamics.optimizers import FIRE
+
+__all__ = [
+    "FIRE",
+    "NVE",
+    "BaseDynamics",
+    "ConvergenceHook",
+    "Criterion",
+    "DemoDynamics",
+    "DynamicsStage",
+    "NVTLangevin",
+]

@@ -1,0 +1,260 @@
+"""The stage loop: ``DynamicsStage`` and ``BaseDynamics``.
+
+One ``step()`` fires hooks at nine points around ``pre_update`` / ``compute`` /
+``post_update``::
+
+    BEFORE_STEP → BEFORE_PRE_UPDATE → pre_update() → AFTER_PRE_UPDATE
+    → BEFORE_COMPUTE → compute() → AFTER_COMPUTE
+    → BEFORE_POST_UPDATE → post_update() → AFTER_POST_UPDATE
+    → AFTER_STEP → convergence check → ON_CONVERGE (when systems converged)
+
+Velocity Verlet maps onto it naturally: ``pre_update`` is the half kick and the
+drift, ``compute`` the forces at the new positions, ``post_update`` the second
+half kick. Nothing in a step waits for the device unless a hook that fires on
+that step needs host values, or the convergence check is due (see
+:class:`~nvalchemi_ase.dynamics.convergence.ConvergenceHook`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.hooks.registry import HookRegistryMixin
+from nvalchemi_ase.models.base import Model, evaluate
+from nvalchemi_ase.units import fs
+
+
+class DynamicsStage(enum.IntEnum):
+    """The nine hook-firing points of a dynamics step, in firing order."""
+
+    BEFORE_STEP = 0
+    BEFORE_PRE_UPDATE = 1
+    AFTER_PRE_UPDATE = 2
+    BEFORE_COMPUTE = 3
+    AFTER_COMPUTE = 4
+    BEFORE_POST_UPDATE = 5
+    AFTER_POST_UPDATE = 6
+    AFTER_STEP = 7
+    ON_CONVERGE = 8
+
+
+class BaseDynamics(HookRegistryMixin):
+    """A stage loop over a model; subclasses supply ``pre_update`` and ``post_update``.
+
+    Parameters
+    ----------
+    model
+        A batched model (see :class:`~nvalchemi_ase.models.Model`) returning forces.
+    dt
+        Time step in fs (subclasses may document another meaning, e.g. FIRE).
+    n_steps
+        Default number of steps for :meth:`run`.
+    hooks
+        Hooks to register, in order.
+    convergence_hook
+        A :class:`~nvalchemi_ase.dynamics.ConvergenceHook` (or the keyword
+        arguments of one, as a dict) deciding per system when it is done;
+        ``None``: systems never converge and ``run`` takes ``n_steps`` steps.
+
+    Notes
+    -----
+    Converged systems stop moving: their positions, velocities and per-system
+    state are held while the others advance. ``step_count`` counts steps over
+    all ``run`` calls.
+    """
+
+    _stage_type = DynamicsStage
+    state_fields: tuple[str, ...] = ()
+    """Batch fields (besides positions and velocities) that hold this engine's per-system state."""
+
+    def __init__(
+        self,
+        model: Model,
+        dt: float = 1.0,
+        n_steps: int | None = None,
+        hooks: Iterable[Any] | None = None,
+        convergence_hook: Any = None,
+    ) -> None:
+        from nvalchemi_ase.dynamics.convergence import ConvergenceHook
+
+        if not isinstance(model, Model):
+            raise TypeError(f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}")
+        if "forces" not in model.implemented_properties:
+            raise TypeError(f"model {type(model).__name__} does not implement forces")
+        if not dt > 0.0:
+            raise ValueError(f"dt must be positive, got {dt}")
+        if n_steps is not None and (isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0):
+            raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+        if isinstance(convergence_hook, dict):
+            convergence_hook = ConvergenceHook(**convergence_hook)
+        if convergence_hook is not None and not isinstance(convergence_hook, ConvergenceHook):
+            raise TypeError(f"convergence_hook must be a ConvergenceHook or a dict, got {convergence_hook!r}")
+        self.model = model
+        self.dt = float(dt)
+        self.n_steps = n_steps
+        self.convergence_hook = convergence_hook
+        self.step_count = 0
+        self.batch: Batch | None = None
+        self.properties: set[str] = {"energy", "forces"}
+        self.converged: torch.Tensor | None = None
+        """``[B]`` bool on the device: systems that have converged (and stopped moving)."""
+        self.done = False
+        self._newly_converged: torch.Tensor | None = None
+        self._hook_stack: contextlib.ExitStack | None = None
+        self._init_hooks(hooks)
+
+    # ------------------------------------------------------------------ overridables
+    @property
+    def dt_internal(self) -> float:
+        """The time step in ASE's internal time unit."""
+        return self.dt * fs
+
+    def pre_update(self, batch: Batch) -> None:
+        """First half of the integrator step (before the forces are recomputed)."""
+
+    def post_update(self, batch: Batch) -> None:
+        """Second half of the integrator step (after the forces are recomputed)."""
+
+    def init_state(self, batch: Batch) -> None:
+        """Create this engine's per-system state fields on the batch (once per batch)."""
+
+    def request_property(self, name: str) -> None:
+        """Ask ``compute`` to have the model return ``name`` too (when the model implements it)."""
+        if name in self.model.implemented_properties:
+            self.properties.add(name)
+
+    # ------------------------------------------------------------------ the loop
+    def compute(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Evaluate the model and write energy, forces (and stress, if requested) into the batch."""
+        outputs = evaluate(self.model, batch, tuple(sorted(self.properties)))
+        batch.energy = outputs["energy"].detach()
+        batch.forces = outputs["forces"].detach()
+        if "stress" in outputs:
+            batch.stress = outputs["stress"].detach()
+        return outputs
+
+    def step(self, batch: Batch | None = None) -> Batch:
+        """Advance every system not yet converged by one step; returns the (same) batch."""
+        batch = self._bind(batch)
+        stages = DynamicsStage
+        self._call_hooks(stages.BEFORE_STEP, batch)
+        held = self._hold_converged(batch)
+        self._call_hooks(stages.BEFORE_PRE_UPDATE, batch)
+        self.pre_update(batch)
+        self._call_hooks(stages.AFTER_PRE_UPDATE, batch)
+        self._call_hooks(stages.BEFORE_COMPUTE, batch)
+        self.compute(batch)
+        self._call_hooks(stages.AFTER_COMPUTE, batch)
+        self._call_hooks(stages.BEFORE_POST_UPDATE, batch)
+        self.post_update(batch)
+        self._call_hooks(stages.AFTER_POST_UPDATE, batch)
+        self._restore_converged(batch, held)
+        self._call_hooks(stages.AFTER_STEP, batch)
+        self._check_convergence(batch)
+        self.step_count += 1
+        return batch
+
+    def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:
+        """Run up to ``n_steps`` steps (default: the constructor's), stopping once every system converged.
+
+        Forces are computed before the first step when the batch has none,
+        with the compute hooks firing, so neighbour lists, biases, clamps and
+        NaN checks apply to them too.
+        """
+        steps = self.n_steps if n_steps is None else n_steps
+        if steps is None:
+            raise ValueError("no step count: pass n_steps to run() or to the constructor")
+        batch = self._bind(batch)
+        with contextlib.ExitStack() as stack:
+            if self._hook_stack is None:
+                self._open_hooks(stack)
+            if batch.forces is None or batch.energy is None:
+                self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
+                self.compute(batch)
+                self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+            if self.convergence_hook is not None and self.step_count == 0:
+                self._mark_converged(batch)
+            for _ in range(int(steps)):
+                if self.done:
+                    break
+                self.step(batch)
+        return batch
+
+    def __enter__(self) -> BaseDynamics:
+        """Open the hooks (files, timers) for several ``run``/``step`` calls; closed on exit."""
+        self._hook_stack = contextlib.ExitStack()
+        self._open_hooks(self._hook_stack)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        stack, self._hook_stack = self._hook_stack, None
+        if stack is not None:
+            stack.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={type(self.model).__name__}, dt={self.dt}, n_steps={self.n_steps}, "
+            f"step_count={self.step_count}, hooks={len(self.hooks)}, convergence_hook={self.convergence_hook!r})"
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _bind(self, batch: Batch | None) -> Batch:
+        if batch is None:
+            if self.batch is None:
+                raise ValueError("no batch: pass one to run() or step()")
+            return self.batch
+        if batch is not self.batch:
+            self.batch = batch
+            if isinstance(self.model, torch.nn.Module):
+                self.model.to(batch.device)
+            self.converged = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
+            self._newly_converged = torch.zeros_like(self.converged)
+            self.done = False
+            self.init_state(batch)
+        return batch
+
+    def _held_fields(self) -> tuple[str, ...]:
+        return ("positions", "velocities", *self.state_fields)
+
+    def _hold_converged(self, batch: Batch) -> dict[str, torch.Tensor] | None:
+        if self.convergence_hook is None:
+            return None  # nothing ever converges: nothing to hold
+        return {name: getattr(batch, name).clone() for name in self._held_fields()}
+
+    def _restore_converged(self, batch: Batch, held: dict[str, torch.Tensor] | None) -> None:
+        if held is None:
+            return
+        assert self.converged is not None
+        atom_mask = self.converged[batch.batch_idx]
+        for name, saved in held.items():
+            mask = atom_mask if batch.scope_of(name).value == "atom" else self.converged
+            mask = mask.view(-1, *([1] * (saved.dim() - 1)))
+            setattr(batch, name, torch.where(mask, saved, getattr(batch, name)))
+
+    def _mark_converged(self, batch: Batch) -> None:
+        """Evaluate the criteria on the device; remember newly converged systems (no sync)."""
+        assert self.convergence_hook is not None and self.converged is not None
+        assert self._newly_converged is not None
+        now = self.convergence_hook.evaluate(batch)
+        self._newly_converged |= now & ~self.converged
+        self.converged |= now
+
+    def _check_convergence(self, batch: Batch) -> None:
+        """Fire ON_CONVERGE for systems that converged since the last check; stop when all have."""
+        if self.convergence_hook is None:
+            return
+        self._mark_converged(batch)
+        if self.step_count % self.convergence_hook.frequency != 0:
+            return
+        assert self._newly_converged is not None and self.converged is not None
+        any_new, all_done = torch.stack([self._newly_converged.any(), self.converged.all()]).tolist()
+        if any_new:
+            newly, self._newly_converged = self._newly_converged, torch.zeros_like(self._newly_converged)
+            self._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=newly)
+        self.done = bool(all_done)

@@ -1,0 +1,80 @@
+"""FIRE, per system, exactly as ``ase.optimize.FIRE`` (mass-free Euler steps).
+
+Per system, with F the forces and v FIRE's own velocities (flattened over the
+system's atoms), on every step but the first::
+
+    P = F·v
+    P > 0:  v ← (1 − a) v + a |v| F/|F|;  if n > n_min: dt ← min(dt·finc, dtmax), a ← a·fa;  n ← n + 1
+    P ≤ 0:  v ← 0;  a ← astart;  dt ← dt·fdec;  n ← 0
+
+then on every step v ← v + dt F, dr = dt v, scaled down so |dr| ≤ maxstep (the
+norm of the whole system's 3N vector), and r ← r + dr.
+
+Reference: E. Bitzek, P. Koskinen, F. Gähler, M. Moseler and P. Gumbsch,
+Phys. Rev. Lett. 97, 170201 (2006), doi:10.1103/PhysRevLett.97.170201.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from nvalchemi_ase.ops.segment import segment_sum
+
+
+class FireParameters(NamedTuple):
+    """Hyper-parameters, each a float or a ``[B]`` tensor (ASE's names)."""
+
+    maxstep: torch.Tensor | float
+    dtmax: torch.Tensor | float
+    Nmin: torch.Tensor | float
+    finc: torch.Tensor | float
+    fdec: torch.Tensor | float
+    astart: torch.Tensor | float
+    fa: torch.Tensor | float
+
+
+class FireState(NamedTuple):
+    """Per-system FIRE state: velocities ``[N, 3]``; dt, a ``[B]``; n ``[B]`` (−1 before the first step)."""
+
+    velocities: torch.Tensor
+    dt: torch.Tensor
+    a: torch.Tensor
+    n: torch.Tensor
+
+
+def fire_step(
+    positions: torch.Tensor,
+    forces: torch.Tensor,
+    state: FireState,
+    params: FireParameters,
+    batch_idx: torch.Tensor,
+) -> tuple[torch.Tensor, FireState]:
+    """One FIRE step for every system; returns new positions and state (no host sync)."""
+    num = state.dt.shape[0]
+    started = state.n >= 0
+    power = segment_sum((forces * state.velocities).sum(dim=1), batch_idx, num)
+    f_norm = segment_sum(forces.square().sum(dim=1), batch_idx, num).sqrt()
+    v_norm = segment_sum(state.velocities.square().sum(dim=1), batch_idx, num).sqrt()
+
+    downhill = started & (power > 0.0)
+    uphill = started & ~downhill
+    mixing = torch.where(downhill, state.a, 0.0)
+    scale = torch.where(downhill, state.a * v_norm / torch.where(f_norm > 0, f_norm, 1.0), 0.0)
+    keep = torch.where(uphill, 0.0, 1.0 - mixing)
+    velocities = keep[batch_idx].unsqueeze(1) * state.velocities + scale[batch_idx].unsqueeze(1) * forces
+
+    speed_up = downhill & (state.n > params.Nmin)
+    dt = torch.where(speed_up, torch.minimum(state.dt * params.finc, torch.as_tensor(params.dtmax, dtype=state.dt.dtype)), state.dt)
+    a = torch.where(speed_up, state.a * params.fa, state.a)
+    dt = torch.where(uphill, state.dt * params.fdec, dt)
+    a = torch.where(uphill, torch.as_tensor(params.astart, dtype=a.dtype, device=a.device).expand_as(a), a)
+    n = torch.where(downhill, state.n + 1, torch.zeros_like(state.n))
+
+    velocities = velocities + dt[batch_idx].unsqueeze(1) * forces
+    dr = dt[batch_idx].unsqueeze(1) * velocities
+    dr_norm = segment_sum(dr.square().sum(dim=1), batch_idx, num).sqrt()
+    shrink = torch.where(dr_norm > params.maxstep, params.maxstep / torch.where(dr_norm > 0, dr_norm, 1.0), 1.0)
+    dr = dr * shrink[batch_idx].unsqueeze(1)
+    return positions + dr, FireState(velocities, dt, a, n)

@@ -1,0 +1,26 @@
+"""Per-system observables: kinetic energy, temperature, largest force."""
+
+from __future__ import annotations
+
+import torch
+
+from nvalchemi_ase.ops.segment import segment_max, segment_sum
+
+K_B = 8.617330337217213e-05
+"""Boltzmann's constant in eV/K, ASE's value (CODATA 2014); ops import nothing but torch."""
+
+
+def kinetic_energy(velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
+    """``[B]`` Σ ½ m v² per system, eV (velocities in Å per ASE time unit, masses in amu)."""
+    per_atom = 0.5 * masses * velocities.square().sum(dim=1)
+    return segment_sum(per_atom, batch_idx, num_systems)
+
+
+def temperature(kinetic: torch.Tensor, degrees_of_freedom: torch.Tensor) -> torch.Tensor:
+    """``[B]`` T = 2 KE / (ndof k_B), K (0 where a system has no degrees of freedom)."""
+    return torch.where(degrees_of_freedom > 0, 2.0 * kinetic / (degrees_of_freedom.clamp(min=1) * K_B), 0.0)
+
+
+def max_force(forces: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
+    """``[B]`` largest per-atom force norm per system, eV/Å (ASE's ``fmax``)."""
+    return segment_max(forces.square().sum(dim=1).sqrt(), batch_idx, num_systems)

@@ -1,0 +1,24 @@
+"""Velocity Verlet as two named moves.
+
+    v ← v + ½ dt F/m          (half kick)
+    r ← r + dt v              (drift)
+    F ← F(r)                  (the model)
+    v ← v + ½ dt F/m          (half kick)
+
+Reference: W. C. Swope, H. C. Andersen, P. H. Berens and K. R. Wilson,
+J. Chem. Phys. 76, 637 (1982), doi:10.1063/1.442716.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def half_kick(velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: torch.Tensor | float) -> torch.Tensor:
+    """``v + ½ dt F/m``: velocities ``[N, 3]``, forces ``[N, 3]``, masses ``[N]``, dt scalar or ``[N, 1]``."""
+    return velocities + (0.5 * dt) * forces / masses.unsqueeze(1)
+
+
+def drift(positions: torch.Tensor, velocities: torch.Tensor, dt: torch.Tensor | float) -> torch.Tensor:
+    """``r + dt v``."""
+    return positions + dt * velocities
