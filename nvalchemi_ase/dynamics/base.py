@@ -84,7 +84,9 @@ class BaseDynamics(HookRegistryMixin):
         from nvalchemi_ase.dynamics.convergence import ConvergenceHook
 
         if not isinstance(model, Model):
-            raise TypeError(f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}")
+            raise TypeError(
+                f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}"
+            )
         if "forces" not in model.implemented_properties:
             raise TypeError(f"model {type(model).__name__} does not implement forces")
         if not dt > 0.0:
@@ -199,8 +201,9 @@ class BaseDynamics(HookRegistryMixin):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(model={type(self.model).__name__}, dt={self.dt}, n_steps={self.n_steps}, "
-            f"step_count={self.step_count}, hooks={len(self.hooks)}, convergence_hook={self.convergence_hook!r})"
+            f"{type(self).__name__}(model={type(self.model).__name__}, dt={self.dt}, "
+            f"n_steps={self.n_steps}, step_count={self.step_count}, hooks={len(self.hooks)}, "
+            f"convergence_hook={self.convergence_hook!r})"
         )
 
     # ------------------------------------------------------------------ internals

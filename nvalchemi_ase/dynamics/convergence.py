@@ -49,7 +49,10 @@ class Criterion:
             return QUANTITIES[self.key](batch)
         tensor = getattr(batch, self.key, None)
         if tensor is None:
-            raise KeyError(f"convergence key '{self.key}' is neither a known quantity {sorted(QUANTITIES)} nor a batch field")
+            raise KeyError(
+                f"convergence key '{self.key}' is neither a known quantity "
+                f"{sorted(QUANTITIES)} nor a batch field"
+            )
         if batch.scope_of(self.key).value == "atom":
             norms = tensor.reshape(batch.num_nodes, -1).norm(dim=1)
             return segment_max(norms, batch.batch_idx, batch.num_graphs)
@@ -75,7 +78,9 @@ class ConvergenceHook:
 
     stage = DynamicsStage.AFTER_STEP
 
-    def __init__(self, criteria: Criterion | dict | Sequence[Criterion | dict] | None = None, frequency: int = 1):
+    def __init__(
+        self, criteria: Criterion | dict | Sequence[Criterion | dict] | None = None, frequency: int = 1
+    ):
         if criteria is None:
             criteria = [Criterion()]
         elif isinstance(criteria, Criterion | dict):
@@ -98,7 +103,9 @@ class ConvergenceHook:
         return cls(Criterion("fmax", threshold), frequency=frequency)
 
     def __and__(self, other: ConvergenceHook) -> ConvergenceHook:
-        return ConvergenceHook([*self.criteria, *other.criteria], frequency=min(self.frequency, other.frequency))
+        return ConvergenceHook(
+            [*self.criteria, *other.criteria], frequency=min(self.frequency, other.frequency)
+        )
 
     def evaluate(self, batch: Batch) -> torch.Tensor:
         """``[B]`` bool: systems meeting every criterion now."""

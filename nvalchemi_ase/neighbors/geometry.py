@@ -3,7 +3,7 @@
 The cell list bins atoms in each system's cell, so the cell must span 3D even
 for molecules (no cell) and slabs or wires whose non-periodic vectors are zero.
 Periodic vectors are kept; each non-periodic axis gets a direction orthogonal
-to the periodic ones, long enough to hold the atoms, and the atoms are moved
+to the periodic ones (and to the other open axis), long enough to hold the atoms, and the atoms are moved
 along those directions only so they start inside the box. Pairs never cross a
 non-periodic axis, so the integer shifts found this way are the shifts in the
 system's own cell, and the pair vectors are computed from the true positions.
@@ -46,12 +46,7 @@ def search_geometry(
         ``[B, 3, 3]``, non-degenerate.
     """
     num_systems = cell.shape[0]
-    periodic_rows = cell * pbc.unsqueeze(-1).to(cell.dtype)
-    # Right singular vectors beyond the rank span the directions orthogonal to every periodic vector.
-    _, _, vh = torch.linalg.svd(periodic_rows)
-    rank = pbc.sum(dim=1, keepdim=True)
-    slot = (rank + torch.cumsum(~pbc, dim=1) - 1).clamp(max=2)
-    directions = torch.gather(vh, 1, slot.unsqueeze(-1).expand(-1, -1, 3))
+    directions = open_directions(cell, pbc)
     along = torch.einsum("nd,nkd->nk", positions, directions[batch_idx])
     low = segment_min(along, batch_idx, num_systems)
     high = segment_max(along, batch_idx, num_systems)
@@ -61,3 +56,36 @@ def search_geometry(
     start = low - 0.5 * padding
     offsets = torch.einsum("bk,bkd->bd", start * open_axes, directions)
     return positions - offsets[batch_idx], search_cell
+
+
+def open_directions(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, 3]`` unit directions, row k for axis k, orthogonal to every periodic vector.
+
+    Rows of periodic axes are filled too but unused. Built from cross products
+    and ``where`` only (no linear-algebra call that would wait for the device):
+
+    * two periodic axes: the normal of their plane;
+    * one periodic axis u: two unit vectors completing an orthonormal frame with u;
+    * none: the Cartesian axes.
+    """
+    dtype, device = cell.dtype, cell.device
+    eye = torch.eye(3, dtype=dtype, device=device).expand_as(cell)
+    periodic_count = pbc.sum(dim=1)
+    # Two periodic axes: row k is the normal to the other two vectors.
+    normals = torch.stack(
+        [torch.linalg.cross(cell[:, (k + 1) % 3], cell[:, (k + 2) % 3]) for k in range(3)], dim=1
+    )
+    normals = _unit(normals)
+    # One periodic axis: an orthonormal pair completing its direction.
+    axis = _unit((cell * pbc.unsqueeze(-1).to(dtype)).sum(dim=1))  # the single periodic vector
+    helper = eye[:, 0] * 0.0 + torch.nn.functional.one_hot(axis.abs().argmin(dim=1), 3).to(dtype)
+    first = _unit(torch.linalg.cross(axis, helper))
+    second = torch.linalg.cross(axis, first)
+    open_rank = torch.cumsum((~pbc).long(), dim=1) - 1  # 0 for the first open axis, 1 for the second
+    pair = torch.where((open_rank == 0).unsqueeze(-1), first.unsqueeze(1), second.unsqueeze(1))
+    directions = torch.where((periodic_count == 2).view(-1, 1, 1), normals, eye)
+    return torch.where((periodic_count == 1).view(-1, 1, 1), pair, directions)
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(vectors.dtype).tiny)

@@ -66,7 +66,11 @@ def fire_step(
     velocities = keep[batch_idx].unsqueeze(1) * state.velocities + scale[batch_idx].unsqueeze(1) * forces
 
     speed_up = downhill & (state.n > params.Nmin)
-    dt = torch.where(speed_up, torch.minimum(state.dt * params.finc, torch.as_tensor(params.dtmax, dtype=state.dt.dtype)), state.dt)
+    dt = torch.where(
+        speed_up,
+        torch.minimum(state.dt * params.finc, torch.as_tensor(params.dtmax, dtype=state.dt.dtype)),
+        state.dt,
+    )
     a = torch.where(speed_up, state.a * params.fa, state.a)
     dt = torch.where(uphill, state.dt * params.fdec, dt)
     a = torch.where(uphill, torch.as_tensor(params.astart, dtype=a.dtype, device=a.device).expand_as(a), a)
@@ -75,6 +79,8 @@ def fire_step(
     velocities = velocities + dt[batch_idx].unsqueeze(1) * forces
     dr = dt[batch_idx].unsqueeze(1) * velocities
     dr_norm = segment_sum(dr.square().sum(dim=1), batch_idx, num).sqrt()
-    shrink = torch.where(dr_norm > params.maxstep, params.maxstep / torch.where(dr_norm > 0, dr_norm, 1.0), 1.0)
+    shrink = torch.where(
+        dr_norm > params.maxstep, params.maxstep / torch.where(dr_norm > 0, dr_norm, 1.0), 1.0
+    )
     dr = dr * shrink[batch_idx].unsqueeze(1)
     return positions + dr, FireState(velocities, dt, a, n)

@@ -10,7 +10,9 @@ K_B = 8.617330337217213e-05
 """Boltzmann's constant in eV/K, ASE's value (CODATA 2014); ops import nothing but torch."""
 
 
-def kinetic_energy(velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
+def kinetic_energy(
+    velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int
+) -> torch.Tensor:
     """``[B]`` Σ ½ m v² per system, eV (velocities in Å per ASE time unit, masses in amu)."""
     per_atom = 0.5 * masses * velocities.square().sum(dim=1)
     return segment_sum(per_atom, batch_idx, num_systems)

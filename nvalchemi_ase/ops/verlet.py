@@ -14,7 +14,9 @@ from __future__ import annotations
 import torch
 
 
-def half_kick(velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: torch.Tensor | float) -> torch.Tensor:
+def half_kick(
+    velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: torch.Tensor | float
+) -> torch.Tensor:
     """``v + ½ dt F/m``: velocities ``[N, 3]``, forces ``[N, 3]``, masses ``[N]``, dt scalar or ``[N, 1]``."""
     return velocities + (0.5 * dt) * forces / masses.unsqueeze(1)
 

@@ -90,11 +90,17 @@ class NVTLangevin(BaseDynamics):
         c1, c2, c3, c4, c5 = self._coefficients
         rnd_vel, rnd_pos = langevin.random_moves(*self.draw_noise(batch), c3, c4, c5)
         if self.fixcm:
-            rnd_vel, rnd_pos = langevin.remove_noise_drift(rnd_vel, rnd_pos, batch.masses, batch.batch_idx, self._counts)
+            rnd_vel, rnd_pos = langevin.remove_noise_drift(
+                rnd_vel, rnd_pos, batch.masses, batch.batch_idx, self._counts
+            )
         self._rnd_vel = rnd_vel
         velocities = langevin.velocity_half(batch.velocities, batch.forces, batch.masses, c1, c2, rnd_vel)
-        batch.positions, batch.velocities = langevin.position_step(batch.positions, velocities, self.dt_internal, rnd_pos)
+        batch.positions, batch.velocities = langevin.position_step(
+            batch.positions, velocities, self.dt_internal, rnd_pos
+        )
 
     def post_update(self, batch: Batch) -> None:
         c1, c2, *_ = self._coefficients
-        batch.velocities = langevin.velocity_half(batch.velocities, batch.forces, batch.masses, c1, c2, self._rnd_vel)
+        batch.velocities = langevin.velocity_half(
+            batch.velocities, batch.forces, batch.masses, c1, c2, self._rnd_vel
+        )
