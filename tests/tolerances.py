@@ -11,3 +11,6 @@ FLOAT32_RTOL = 1e-4
 
 FINITE_DIFFERENCE_ATOL = 1e-6
 """Central differences with a 1e-5 Å step against analytic forces, eV/Å."""
+
+EXTXYZ_ATOL = 1e-8
+"""extxyz stores 8 decimals: positions, momenta and forces read back to this, Å (or the field's unit)."""

@@ -6,6 +6,14 @@ from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
 from nvalchemi_ase.dynamics.integrators import NVE, DemoDynamics, NVTLangevin
 from nvalchemi_ase.dynamics.optimizers import FIRE
+from nvalchemi_ase.dynamics.sinks import (
+    DataSink,
+    GPUBuffer,
+    HostMemory,
+    SinkEmptyError,
+    SinkFullError,
+    TrajectorySink,
+)
 
 __all__ = [
     "FIRE",
@@ -13,7 +21,13 @@ __all__ = [
     "BaseDynamics",
     "ConvergenceHook",
     "Criterion",
+    "DataSink",
     "DemoDynamics",
     "DynamicsStage",
+    "GPUBuffer",
+    "HostMemory",
     "NVTLangevin",
+    "SinkEmptyError",
+    "SinkFullError",
+    "TrajectorySink",
 ]

@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import AtomCategory, Batch, Scope
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
 from nvalchemi_ase.models.base import Model, evaluate
-from nvalchemi_ase.units import fs
+from nvalchemi_ase.ops import velocities
+from nvalchemi_ase.units import fs, kB
 
 
 class DynamicsStage(enum.IntEnum):
@@ -61,6 +62,13 @@ class BaseDynamics(HookRegistryMixin):
         A :class:`~nvalchemi_ase.dynamics.ConvergenceHook` (or the keyword
         arguments of one, as a dict) deciding per system when it is done;
         ``None``: systems never converge and ``run`` takes ``n_steps`` steps.
+    initial_temperature
+        K. When set, systems get Maxwell–Boltzmann velocities at this
+        temperature (zero total momentum, frozen atoms at rest) when they enter
+        this engine: at the start of a standalone run, or on migrating into it
+        inside a ``FusedStage``.
+    velocity_seed
+        Seed of those draws (``None``: random).
 
     Notes
     -----
@@ -80,6 +88,9 @@ class BaseDynamics(HookRegistryMixin):
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
+        *,
+        initial_temperature: float | None = None,
+        velocity_seed: int | None = None,
     ) -> None:
         from nvalchemi_ase.dynamics.convergence import ConvergenceHook
 
@@ -93,6 +104,8 @@ class BaseDynamics(HookRegistryMixin):
             raise ValueError(f"dt must be positive, got {dt}")
         if n_steps is not None and (isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0):
             raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+        if initial_temperature is not None and not initial_temperature >= 0.0:
+            raise ValueError(f"initial_temperature must be non-negative (K), got {initial_temperature}")
         if isinstance(convergence_hook, dict):
             convergence_hook = ConvergenceHook(**convergence_hook)
         if convergence_hook is not None and not isinstance(convergence_hook, ConvergenceHook):
@@ -101,6 +114,9 @@ class BaseDynamics(HookRegistryMixin):
         self.dt = float(dt)
         self.n_steps = n_steps
         self.convergence_hook = convergence_hook
+        self.initial_temperature = initial_temperature
+        self.velocity_seed = velocity_seed
+        self._velocity_generator: torch.Generator | None = None
         self.step_count = 0
         self.batch: Batch | None = None
         self.properties: set[str] = {"energy", "forces"}
@@ -146,7 +162,7 @@ class BaseDynamics(HookRegistryMixin):
         batch = self._bind(batch)
         stages = DynamicsStage
         self._call_hooks(stages.BEFORE_STEP, batch)
-        held = self._hold_converged(batch)
+        held = self.hold(batch) if self.convergence_hook is not None else None
         self._call_hooks(stages.BEFORE_PRE_UPDATE, batch)
         self.pre_update(batch)
         self._call_hooks(stages.AFTER_PRE_UPDATE, batch)
@@ -156,7 +172,9 @@ class BaseDynamics(HookRegistryMixin):
         self._call_hooks(stages.BEFORE_POST_UPDATE, batch)
         self.post_update(batch)
         self._call_hooks(stages.AFTER_POST_UPDATE, batch)
-        self._restore_converged(batch, held)
+        if held is not None:
+            assert self.converged is not None
+            self.restore(batch, held, self.converged)
         self._call_hooks(stages.AFTER_STEP, batch)
         self._check_convergence(batch)
         self.step_count += 1
@@ -220,25 +238,53 @@ class BaseDynamics(HookRegistryMixin):
             self._newly_converged = torch.zeros_like(self.converged)
             self.done = False
             self.init_state(batch)
+            self.enter(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
         return batch
 
-    def _held_fields(self) -> tuple[str, ...]:
-        return ("positions", "velocities", *self.state_fields)
+    def hold(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Copies of what an update changes: positions, velocities and this engine's state fields."""
+        return {name: getattr(batch, name).clone() for name in ("positions", "velocities", *self.state_fields)}
 
-    def _hold_converged(self, batch: Batch) -> dict[str, torch.Tensor] | None:
-        if self.convergence_hook is None:
-            return None  # nothing ever converges: nothing to hold
-        return {name: getattr(batch, name).clone() for name in self._held_fields()}
-
-    def _restore_converged(self, batch: Batch, held: dict[str, torch.Tensor] | None) -> None:
-        if held is None:
-            return
-        assert self.converged is not None
-        atom_mask = self.converged[batch.batch_idx]
+    @staticmethod
+    def restore(batch: Batch, held: dict[str, torch.Tensor], systems: torch.Tensor) -> None:
+        """Put the held values back for ``systems`` (``[B]`` bool), branch-free (no sync)."""
+        atoms = systems[batch.batch_idx]
         for name, saved in held.items():
-            mask = atom_mask if batch.scope_of(name).value == "atom" else self.converged
+            mask = atoms if batch.scope_of(name) is Scope.ATOM else systems
             mask = mask.view(-1, *([1] * (saved.dim() - 1)))
             setattr(batch, name, torch.where(mask, saved, getattr(batch, name)))
+
+    def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
+        """``pre_update`` for the systems in ``members`` (``[B]`` bool) only; the others are untouched."""
+        held = self.hold(batch)
+        self.pre_update(batch)
+        self.restore(batch, held, ~members)
+
+    def masked_post_update(self, batch: Batch, members: torch.Tensor) -> None:
+        """``post_update`` for the systems in ``members`` only."""
+        held = self.hold(batch)
+        self.post_update(batch)
+        self.restore(batch, held, ~members)
+
+    def enter(self, batch: Batch, systems: torch.Tensor) -> None:
+        """Prepare ``systems`` (``[B]`` bool) entering this engine: with ``initial_temperature`` set,
+        give them Maxwell–Boltzmann velocities at that temperature (zero total momentum per system)."""
+        if self.initial_temperature is None:
+            return
+        if self._velocity_generator is None or self._velocity_generator.device != batch.device:
+            self._velocity_generator = torch.Generator(device=batch.device)
+            if self.velocity_seed is None:
+                self._velocity_generator.seed()
+            else:
+                self._velocity_generator.manual_seed(self.velocity_seed)
+        noise = torch.randn(
+            batch.positions.shape, generator=self._velocity_generator, dtype=batch.dtype, device=batch.device
+        )
+        kT = torch.full_like(batch.masses, self.initial_temperature * kB)
+        drawn = velocities.maxwell_boltzmann(batch.masses, kT, noise)
+        drawn = velocities.remove_drift(drawn, batch.masses, batch.batch_idx, batch.num_graphs)
+        moving = (batch.atom_categories != AtomCategory.FROZEN) & systems[batch.batch_idx]
+        batch.velocities = torch.where(moving.unsqueeze(1), drawn, batch.velocities)
 
     def _mark_converged(self, batch: Batch) -> None:
         """Evaluate the criteria on the device; remember newly converged systems (no sync)."""

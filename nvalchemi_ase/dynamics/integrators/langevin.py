@@ -36,8 +36,8 @@ class NVTLangevin(BaseDynamics):
         Seed of the torch generator the noise is drawn from (``None``: a random seed).
     fixcm
         Remove the noise's centre-of-mass motion per system, as ASE's ``fixcm``.
-    n_steps, hooks, convergence_hook
-        As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
+    n_steps, hooks, convergence_hook, **options
+        As :class:`~nvalchemi_ase.dynamics.BaseDynamics` (``initial_temperature``, ``velocity_seed``).
     """
 
     def __init__(
@@ -51,8 +51,9 @@ class NVTLangevin(BaseDynamics):
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook)
+        super().__init__(model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options)
         self.temperature = torch.as_tensor(temperature, dtype=torch.float64)
         self.friction = torch.as_tensor(friction, dtype=torch.float64)
         if (self.temperature < 0).any() or not torch.isfinite(self.temperature).all():

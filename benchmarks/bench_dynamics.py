@@ -1,0 +1,105 @@
+"""Stage-loop benchmarks, measured in one run and printed as ratios.
+
+1. NVE of 64 Ar systems x 108 atoms (smooth LJ, rc 8.5 Å, dt 2 fs): our batched
+   engine against ASE's VelocityVerlet run system by system. ASE is timed on a
+   few systems for a few steps and compared per system-step (ASE's cost is
+   linear in both: it runs each system alone).
+2. Hook overhead: the same run with NaN check + force clamp + CSV logging every
+   100 steps + snapshots every 100 steps, against bare stepping.
+
+Run:  python benchmarks/bench_dynamics.py [--device cpu|cuda] [--steps 200] [--dtype float64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import units
+from ase.build import bulk
+from ase.calculators.lj import LennardJones as AseLennardJones
+from ase.md.verlet import VelocityVerlet
+from common import machine
+
+from nvalchemi_ase import Batch, LennardJones
+from nvalchemi_ase.dynamics import NVE, HostMemory
+from nvalchemi_ase.dynamics.hooks import LoggingHook, MaxForceClampHook, NaNDetectorHook, SnapshotHook
+
+ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
+
+
+def argon_systems(count: int) -> list:
+    rng = np.random.default_rng(0)
+    systems = []
+    for k in range(count):
+        atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(3)  # 108 atoms
+        atoms.rattle(0.05, seed=k)
+        atoms.set_velocities(rng.normal(scale=0.01, size=(len(atoms), 3)))
+        systems.append(atoms)
+    return systems
+
+
+def ours(systems: list, steps: int, device: str, dtype: torch.dtype, hooks: list) -> float:
+    batch = Batch.from_atoms(systems, device=device, dtype=dtype)
+    engine = NVE(LennardJones(**ARGON), dt=2.0, hooks=hooks)
+    engine.run(batch, n_steps=2)  # prime forces, build lists, load kernels
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    engine.run(batch, n_steps=steps)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def ase_per_system_step(systems: list, steps: int) -> float:
+    start = time.perf_counter()
+    for atoms in systems:
+        atoms = atoms.copy()
+        atoms.calc = AseLennardJones(**ARGON)
+        VelocityVerlet(atoms, 2.0 * units.fs).run(steps)
+    return (time.perf_counter() - start) / (len(systems) * steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--systems", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
+    systems = argon_systems(args.systems)
+    print(f"machine: {machine()}; device {args.device}, {args.dtype}")
+
+    bare = ours(systems, args.steps, args.device, dtype, hooks=[])
+    per_step = bare / (args.systems * args.steps)
+    reference = ase_per_system_step(systems[:4], 10)
+    atom_steps = args.systems * 108 * args.steps / bare
+    print(
+        f"NVE {args.systems} x 108 Ar, {args.steps} steps: ours {bare:.2f} s ({per_step * 1e3:.3f} ms per system-step, "
+        f"{atom_steps:.3g} atom-steps/s); ASE VelocityVerlet {reference * 1e3:.2f} ms per system-step "
+        f"(4 systems x 10 steps) -> {reference / per_step:.1f}x"
+    )
+
+    with tempfile.TemporaryDirectory() as folder:
+        sink = HostMemory(capacity=args.systems * (args.steps // 100 + 2))
+        hooks = [
+            MaxForceClampHook(max_force=50.0),
+            NaNDetectorHook(),
+            LoggingHook(frequency=100, backend="csv", log_path=str(Path(folder) / "log.csv")),
+            SnapshotHook(sink=sink, frequency=100),
+        ]
+        hooked = ours(systems, args.steps, args.device, dtype, hooks=hooks)
+    print(
+        f"with NaN + clamp + logging/100 + snapshots/100: {hooked:.2f} s vs bare {bare:.2f} s -> "
+        f"overhead {100 * (hooked / bare - 1):.1f}%"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Initial velocities: Maxwell–Boltzmann draws with the centre-of-mass drift removed per system."""
+
+from __future__ import annotations
+
+import torch
+
+from nvalchemi_ase.ops.segment import segment_sum
+
+
+def maxwell_boltzmann(masses: torch.Tensor, kT: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Velocities ``√(kT/m) ξ``: masses ``[N]`` amu, kT ``[N]`` eV, noise ``[N, 3]`` standard normal."""
+    return torch.sqrt(kT / masses).unsqueeze(1) * noise
+
+
+def remove_drift(velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
+    """Subtract each system's centre-of-mass velocity (its total momentum becomes zero)."""
+    momentum = segment_sum(velocities * masses.unsqueeze(1), batch_idx, num_systems)
+    total_mass = segment_sum(masses, batch_idx, num_systems)
+    return velocities - (momentum / total_mass.unsqueeze(1))[batch_idx]
