@@ -81,8 +81,9 @@ def main() -> None:
     reference = ase_per_system_step(systems[:4], 10)
     atom_steps = args.systems * 108 * args.steps / bare
     print(
-        f"NVE {args.systems} x 108 Ar, {args.steps} steps: ours {bare:.2f} s ({per_step * 1e3:.3f} ms per system-step, "
-        f"{atom_steps:.3g} atom-steps/s); ASE VelocityVerlet {reference * 1e3:.2f} ms per system-step "
+        f"NVE {args.systems} x 108 Ar, {args.steps} steps: ours {bare:.2f} s "
+        f"({per_step * 1e3:.3f} ms per system-step, {atom_steps:.3g} atom-steps/s); "
+        f"ASE VelocityVerlet {reference * 1e3:.2f} ms per system-step "
         f"(4 systems x 10 steps) -> {reference / per_step:.1f}x"
     )
 

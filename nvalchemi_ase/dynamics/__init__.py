@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
+from nvalchemi_ase.dynamics.fused import FusedStage
 from nvalchemi_ase.dynamics.integrators import NVE, DemoDynamics, NVTLangevin
 from nvalchemi_ase.dynamics.optimizers import FIRE
 from nvalchemi_ase.dynamics.sinks import (
@@ -24,6 +25,7 @@ __all__ = [
     "DataSink",
     "DemoDynamics",
     "DynamicsStage",
+    "FusedStage",
     "GPUBuffer",
     "HostMemory",
     "NVTLangevin",

@@ -18,7 +18,6 @@ that step needs host values, or the convergence check is due (see
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,23 +25,12 @@ import torch
 
 from nvalchemi_ase.data import AtomCategory, Batch, Scope
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
+from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.base import Model, evaluate
 from nvalchemi_ase.ops import velocities
 from nvalchemi_ase.units import fs, kB
 
-
-class DynamicsStage(enum.IntEnum):
-    """The nine hook-firing points of a dynamics step, in firing order."""
-
-    BEFORE_STEP = 0
-    BEFORE_PRE_UPDATE = 1
-    AFTER_PRE_UPDATE = 2
-    BEFORE_COMPUTE = 3
-    AFTER_COMPUTE = 4
-    BEFORE_POST_UPDATE = 5
-    AFTER_POST_UPDATE = 6
-    AFTER_STEP = 7
-    ON_CONVERGE = 8
+__all__ = ["BaseDynamics", "DynamicsStage"]
 
 
 class BaseDynamics(HookRegistryMixin):
@@ -162,19 +150,18 @@ class BaseDynamics(HookRegistryMixin):
         batch = self._bind(batch)
         stages = DynamicsStage
         self._call_hooks(stages.BEFORE_STEP, batch)
-        held = self.hold(batch) if self.convergence_hook is not None else None
+        moving = None  # converged systems stay put; without a convergence hook none ever converge
+        if self.convergence_hook is not None and self.converged is not None:
+            moving = ~self.converged
         self._call_hooks(stages.BEFORE_PRE_UPDATE, batch)
-        self.pre_update(batch)
+        self._update(self.pre_update, self.masked_pre_update, batch, moving)
         self._call_hooks(stages.AFTER_PRE_UPDATE, batch)
         self._call_hooks(stages.BEFORE_COMPUTE, batch)
         self.compute(batch)
         self._call_hooks(stages.AFTER_COMPUTE, batch)
         self._call_hooks(stages.BEFORE_POST_UPDATE, batch)
-        self.post_update(batch)
+        self._update(self.post_update, self.masked_post_update, batch, moving)
         self._call_hooks(stages.AFTER_POST_UPDATE, batch)
-        if held is not None:
-            assert self.converged is not None
-            self.restore(batch, held, self.converged)
         self._call_hooks(stages.AFTER_STEP, batch)
         self._check_convergence(batch)
         self.step_count += 1
@@ -205,6 +192,14 @@ class BaseDynamics(HookRegistryMixin):
                     break
                 self.step(batch)
         return batch
+
+    def __add__(self, other: BaseDynamics) -> BaseDynamics:
+        """``relax + md``: a :class:`~nvalchemi_ase.dynamics.FusedStage` running both in one loop."""
+        if not isinstance(other, BaseDynamics):
+            return NotImplemented
+        from nvalchemi_ase.dynamics.fused import fuse
+
+        return fuse(self, other)
 
     def __enter__(self) -> BaseDynamics:
         """Open the hooks (files, timers) for several ``run``/``step`` calls; closed on exit."""
@@ -243,7 +238,9 @@ class BaseDynamics(HookRegistryMixin):
 
     def hold(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Copies of what an update changes: positions, velocities and this engine's state fields."""
-        return {name: getattr(batch, name).clone() for name in ("positions", "velocities", *self.state_fields)}
+        return {
+            name: getattr(batch, name).clone() for name in ("positions", "velocities", *self.state_fields)
+        }
 
     @staticmethod
     def restore(batch: Batch, held: dict[str, torch.Tensor], systems: torch.Tensor) -> None:
@@ -285,6 +282,13 @@ class BaseDynamics(HookRegistryMixin):
         drawn = velocities.remove_drift(drawn, batch.masses, batch.batch_idx, batch.num_graphs)
         moving = (batch.atom_categories != AtomCategory.FROZEN) & systems[batch.batch_idx]
         batch.velocities = torch.where(moving.unsqueeze(1), drawn, batch.velocities)
+
+    @staticmethod
+    def _update(plain: Any, masked: Any, batch: Batch, moving: torch.Tensor | None) -> None:
+        if moving is None:
+            plain(batch)
+        else:
+            masked(batch, moving)
 
     def _mark_converged(self, batch: Batch) -> None:
         """Evaluate the criteria on the device; remember newly converged systems (no sync)."""

@@ -53,7 +53,9 @@ class NVTLangevin(BaseDynamics):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        super().__init__(model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options)
+        super().__init__(
+            model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
+        )
         self.temperature = torch.as_tensor(temperature, dtype=torch.float64)
         self.friction = torch.as_tensor(friction, dtype=torch.float64)
         if (self.temperature < 0).any() or not torch.isfinite(self.temperature).all():

@@ -65,7 +65,9 @@ class FIRE(BaseDynamics):
     ) -> None:
         if convergence_hook is None:
             convergence_hook = ConvergenceHook.from_fmax(0.05)
-        super().__init__(model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options)
+        super().__init__(
+            model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
+        )
         if not maxstep > 0.0:
             raise ValueError(f"maxstep must be positive, got {maxstep}")
         self.parameters = FireParameters(maxstep, dtmax, Nmin, finc, fdec, astart, fa)

@@ -1,0 +1,207 @@
+"""``FusedStage``: several engines in one loop (relax + md), one shared force call per step.
+
+``status[b]`` says which sub-stage system b is in; ``len(stages)`` means done.
+One fused step, as the spec draws it:
+
+1. each sub-stage's BEFORE_STEP hooks;
+2. for each sub-stage: BEFORE_PRE_UPDATE hooks, then its ``pre_update`` for its
+   own systems;
+3. one ``compute()`` for the whole batch, with the fused stage's own
+   BEFORE_COMPUTE / AFTER_COMPUTE hooks around it (e.g. a neighbour list, or a
+   ``FreezeAtomsHook``, which needs BEFORE_COMPUTE);
+4. each sub-stage's AFTER_COMPUTE hooks;
+5. for each sub-stage: its ``post_update`` for its own systems, then its
+   AFTER_POST_UPDATE hooks;
+6. each sub-stage's AFTER_STEP hooks, then the fused stage's own;
+7. for each sub-stage: convergence of its systems, ON_CONVERGE hooks, and
+   migration of converged systems (and of those whose step budget ran out)
+   to the next status. A system moves at most one stage per step.
+
+Sub-stages do not receive BEFORE_COMPUTE, AFTER_PRE_UPDATE or
+BEFORE_POST_UPDATE (the forward pass is shared). The fused stage's own hooks
+see the whole batch at BEFORE_STEP, BEFORE_PRE_UPDATE (before any sub-stage
+update), BEFORE_COMPUTE, AFTER_COMPUTE, AFTER_POST_UPDATE (after all of them)
+and AFTER_STEP. Each sub-stage's state
+advances only for its own systems. The host hears about convergence once per
+step (one device→host copy), and only when some sub-stage needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
+
+
+class FusedStage(BaseDynamics):
+    """Sub-stages advanced together, each on the systems whose ``status`` is its index.
+
+    Parameters
+    ----------
+    stages
+        The engines, in pipeline order (``relax + md`` builds ``FusedStage([relax, md])``).
+        They share the first stage's model.
+    n_steps
+        Default cap on fused steps for :meth:`run`.
+    hooks
+        The fused stage's own hooks (fired around the shared compute and at
+        BEFORE_STEP / AFTER_STEP on the whole batch), e.g. a ``NeighborListHook``.
+
+    Notes
+    -----
+    A sub-stage's budget is its ``n_steps`` per system: a system that reaches
+    it moves on; when that sub-stage has a convergence hook and the system
+    had not converged, ``batch.unconverged[b]`` is set. A final sub-stage
+    without ``n_steps`` or a convergence hook never finishes, so pass
+    ``n_steps`` to :meth:`run`.
+    """
+
+    def __init__(
+        self, stages: Sequence[BaseDynamics], n_steps: int | None = None, hooks: Iterable[Any] | None = None
+    ):
+        stages = list(stages)
+        if not stages or not all(isinstance(s, BaseDynamics) for s in stages):
+            raise TypeError("a FusedStage needs one or more BaseDynamics sub-stages")
+        if any(isinstance(s, FusedStage) for s in stages):
+            raise TypeError("nest fused stages by adding their sub-stages: (a + b) + c")
+        if len({id(s) for s in stages}) != len(stages):
+            raise ValueError("the same engine object appears twice; create one per sub-stage")
+        self.stages = stages
+        super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
+        for stage in stages:
+            self.properties |= stage.properties
+            stage.properties = self.properties  # one compute serves them all
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{k}:{type(s).__name__}" for k, s in enumerate(self.stages))
+        return f"FusedStage(stages=[{names}], n_steps={self.n_steps}, step_count={self.step_count})"
+
+    @property
+    def exit_status(self) -> int:
+        """The status of finished systems: the number of sub-stages."""
+        return len(self.stages)
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, batch: Batch) -> None:
+        for name, default in (("stage_steps", 0), ("unconverged", False)):
+            if name not in batch.field_names():
+                dtype = torch.bool if isinstance(default, bool) else torch.long
+                batch.add_field(
+                    name,
+                    torch.full((batch.num_graphs,), default, dtype=dtype, device=batch.device),
+                    Scope.SYSTEM,
+                )
+        for stage in self.stages:
+            stage.batch = batch
+            stage.init_state(batch)
+        entering = batch.status == 0
+        self.stages[0].enter(batch, entering)
+        self.done = False
+
+    def _bind(self, batch: Batch | None) -> Batch:
+        if batch is not None and batch is not self.batch:
+            for stage in self.stages:
+                if isinstance(stage.model, torch.nn.Module):
+                    stage.model.to(batch.device)
+        return super()._bind(batch)
+
+    # ------------------------------------------------------------------ the fused step
+    def step(self, batch: Batch | None = None) -> Batch:
+        """One fused step; returns the (same) batch."""
+        batch = self._bind(batch)
+        members = [batch.status == k for k in range(len(self.stages))]
+        self._call_hooks(DynamicsStage.BEFORE_STEP, batch)
+        for stage in self.stages:
+            stage._call_hooks(DynamicsStage.BEFORE_STEP, batch)
+        self._call_hooks(DynamicsStage.BEFORE_PRE_UPDATE, batch)
+        for stage, mine in zip(self.stages, members, strict=True):
+            stage._call_hooks(DynamicsStage.BEFORE_PRE_UPDATE, batch)
+            stage.masked_pre_update(batch, mine)
+        self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
+        self.compute(batch)
+        self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+        for stage in self.stages:
+            stage._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+        for stage, mine in zip(self.stages, members, strict=True):
+            stage.masked_post_update(batch, mine)
+            stage._call_hooks(DynamicsStage.AFTER_POST_UPDATE, batch)
+        self._call_hooks(DynamicsStage.AFTER_POST_UPDATE, batch)
+        for stage in self.stages:
+            stage._call_hooks(DynamicsStage.AFTER_STEP, batch)
+        self._call_hooks(DynamicsStage.AFTER_STEP, batch)
+        self._migrate(batch, members)
+        self.step_count += 1
+        for stage in self.stages:
+            stage.step_count = self.step_count
+        return batch
+
+    def _migrate(self, batch: Batch, members: list[torch.Tensor]) -> None:
+        """Convergence, ON_CONVERGE and migration, with at most one device→host copy."""
+        batch.stage_steps = batch.stage_steps + 1
+        converged, moving = [], []
+        for k, (stage, mine) in enumerate(zip(self.stages, members, strict=True)):
+            done = torch.zeros_like(mine)
+            if stage.convergence_hook is not None:
+                done = mine & stage.convergence_hook.evaluate(batch)
+            out_of_budget = mine & ~done
+            if stage.n_steps is not None:
+                out_of_budget = out_of_budget & (batch.stage_steps >= stage.n_steps)
+                if stage.convergence_hook is not None:
+                    batch.unconverged = batch.unconverged | out_of_budget
+            else:
+                out_of_budget = torch.zeros_like(mine)
+            converged.append(done)
+            moving.append((k, done | out_of_budget))
+        for k, leaving in moving:
+            batch.status = torch.where(leaving, k + 1, batch.status)
+            batch.stage_steps = torch.where(leaving, 0, batch.stage_steps)
+            if k + 1 < len(self.stages):
+                self.stages[k + 1].enter(batch, leaving)
+        listening = [k for k, s in enumerate(self.stages) if s.hooks_at(DynamicsStage.ON_CONVERGE)]
+        flags = torch.stack(
+            [converged[k].any() for k in listening] + [(batch.status == self.exit_status).all()]
+        )
+        *any_converged, all_done = flags.tolist()
+        for k, fired in zip(listening, any_converged, strict=True):
+            if fired:
+                self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=converged[k])
+        self.done = bool(all_done)
+
+    def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:
+        """Step until every system is done (status == number of sub-stages) or ``n_steps`` fused steps.
+
+        With ``n_steps`` None here and in the constructor, runs until all are done.
+        """
+        batch = self._bind(batch)
+        steps = self.n_steps if n_steps is None else n_steps
+        with contextlib.ExitStack() as stack:
+            if self._hook_stack is None:
+                self._open_hooks(stack)
+                for stage in self.stages:
+                    stage._open_hooks(stack)
+            if batch.forces is None or batch.energy is None:
+                self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
+                self.compute(batch)
+                self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+            taken = 0
+            while not self.done and (steps is None or taken < steps):
+                self.step(batch)
+                taken += 1
+        return batch
+
+
+def fuse(first: BaseDynamics, second: BaseDynamics) -> FusedStage:
+    """``first + second``: one pipeline of their sub-stages (``(a + b) + c`` has three).
+
+    A fused left operand passes on its own hooks and ``n_steps``.
+    """
+    left = first.stages if isinstance(first, FusedStage) else [first]
+    right = second.stages if isinstance(second, FusedStage) else [second]
+    if isinstance(first, FusedStage):
+        return FusedStage([*left, *right], n_steps=first.n_steps, hooks=first.hooks)
+    return FusedStage([*left, *right])

@@ -1,0 +1,190 @@
+"""Safety hooks at ``AFTER_COMPUTE``: stop on non-finite model output, clamp huge forces.
+
+Register the clamp before the NaN check (both fire at ``AFTER_COMPUTE``, in
+registration order), and both after a ``BiasedPotentialHook``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics.base import DynamicsStage
+from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.ops.segment import segment_sum
+
+CLAMP_LOGGER = logging.getLogger("nvalchemi_ase.clamp")
+"""Where :class:`MaxForceClampHook` reports clamps (level WARNING)."""
+
+
+class NonFiniteError(RuntimeError):
+    """A model output (or another checked field) holds NaN or ±Inf."""
+
+
+def _check_frequency(frequency: int) -> int:
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        raise ValueError(f"frequency must be an integer >= 1, got {frequency!r}")
+    return frequency
+
+
+class NaNDetectorHook:
+    """Raise :class:`NonFiniteError` when forces, energy or extra fields hold NaN or ±Inf.
+
+    Parameters
+    ----------
+    extra_keys
+        More batch fields to check (e.g. ``"stress"``); fields the batch does
+        not hold are skipped. With ``"stress"``, the engine is asked to have
+        the model return stress.
+    frequency
+        Check when ``step_count % frequency == 0``.
+
+    Notes
+    -----
+    One device→host sync per firing (the all-finite flags of every field,
+    stacked). The message names the step, the bad fields and, per field, the
+    number of non-finite elements and the systems (batch indices) holding them.
+    """
+
+    stage = DynamicsStage.AFTER_COMPUTE
+
+    def __init__(self, extra_keys: Iterable[str] | None = None, frequency: int = 1) -> None:
+        if isinstance(extra_keys, str):
+            raise TypeError(f"extra_keys must be a list of field names, got the string {extra_keys!r}")
+        extra = list(extra_keys or ())
+        if not all(isinstance(key, str) for key in extra):
+            raise TypeError(f"extra_keys must be field names (str), got {extra!r}")
+        self.extra_keys = tuple(extra)
+        self.keys = tuple(dict.fromkeys(("forces", "energy", *extra)))
+        self.frequency = _check_frequency(frequency)
+
+    def on_register(self, engine: Any) -> None:
+        """Ask the engine for stress when it is to be checked."""
+        if "stress" in self.extra_keys and hasattr(engine, "request_property"):
+            engine.request_property("stress")
+
+    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
+        batch = ctx.batch
+        fields = [(key, value) for key in self.keys if (value := getattr(batch, key, None)) is not None]
+        if not fields:
+            return
+        finite = torch.stack([torch.isfinite(value).all() for _, value in fields]).tolist()  # the one sync
+        if all(finite):
+            return
+        bad = [(key, value) for (key, value), ok in zip(fields, finite, strict=True) if not ok]
+        lines = [f"non-finite values at step {ctx.step_count} in field(s) {[key for key, _ in bad]}"]
+        lines += [_describe(batch, key, value) for key, value in bad]
+        raise NonFiniteError("\n".join(lines))
+
+    def __repr__(self) -> str:
+        return f"NaNDetectorHook(extra_keys={list(self.extra_keys)}, frequency={self.frequency})"
+
+
+def _describe(batch: Batch, key: str, value: torch.Tensor) -> str:
+    """``"  key: n non-finite element(s) in system(s) [...]"`` (per-atom rows mapped through batch_idx)."""
+    bad = ~torch.isfinite(value)
+    rows = bad.reshape(bad.shape[0], -1).any(dim=1)
+    per_atom = batch.scope_of(key) is Scope.ATOM
+    systems = torch.unique(batch.batch_idx[rows]) if per_atom else torch.nonzero(rows).reshape(-1)
+    ids = batch.system_id[systems]
+    return (
+        f"  {key}: {int(bad.sum())} non-finite element(s) in system(s) {systems.tolist()} "
+        f"(system_id {ids.tolist()})"
+    )
+
+
+class MaxForceClampHook:
+    """Scale every atomic force longer than ``max_force`` down to ``max_force``, keeping its direction.
+
+    Parameters
+    ----------
+    max_force
+        Largest force norm allowed, eV/Å (> 0). Forces exactly at the limit,
+        and zero forces, are left bit-for-bit unchanged.
+    log_clamps
+        Log (logger ``"nvalchemi_ase.clamp"``, WARNING) the step and the number
+        of clamped atoms per affected system on firings that clamp anything.
+        Costs one device→host sync per firing; none when False.
+    frequency
+        Clamp when ``step_count % frequency == 0``.
+
+    Attributes
+    ----------
+    clamped
+        ``[B]`` long on the device: clamped atoms per system, summed over the
+        firings since the hook last saw a batch of another size.
+    """
+
+    stage = DynamicsStage.AFTER_COMPUTE
+
+    def __init__(self, max_force: float, log_clamps: bool = False, frequency: int = 1) -> None:
+        if isinstance(max_force, bool) or not isinstance(max_force, int | float):
+            raise ValueError(f"max_force must be a positive number (eV/Å), got {max_force!r}")
+        if not (max_force > 0.0 and math.isfinite(max_force)):
+            raise ValueError(f"max_force must be positive and finite (eV/Å), got {max_force!r}")
+        if not isinstance(log_clamps, bool):
+            raise TypeError(f"log_clamps must be a bool, got {log_clamps!r}")
+        self.max_force = float(max_force)
+        self.log_clamps = log_clamps
+        self.frequency = _check_frequency(frequency)
+        self.clamped: torch.Tensor | None = None
+
+    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
+        batch = ctx.batch
+        if batch.forces is None:
+            return
+        forces, over = clamp_forces(batch.forces, self.max_force)
+        batch.forces = forces
+        counts = segment_sum(over.long(), batch.batch_idx, batch.num_graphs)
+        if self.clamped is None or self.clamped.shape != counts.shape or self.clamped.device != counts.device:
+            self.clamped = torch.zeros_like(counts)
+        self.clamped += counts
+        if self.log_clamps:
+            self._log(ctx.step_count, counts)
+
+    @staticmethod
+    def _log(step: int, counts: torch.Tensor) -> None:
+        per_system = counts.tolist()  # the firing's only sync
+        affected = {system: n for system, n in enumerate(per_system) if n}
+        if affected:
+            CLAMP_LOGGER.warning(
+                "step %d: clamped %d atom(s): %s",
+                step,
+                sum(affected.values()),
+                ", ".join(f"system {system}: {n}" for system, n in affected.items()),
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"MaxForceClampHook(max_force={self.max_force}, log_clamps={self.log_clamps}, "
+            f"frequency={self.frequency})"
+        )
+
+
+def clamp_forces(forces: torch.Tensor, max_force: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forces with every row longer than ``max_force`` rescaled to ``max_force`` (branch-free).
+
+    Parameters
+    ----------
+    forces
+        ``[N, 3]`` eV/Å.
+    max_force
+        eV/Å.
+
+    Returns
+    -------
+    tuple
+        The clamped ``[N, 3]`` forces and the ``[N]`` bool mask of clamped atoms.
+    """
+    norms = forces.square().sum(dim=1, keepdim=True).sqrt()
+    over = norms > max_force
+    scale = max_force / torch.where(over, norms, torch.ones_like(norms))
+    return torch.where(over, forces * scale, forces), over.reshape(-1)
+
+
+__all__ = ["CLAMP_LOGGER", "MaxForceClampHook", "NaNDetectorHook", "NonFiniteError", "clamp_forces"]

@@ -1,0 +1,170 @@
+"""Safety hooks: NaN/Inf detection names the fields and systems; force clamping by hand."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import torch
+
+from nvalchemi_ase import Batch, LennardJones
+from nvalchemi_ase.dynamics import DemoDynamics, DynamicsStage
+from nvalchemi_ase.dynamics.hooks import MaxForceClampHook, NaNDetectorHook
+from nvalchemi_ase.dynamics.hooks.safety import NonFiniteError, clamp_forces
+from nvalchemi_ase.hooks import HookContext
+from tests.structures import argon_bulk
+
+ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
+
+
+def _computed(n_systems: int = 3) -> Batch:
+    batch = Batch.from_atoms([argon_bulk(1, seed=k) for k in range(n_systems)], device="cpu")  # 4 atoms each
+    dynamics = DemoDynamics(LennardJones(**ARGON), dt=1.0)
+    dynamics.request_property("stress")
+    dynamics.run(batch, n_steps=0)
+    return batch
+
+
+def _fire(hook, batch, step=0):
+    hook(HookContext(batch, None, step, DynamicsStage.AFTER_COMPUTE), DynamicsStage.AFTER_COMPUTE)
+
+
+# ---------------------------------------------------------------------------------------------- NaN detector
+def test_finite_batch_passes_and_missing_keys_are_skipped():
+    batch = _computed()
+    _fire(NaNDetectorHook(extra_keys=["stress", "charges", "velocities"]), batch)
+    batch.stress = None
+    _fire(NaNDetectorHook(extra_keys=["stress"]), batch)
+
+
+def test_message_names_step_fields_counts_and_systems():
+    batch = _computed()
+    forces, energy, stress = batch.forces.clone(), batch.energy.clone(), batch.stress.clone()
+    forces[9, 1] = float("nan")  # system 2 (atoms 8..11)
+    forces[10, :] = float("inf")  # system 2 again: listed once
+    forces[1, 0] = -float("inf")  # system 0
+    energy[1, 0] = float("inf")
+    stress[2, 0, 1] = -float("inf")
+    batch.forces, batch.energy, batch.stress = forces, energy, stress
+    with pytest.raises(NonFiniteError) as error:
+        _fire(NaNDetectorHook(extra_keys=["stress"]), batch, step=12)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "non-finite values at step 12 in field(s) ['forces', 'energy', 'stress']"
+    assert re.fullmatch(r"  forces: 5 non-finite element\(s\) in system\(s\) \[0, 2\] .*", lines[1])
+    assert re.fullmatch(r"  energy: 1 non-finite element\(s\) in system\(s\) \[1\] .*", lines[2])
+    assert re.fullmatch(r"  stress: 1 non-finite element\(s\) in system\(s\) \[2\] .*", lines[3])
+    assert isinstance(error.value, RuntimeError)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_each_kind_of_non_finite_value_is_caught(bad):
+    batch = _computed()
+    positions = batch.positions.clone()
+    positions[5, 2] = bad
+    batch.positions = positions
+    _fire(NaNDetectorHook(), batch)  # positions are not checked unless asked
+    with pytest.raises(
+        NonFiniteError, match=r"\['positions'\]\n  positions: 1 non-finite element\(s\) in system\(s\) \[1\]"
+    ):
+        _fire(NaNDetectorHook(extra_keys=["positions"]), batch)
+
+
+def test_detector_in_a_run_stops_at_the_poisoned_step_and_requests_stress():
+    class Poison:
+        stage, frequency = DynamicsStage.AFTER_COMPUTE, 1
+
+        def __call__(self, ctx, stage):
+            if ctx.step_count == 3:
+                forces = ctx.batch.forces.clone()
+                forces[ctx.batch.ptr[1]] = float("nan")  # first atom of system 1
+                ctx.batch.forces = forces
+
+    detector = NaNDetectorHook(extra_keys=["stress"])
+    dynamics = DemoDynamics(LennardJones(**ARGON), dt=1.0, n_steps=10, hooks=[Poison(), detector])
+    assert "stress" in dynamics.properties
+    batch = Batch.from_atoms([argon_bulk(1, seed=0), argon_bulk(1, seed=1)], device="cpu")
+    with pytest.raises(NonFiniteError, match=r"at step 3 in field\(s\) \['forces'\]\n  forces: 3 .* \[1\]"):
+        dynamics.run(batch)
+    assert batch.stress is not None and dynamics.step_count == 3
+
+
+def test_detector_constructor_errors():
+    with pytest.raises(TypeError, match="extra_keys"):
+        NaNDetectorHook(extra_keys="stress")
+    with pytest.raises(ValueError, match="frequency"):
+        NaNDetectorHook(frequency=0)
+
+
+# ---------------------------------------------------------------------------------------------- clamp
+def test_clamp_values_by_hand():
+    forces = torch.tensor(
+        [[3.0, 4.0, 0.0], [0.0, 0.0, 2.5], [0.0, 0.0, 0.0], [1.0, -1.0, 0.5], [-6.0, 0.0, 8.0]],
+        dtype=torch.float64,
+    )
+    clamped, over = clamp_forces(forces, 2.5)
+    expected = torch.tensor(
+        [[1.5, 2.0, 0.0], [0.0, 0.0, 2.5], [0.0, 0.0, 0.0], [1.0, -1.0, 0.5], [-1.5, 0.0, 2.0]],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(clamped, expected, rtol=1e-15, atol=0)
+    assert torch.equal(clamped[1:4], forces[1:4])  # at the threshold, zero and small: bit-for-bit
+    assert over.tolist() == [True, False, False, False, True]
+
+
+def test_clamp_hook_counts_per_system_and_logs(caplog):
+    batch = _computed(2)
+    forces = torch.zeros_like(batch.forces)
+    forces[0] = torch.tensor([30.0, 40.0, 0.0], dtype=batch.dtype)  # system 0
+    forces[5] = torch.tensor([0.0, 0.0, -70.0], dtype=batch.dtype)  # system 1
+    forces[6] = torch.tensor([0.0, 60.0, 0.0], dtype=batch.dtype)  # system 1
+    forces[7] = torch.tensor([0.0, 50.0, 0.0], dtype=batch.dtype)  # exactly at the limit
+    batch.forces = forces
+    hook = MaxForceClampHook(max_force=50.0, log_clamps=True)
+    with caplog.at_level(logging.WARNING, logger="nvalchemi_ase.clamp"):
+        _fire(hook, batch, step=4)
+        _fire(hook, batch, step=5)  # already clamped: nothing more to clamp, nothing logged
+    torch.testing.assert_close(batch.forces[0], torch.tensor([30.0, 40.0, 0.0], dtype=batch.dtype))
+    torch.testing.assert_close(batch.forces[5], torch.tensor([0.0, 0.0, -50.0], dtype=batch.dtype))
+    torch.testing.assert_close(batch.forces[6], torch.tensor([0.0, 50.0, 0.0], dtype=batch.dtype))
+    assert batch.forces.norm(dim=1).max() <= 50.0 + 1e-12
+    assert hook.clamped.tolist() == [0, 2] and hook.clamped.dtype == torch.long
+    records = [r for r in caplog.records if r.name == "nvalchemi_ase.clamp"]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING
+    assert records[0].getMessage() == "step 4: clamped 2 atom(s): system 1: 2"
+
+
+def test_clamp_without_logging_logs_nothing(caplog):
+    batch = _computed(2)
+    batch.forces = batch.forces * 1e4
+    hook = MaxForceClampHook(max_force=1.0)
+    with caplog.at_level(logging.DEBUG, logger="nvalchemi_ase.clamp"):
+        _fire(hook, batch)
+    assert caplog.records == []
+    assert int(hook.clamped.sum()) == int((batch.forces.norm(dim=1) > 1.0 - 1e-12).sum()) > 0
+
+
+def test_clamp_applies_before_the_velocity_update_in_a_run():
+    seen = []
+
+    class After:
+        stage, frequency = DynamicsStage.AFTER_COMPUTE, 1
+
+        def __call__(self, ctx, stage):
+            seen.append(float(ctx.batch.forces.norm(dim=1).max()))
+
+    compressed = argon_bulk(1, seed=0, rattle=0.0)
+    compressed.set_cell(compressed.cell * 0.8, scale_atoms=True)
+    compressed.rattle(0.3, seed=1)
+    batch = Batch.from_atoms([compressed], device="cpu")
+    hooks = [MaxForceClampHook(max_force=0.5), NaNDetectorHook(), After()]
+    DemoDynamics(LennardJones(**ARGON), dt=1.0, n_steps=3, hooks=hooks).run(batch)
+    assert len(seen) == 4 and max(seen) <= 0.5 + 1e-12  # the priming compute and 3 steps, all clamped
+
+
+def test_clamp_constructor_errors():
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="max_force"):
+            MaxForceClampHook(max_force=bad)
+    with pytest.raises(ValueError, match="frequency"):
+        MaxForceClampHook(1.0, frequency=-2)
