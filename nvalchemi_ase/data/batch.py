@@ -81,6 +81,7 @@ class Batch:
         if counts_np.size == 0:
             raise BatchValidationError("a batch needs at least one system")
         object.__setattr__(self, "_counts", counts_np)
+        object.__setattr__(self, "_num_nodes", int(counts_np.sum()))
         object.__setattr__(self, "_specs", {**FIELDS, **(extra_fields or {})})
         object.__setattr__(self, "_data", {})
         object.__setattr__(self, "meta", meta if meta is not None else [SystemMeta() for _ in counts_np])
@@ -162,7 +163,7 @@ class Batch:
     @property
     def num_nodes(self) -> int:
         """Total number of atoms, N."""
-        return int(self._counts.sum())
+        return self._num_nodes
 
     @property
     def num_graphs(self) -> int:
