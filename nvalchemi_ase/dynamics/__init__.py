@@ -5,6 +5,7 @@ from __future__ import annotations
 from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
 from nvalchemi_ase.dynamics.fused import FusedStage
+from nvalchemi_ase.dynamics.inflight import InflightSampler
 from nvalchemi_ase.dynamics.integrators import NVE, DemoDynamics, NVTLangevin
 from nvalchemi_ase.dynamics.optimizers import FIRE
 from nvalchemi_ase.dynamics.sinks import (
@@ -28,6 +29,7 @@ __all__ = [
     "FusedStage",
     "GPUBuffer",
     "HostMemory",
+    "InflightSampler",
     "NVTLangevin",
     "SinkEmptyError",
     "SinkFullError",

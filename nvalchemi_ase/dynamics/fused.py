@@ -33,9 +33,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
+from ase import Atoms
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
+from nvalchemi_ase.dynamics.inflight import InflightSampler, run_inflight
 
 
 class FusedStage(BaseDynamics):
@@ -72,6 +74,8 @@ class FusedStage(BaseDynamics):
         if len({id(s) for s in stages}) != len(stages):
             raise ValueError("the same engine object appears twice; create one per sub-stage")
         self.stages = stages
+        self.finished_any = False
+        """Whether some system finished at the last step (read from the step's one host copy)."""
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
             self.properties |= stage.properties
@@ -99,9 +103,37 @@ class FusedStage(BaseDynamics):
         for stage in self.stages:
             stage.batch = batch
             stage.init_state(batch)
-        entering = batch.status == 0
-        self.stages[0].enter(batch, entering)
         self.done = False
+
+    def enter(self, batch: Batch, systems: torch.Tensor) -> None:
+        """New systems start in the first sub-stage (those with status 0 enter it)."""
+        self.stages[0].enter(batch, systems & (batch.status == 0))
+
+    def adopt(self, batch: Batch) -> None:
+        """Continue on ``batch``, a re-formed batch (refilled) whose systems already have their state."""
+        self.batch = batch
+        self.init_state(batch)
+
+    def prime(self, batch: Batch) -> None:
+        """Forces for the whole batch, with the fused stage's own compute hooks around them."""
+        self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
+        self.compute(batch)
+        self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+
+    def run_inflight(
+        self, sampler: InflightSampler, sinks: Sequence[Any] = (), n_steps: int | None = None
+    ) -> list[Atoms]:
+        """Stream every structure of ``sampler`` through the pipeline, refilling as systems finish.
+
+        See :func:`nvalchemi_ase.dynamics.inflight.run_inflight`. Returns the
+        final structures in input order.
+        """
+        with contextlib.ExitStack() as stack:
+            if self._hook_stack is None:
+                self._open_hooks(stack)
+                for stage in self.stages:
+                    stage._open_hooks(stack)
+            return run_inflight(self, sampler, sinks, n_steps)
 
     def _bind(self, batch: Batch | None) -> Batch:
         if batch is not None and batch is not self.batch:
@@ -163,10 +195,10 @@ class FusedStage(BaseDynamics):
             if k + 1 < len(self.stages):
                 self.stages[k + 1].enter(batch, leaving)
         listening = [k for k, s in enumerate(self.stages) if s.hooks_at(DynamicsStage.ON_CONVERGE)]
-        flags = torch.stack(
-            [converged[k].any() for k in listening] + [(batch.status == self.exit_status).all()]
-        )
-        *any_converged, all_done = flags.tolist()
+        finished = batch.status == self.exit_status
+        flags = torch.stack([converged[k].any() for k in listening] + [finished.any(), finished.all()])
+        *any_converged, any_finished, all_done = flags.tolist()
+        self.finished_any = bool(any_finished)
         for k, fired in zip(listening, any_converged, strict=True):
             if fired:
                 self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=converged[k])
@@ -185,9 +217,7 @@ class FusedStage(BaseDynamics):
                 for stage in self.stages:
                     stage._open_hooks(stack)
             if batch.forces is None or batch.energy is None:
-                self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
-                self.compute(batch)
-                self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+                self.prime(batch)
             taken = 0
             while not self.done and (steps is None or taken < steps):
                 self.step(batch)

@@ -76,11 +76,13 @@ class NVTLangevin(BaseDynamics):
         kT, gamma = per_system_kT[batch.batch_idx], per_system_gamma[batch.batch_idx]
         self._coefficients = langevin.coefficients(self.dt_internal, kT, gamma, batch.masses)
         self._counts = torch.as_tensor(batch.counts, dtype=dtype, device=device)
-        self._generator = torch.Generator(device=device)
-        if self.seed is None:
-            self._generator.seed()
-        else:
-            self._generator.manual_seed(self.seed)
+        if self._generator is None or self._generator.device != device:
+            # Seeded once: a refilled batch continues the same random stream.
+            self._generator = torch.Generator(device=device)
+            if self.seed is None:
+                self._generator.seed()
+            else:
+                self._generator.manual_seed(self.seed)
 
     def draw_noise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's ξ and η, ``[N, 3]`` standard normals each (ξ drawn first)."""

@@ -1,0 +1,214 @@
+"""Inflight batching: keep the device full while a long sequence of structures streams through.
+
+``InflightSampler`` hands out structures in input order within an atom,
+system and (optionally) neighbour-pair budget. ``run_inflight`` drives a
+``FusedStage``: whenever systems finish (status = number of sub-stages), they
+are written to the sinks and kept as results, the batch is compacted to the
+systems still running, and new structures fill the freed room. ``system_id``
+is each structure's index in the input, so every result maps back to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data.convert import resolve_device, resolve_dtype
+
+if TYPE_CHECKING:
+    from nvalchemi_ase.dynamics.fused import FusedStage
+
+
+def estimate_pairs(atoms: Atoms, cutoff: float) -> int:
+    """Rough count of directed pairs within ``cutoff``: density × sphere volume (N(N−1) without pbc)."""
+    n = len(atoms)
+    if atoms.pbc.any() and atoms.cell.rank == 3:
+        return math.ceil(n * n / atoms.get_volume() * 4.0 / 3.0 * math.pi * cutoff**3)
+    return n * (n - 1)
+
+
+class InflightSampler:
+    """Structures from a (possibly long, possibly lazy) sequence, handed out within budgets.
+
+    Parameters
+    ----------
+    structures
+        Any iterable of ``ase.Atoms`` (read lazily, in order).
+    max_atoms
+        Most atoms on the device at once.
+    max_systems
+        Most systems on the device at once.
+    max_pairs, cutoff
+        Optional neighbour-pair budget, with ``cutoff`` (Å) for :func:`estimate_pairs`.
+    device, dtype
+        Where and in what precision new batches are built (default: CUDA when available; float64).
+
+    At least one of ``max_atoms`` and ``max_systems`` is required. A structure
+    that alone exceeds a budget raises ``ValueError`` naming its index.
+    """
+
+    def __init__(
+        self,
+        structures: Iterable[Atoms],
+        max_atoms: int | None = None,
+        max_systems: int | None = None,
+        max_pairs: int | None = None,
+        cutoff: float | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if max_atoms is None and max_systems is None:
+            raise ValueError("give max_atoms or max_systems (or both)")
+        for name, value in (("max_atoms", max_atoms), ("max_systems", max_systems), ("max_pairs", max_pairs)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if max_pairs is not None and not (cutoff and cutoff > 0):
+            raise ValueError("max_pairs needs a positive cutoff to estimate pairs")
+        self.max_atoms = max_atoms
+        self.max_systems = max_systems
+        self.max_pairs = max_pairs
+        self.cutoff = cutoff
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self._source: Iterator[Atoms] = iter(structures)
+        self._next: tuple[int, Atoms] | None = None
+        self._index = 0
+        self._advance()
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every structure has been handed out."""
+        return self._next is None
+
+    def _advance(self) -> None:
+        atoms = next(self._source, None)
+        self._next = None if atoms is None else (self._index, atoms)
+        self._index += 1
+
+    def _cost(self, index: int, atoms: Atoms) -> tuple[int, int]:
+        pairs = estimate_pairs(atoms, self.cutoff) if self.max_pairs is not None and self.cutoff else 0
+        if self.max_atoms is not None and len(atoms) > self.max_atoms:
+            raise ValueError(
+                f"structure {index} has {len(atoms)} atoms, more than max_atoms={self.max_atoms}"
+            )
+        if self.max_pairs is not None and pairs > self.max_pairs:
+            raise ValueError(f"structure {index} needs ~{pairs} pairs, more than max_pairs={self.max_pairs}")
+        return len(atoms), pairs
+
+    def take(
+        self, atoms_used: int = 0, systems_used: int = 0, pairs_used: int = 0
+    ) -> list[tuple[int, Atoms]]:
+        """The next structures (with their input index) that fit beside what is already running."""
+        taken: list[tuple[int, Atoms]] = []
+        while self._next is not None:
+            index, atoms = self._next
+            n_atoms, n_pairs = self._cost(index, atoms)
+            fits = (
+                (self.max_atoms is None or atoms_used + n_atoms <= self.max_atoms)
+                and (self.max_systems is None or systems_used + 1 <= self.max_systems)
+                and (self.max_pairs is None or pairs_used + n_pairs <= self.max_pairs)
+            )
+            if not fits:
+                break
+            taken.append((index, atoms))
+            atoms_used, systems_used, pairs_used = (
+                atoms_used + n_atoms,
+                systems_used + 1,
+                pairs_used + n_pairs,
+            )
+            self._advance()
+        return taken
+
+    def batch(self, taken: Sequence[tuple[int, Atoms]]) -> Batch:
+        """A batch of taken structures, ``system_id`` set to their input indices."""
+        batch = Batch.from_atoms([atoms for _, atoms in taken], device=self.device, dtype=self.dtype)
+        batch.system_id = torch.as_tensor([index for index, _ in taken], dtype=torch.long, device=self.device)
+        return batch
+
+    def pairs_of(self, batch: Batch) -> int:
+        """The pair estimate of the systems in a batch (0 without a pair budget)."""
+        if self.max_pairs is None or self.cutoff is None:
+            return 0
+        return sum(estimate_pairs(atoms, self.cutoff) for atoms in batch.to_atoms())
+
+
+def run_inflight(
+    fused: FusedStage,
+    sampler: InflightSampler,
+    sinks: Sequence[Any] = (),
+    n_steps: int | None = None,
+) -> list[Atoms]:
+    """Run ``fused`` over every structure of ``sampler``; finished ones are refilled.
+
+    Returns the final structures (energy and forces attached, ``info`` with
+    ``system_id`` and ``unconverged``) in input order. Finished systems are also
+    written to each sink as they finish. ``n_steps`` caps the fused steps (then
+    the systems still running are returned too, marked ``info["finished"] = False``).
+    """
+    results: dict[int, Atoms] = {}
+    first = sampler.take()
+    if not first:
+        return []
+    batch: Batch | None = sampler.batch(first)
+    fused.run(batch, n_steps=0)  # bind, state, forces
+    taken = 0
+    while batch is not None and (n_steps is None or taken < n_steps):
+        fused.step(batch)
+        taken += 1
+        if fused.finished_any:
+            batch = _refill(fused, batch, sampler, sinks, results)
+    if batch is not None:
+        _collect(
+            batch,
+            torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device),
+            results,
+            finished=False,
+        )
+    return [results[k] for k in sorted(results)]
+
+
+def _refill(
+    fused: FusedStage, batch: Batch, sampler: InflightSampler, sinks: Sequence[Any], results: dict[int, Atoms]
+) -> Batch | None:
+    done = batch.status == fused.exit_status
+    for sink in sinks:
+        sink.write(batch, mask=done)
+    _collect(batch, done, results, finished=True)
+    keep = np.flatnonzero(~done.cpu().numpy())
+    remaining = batch.index_select(keep) if keep.size else None
+    used_atoms = 0 if remaining is None else remaining.num_nodes
+    used_systems = 0 if remaining is None else remaining.num_graphs
+    used_pairs = 0 if remaining is None else sampler.pairs_of(remaining)
+    taken = sampler.take(used_atoms, used_systems, used_pairs)
+    if not taken:
+        if remaining is not None:
+            fused.adopt(remaining)
+        return remaining
+    fresh = sampler.batch(taken)
+    fused.init_state(fresh)
+    fused.enter(fresh, torch.ones(fresh.num_graphs, dtype=torch.bool, device=fresh.device))
+    if remaining is not None:
+        remaining.energy = remaining.forces = None  # recomputed for the whole batch below
+        remaining.stress = None
+        fresh = Batch.cat([remaining, fresh])
+    fused.adopt(fresh)
+    fused.prime(fresh)
+    return fresh
+
+
+def _collect(batch: Batch, systems: torch.Tensor, results: dict[int, Atoms], finished: bool) -> None:
+    picked = np.flatnonzero(systems.cpu().numpy())
+    if picked.size == 0:
+        return
+    chosen = batch.index_select(picked)
+    ids = chosen.system_id.tolist()
+    unconverged = chosen.unconverged.tolist()
+    for atoms, system_id, flag in zip(chosen.to_atoms(), ids, unconverged, strict=True):
+        atoms.info.update({"system_id": system_id, "unconverged": bool(flag), "finished": finished})
+        results[system_id] = atoms

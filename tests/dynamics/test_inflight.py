@@ -1,0 +1,112 @@
+"""Inflight batching: a long sequence streams through a fused pipeline, each structure exactly once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from nvalchemi_ase.dynamics import FIRE, NVE, ConvergenceHook, HostMemory, InflightSampler
+from nvalchemi_ase.dynamics.inflight import estimate_pairs
+from nvalchemi_ase.models import LennardJones
+
+ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
+
+
+def _structures(count=50, seed=0):
+    rng = np.random.default_rng(seed)
+    made = []
+    for k in range(count):
+        size = (1, 1, 1) if k % 3 else (2, 1, 1)
+        atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(size)  # 4 or 8 atoms
+        atoms.rattle(0.02 + 0.2 * rng.random(), seed=k)
+        made.append(atoms)
+    return made
+
+
+def test_fifty_structures_eight_at_a_time_each_once_in_input_order():
+    structures = _structures()
+    model = LennardJones(**ARGON)
+    fused = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=200) + NVE(
+        model, dt=2.0, n_steps=10
+    )
+    sink = HostMemory(capacity=100)
+    sampler = InflightSampler(structures, max_systems=8, device="cpu")
+    seen_sizes: list[int] = []
+    original_step = fused.step
+
+    def watching(batch=None):
+        seen_sizes.append(fused.batch.num_graphs)
+        return original_step(batch)
+
+    fused.step = watching
+    results = fused.run_inflight(sampler, sinks=[sink])
+    assert [r.info["system_id"] for r in results] == list(range(50))
+    assert all(r.info["finished"] for r in results)
+    stored = sink.read()
+    assert sorted(stored.system_id.tolist()) == list(range(50))  # each written exactly once
+    assert max(seen_sizes) == 8 and sampler.exhausted
+    for original, result in zip(structures, results, strict=True):
+        assert result.get_chemical_formula() == original.get_chemical_formula()
+        assert np.isfinite(result.get_potential_energy())
+
+
+def test_results_equal_running_each_structure_alone():
+    structures = _structures(6, seed=1)
+    model = LennardJones(**ARGON)
+
+    def pipeline(m):
+        return FIRE(m, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=200) + NVE(
+            m, dt=2.0, n_steps=10
+        )
+
+    results = pipeline(model).run_inflight(InflightSampler(structures, max_atoms=12, device="cpu"))
+    for original, result in zip(structures, results, strict=True):
+        alone = pipeline(LennardJones(**ARGON)).run_inflight(
+            InflightSampler([original], max_systems=1, device="cpu")
+        )[0]
+        np.testing.assert_allclose(result.positions, alone.positions, rtol=0, atol=1e-10)
+
+
+def test_atom_budget_is_respected_and_too_large_structures_are_named():
+    structures = _structures(12)
+    sampler = InflightSampler(structures, max_atoms=16, device="cpu")
+    taken = sampler.take()
+    assert sum(len(a) for _, a in taken) <= 16 and [k for k, _ in taken] == list(range(len(taken)))
+    too_big = [_structures(1)[0], bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 1, 1))]  # 8 atoms
+    sampler = InflightSampler(too_big, max_atoms=6, device="cpu")
+    with pytest.raises(ValueError, match="structure 0 has 8 atoms, more than max_atoms=6"):
+        sampler.take()
+
+
+def test_pair_budget_uses_the_estimate():
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+    per_structure = estimate_pairs(atoms, 8.5)
+    assert per_structure == pytest.approx(4 * 4 / atoms.get_volume() * 4 / 3 * np.pi * 8.5**3, rel=0.01)
+    sampler = InflightSampler(
+        [atoms.copy() for _ in range(5)],
+        max_systems=5,
+        max_pairs=2 * per_structure + 1,
+        cutoff=8.5,
+        device="cpu",
+    )
+    assert len(sampler.take()) == 2
+
+
+def test_a_step_cap_returns_unfinished_systems_marked():
+    structures = _structures(10)
+    model = LennardJones(**ARGON)
+    fused = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(1e-9), n_steps=50) + NVE(
+        model, dt=2.0, n_steps=10
+    )
+    results = fused.run_inflight(InflightSampler(structures, max_systems=4, device="cpu"), n_steps=5)
+    assert [r.info["system_id"] for r in results] == [0, 1, 2, 3]
+    assert not any(r.info["finished"] for r in results)
+
+
+def test_sampler_arguments():
+    with pytest.raises(ValueError, match="max_atoms or max_systems"):
+        InflightSampler([])
+    with pytest.raises(ValueError, match="cutoff"):
+        InflightSampler([], max_systems=2, max_pairs=10)
+    assert InflightSampler([], max_systems=2).exhausted
