@@ -90,7 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     systems = structures(args.structures)
     print(
-        f"machine: {machine()}; device {args.device}; {args.structures} x 32 Ar, FIRE to fmax {FMAX} then {args.md_steps} NVE steps"
+        f"machine: {machine()}; device {args.device}; {args.structures} x 32 Ar, "
+        f"FIRE to fmax {FMAX} then {args.md_steps} NVE steps"
     )
 
     fused_inflight(systems[:2], args.device, 2, 2, 5)  # load kernels once
@@ -102,10 +103,12 @@ def main() -> None:
         f"FIRE for all, then NVE for all ({args.structures} at once): {serial_s:.2f} s, {serial_steps} steps"
     )
     print(
-        f"ASE FIRE then VelocityVerlet, system by system (4 timed, scaled to {args.structures}): {ase_s:.2f} s"
+        f"ASE FIRE then VelocityVerlet, system by system (4 timed, scaled to {args.structures}): "
+        f"{ase_s:.2f} s"
     )
     print(
-        f"ratios: fused vs sequential {serial_s / fused_s:.2f}x; fused vs ASE {ase_s / fused_s:.1f}x; sequential vs ASE {ase_s / serial_s:.1f}x"
+        f"ratios: fused vs sequential {serial_s / fused_s:.2f}x; fused vs ASE {ase_s / fused_s:.1f}x; "
+        f"sequential vs ASE {ase_s / serial_s:.1f}x"
     )
 
 
