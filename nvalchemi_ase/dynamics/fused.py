@@ -29,7 +29,7 @@ step (one device→host copy), and only when some sub-stage needs it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -121,7 +121,12 @@ class FusedStage(BaseDynamics):
         self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
 
     def run_inflight(
-        self, sampler: InflightSampler, sinks: Sequence[Any] = (), n_steps: int | None = None
+        self,
+        sampler: InflightSampler,
+        sinks: Sequence[Any] = (),
+        n_steps: int | None = None,
+        on_finish: Callable[[int], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> list[Atoms]:
         """Stream every structure of ``sampler`` through the pipeline, refilling as systems finish.
 
@@ -133,7 +138,7 @@ class FusedStage(BaseDynamics):
                 self._open_hooks(stack)
                 for stage in self.stages:
                     stage._open_hooks(stack)
-            return run_inflight(self, sampler, sinks, n_steps)
+            return run_inflight(self, sampler, sinks, n_steps, on_finish, on_step)
 
     def _bind(self, batch: Batch | None) -> Batch:
         if batch is not None and batch is not self.batch:

@@ -11,7 +11,7 @@ is each structure's index in the input, so every result maps back to it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,6 +143,8 @@ def run_inflight(
     sampler: InflightSampler,
     sinks: Sequence[Any] = (),
     n_steps: int | None = None,
+    on_finish: Callable[[int], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[Atoms]:
     """Run ``fused`` over every structure of ``sampler``; finished ones are refilled.
 
@@ -150,6 +152,9 @@ def run_inflight(
     ``system_id`` and ``unconverged``) in input order. Finished systems are also
     written to each sink as they finish. ``n_steps`` caps the fused steps (then
     the systems still running are returned too, marked ``info["finished"] = False``).
+    ``on_finish(total)`` is called with the number of finished systems whenever
+    it grows, and ``on_step(atoms)`` after each step with the atoms it advanced
+    (both host-side counts: no device sync), e.g. for a progress bar.
     """
     results: dict[int, Atoms] = {}
     first = sampler.take()
@@ -161,8 +166,12 @@ def run_inflight(
     while batch is not None and (n_steps is None or taken < n_steps):
         fused.step(batch)
         taken += 1
+        if on_step is not None:
+            on_step(batch.num_nodes)
         if fused.finished_any:
             batch = _refill(fused, batch, sampler, sinks, results)
+            if on_finish is not None:
+                on_finish(len(results))
     if batch is not None:
         _collect(
             batch,

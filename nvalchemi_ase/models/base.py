@@ -26,10 +26,13 @@ class ModelOutputError(RuntimeError):
 
 @runtime_checkable
 class Model(Protocol):
-    """What the engine needs from a model."""
+    """What the engine needs from a model: ``cutoff`` (Å), ``implemented_properties`` and the call."""
 
-    cutoff: float
-    implemented_properties: tuple[str, ...]
+    @property
+    def cutoff(self) -> float: ...
+
+    @property
+    def implemented_properties(self) -> Sequence[str]: ...
 
     def __call__(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
