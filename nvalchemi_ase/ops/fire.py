@@ -7,8 +7,8 @@ system's atoms), on every step but the first::
     P > 0:  v ← (1 − a) v + a |v| F/|F|;  if n > n_min: dt ← min(dt·finc, dtmax), a ← a·fa;  n ← n + 1
     P ≤ 0:  v ← 0;  a ← astart;  dt ← dt·fdec;  n ← 0
 
-then on every step v ← v + dt F, dr = dt v, scaled down so |dr| ≤ maxstep (the
-norm of the whole system's 3N vector), and r ← r + dr.
+then on every step ``v ← v + dt F``, ``dr = dt v``, scaled down so that
+``‖dr‖ ≤ maxstep`` (the norm of the whole system's 3N vector), and ``r ← r + dr``.
 
 Reference: E. Bitzek, P. Koskinen, F. Gähler, M. Moseler and P. Gumbsch,
 Phys. Rev. Lett. 97, 170201 (2006), doi:10.1103/PhysRevLett.97.170201.
