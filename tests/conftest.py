@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS threads fight torch's for the two cores of CI machines: small
+# eigh calls in the ASE references slowed from ~2 ms to ~150 ms. One thread for it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import pytest
 import torch
 

@@ -265,7 +265,9 @@ class Batch:
         """Join batches system after system (same device and float dtype).
 
         Optional fields (``forces``, ``energy``, ``stress``, custom fields) are kept
-        only when every batch has them.
+        only when every batch has them. Per-system custom fields whose trailing
+        shapes differ (state padded to the largest system, e.g. BFGS Hessians)
+        are zero-padded to the largest shape.
         """
         if not batches:
             raise BatchValidationError("nothing to concatenate")
@@ -276,10 +278,15 @@ class Batch:
                     f"batch {k} is on {other.device}/{other.dtype}, batch 0 on {first.device}/{first.dtype}"
                 )
         names = [n for n in first.field_names() if all(n in b._data for b in batches)]
-        fields = {n: torch.cat([b._data[n] for b in batches], dim=0) for n in names}
+        fields = {n: torch.cat(_padded([b._data[n] for b in batches], n), dim=0) for n in names}
         counts = np.concatenate([b._counts for b in batches])
         meta = [copy.deepcopy(m) for b in batches for m in b.meta]
-        return first._rebuilt(counts, fields, meta)
+        extra = {
+            name: Field(spec.scope, spec.kind, tuple(fields[name].shape[1:]), required=False)
+            for name, spec in first._specs.items()
+            if name not in FIELDS and name in fields
+        }
+        return Batch(counts, fields, meta, extra_fields=extra)
 
     # ------------------------------------------------------------------ ASE
     @classmethod
@@ -302,3 +309,19 @@ class Batch:
         from nvalchemi_ase.data.convert import batch_to_atoms
 
         return batch_to_atoms(self)
+
+
+def _padded(parts: list[torch.Tensor], name: str) -> list[torch.Tensor]:
+    """Zero-pad trailing dimensions to the largest among ``parts`` (built-in fields never differ)."""
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) == 1:
+        return parts
+    if name in FIELDS or len({len(s) for s in shapes}) != 1:
+        raise BatchValidationError(f"cannot join: trailing shapes {sorted(shapes)} differ", field=name)
+    widest = tuple(max(sizes) for sizes in zip(*shapes, strict=True))
+    out = []
+    for part in parts:
+        grown = part.new_zeros((part.shape[0], *widest))
+        grown[(slice(None), *(slice(0, n) for n in part.shape[1:]))] = part
+        out.append(grown)
+    return out

@@ -7,7 +7,7 @@ from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
 from nvalchemi_ase.dynamics.fused import FusedStage
 from nvalchemi_ase.dynamics.inflight import InflightSampler
 from nvalchemi_ase.dynamics.integrators import NVE, DemoDynamics, NVTLangevin
-from nvalchemi_ase.dynamics.optimizers import FIRE
+from nvalchemi_ase.dynamics.optimizers import BFGS, FIRE, LBFGS, MDMin
 from nvalchemi_ase.dynamics.sinks import (
     DataSink,
     GPUBuffer,
@@ -18,7 +18,9 @@ from nvalchemi_ase.dynamics.sinks import (
 )
 
 __all__ = [
+    "BFGS",
     "FIRE",
+    "LBFGS",
     "NVE",
     "BaseDynamics",
     "ConvergenceHook",
@@ -30,6 +32,7 @@ __all__ = [
     "GPUBuffer",
     "HostMemory",
     "InflightSampler",
+    "MDMin",
     "NVTLangevin",
     "SinkEmptyError",
     "SinkFullError",

@@ -137,3 +137,15 @@ def test_frozen_category_value(batch):
 def test_unknown_attribute_raises(batch):
     with pytest.raises(AttributeError, match="no field"):
         _ = batch.not_a_field
+
+
+def test_cat_pads_per_system_state_of_different_widths(batch):
+    small, large = batch.index_select([0]), batch.index_select([1, 2])
+    small.add_field("hessian", torch.ones(1, 3, 3, dtype=torch.float64), Scope.SYSTEM)
+    large.add_field("hessian", torch.full((2, 6, 6), 2.0, dtype=torch.float64), Scope.SYSTEM)
+    joined = Batch.cat([small, large])
+    assert joined.hessian.shape == (3, 6, 6)
+    assert torch.equal(joined.hessian[0, :3, :3], torch.ones(3, 3, dtype=torch.float64))
+    assert joined.hessian[0, 3:].abs().sum() == 0 and joined.hessian[0, :, 3:].abs().sum() == 0
+    assert (joined.hessian[1:] == 2.0).all()
+    assert joined.index_select([0]).hessian.shape == (1, 6, 6)

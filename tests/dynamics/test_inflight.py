@@ -110,3 +110,22 @@ def test_sampler_arguments():
     with pytest.raises(ValueError, match="cutoff"):
         InflightSampler([], max_systems=2, max_pairs=10)
     assert InflightSampler([], max_systems=2).exhausted
+
+
+def test_bfgs_state_of_different_widths_survives_refills():
+    from nvalchemi_ase.dynamics import BFGS
+
+    structures = _structures(6, seed=2)  # 4- and 8-atom systems: Hessians of different widths
+    model = LennardJones(**ARGON)
+
+    def pipeline(m):
+        return BFGS(m, convergence_hook=ConvergenceHook.from_fmax(0.01), n_steps=100) + NVE(
+            m, dt=2.0, n_steps=5
+        )
+
+    results = pipeline(model).run_inflight(InflightSampler(structures, max_systems=2, device="cpu"))
+    for original, result in zip(structures, results, strict=True):
+        alone = pipeline(LennardJones(**ARGON)).run_inflight(
+            InflightSampler([original], max_systems=1, device="cpu")
+        )[0]
+        np.testing.assert_allclose(result.positions, alone.positions, rtol=0, atol=1e-9)

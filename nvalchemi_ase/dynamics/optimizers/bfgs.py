@@ -1,0 +1,104 @@
+"""BFGS in the stage loop, per system (see :mod:`nvalchemi_ase.ops.bfgs`).
+
+The whole BFGS step happens in ``pre_update`` with the forces of the previous
+compute (primed before the first step); ``post_update`` does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.convergence import ConvergenceHook
+from nvalchemi_ase.models.base import Model
+from nvalchemi_ase.ops.bfgs import BFGSState, bfgs_step, initial_hessian, pad_hessian
+
+
+class BFGS(BaseDynamics):
+    """Quasi-Newton relaxation with a dense Hessian, ``ase.optimize.BFGS``'s algorithm and defaults, batched.
+
+    Parameters
+    ----------
+    model
+        Batched model returning forces.
+    maxstep
+        Largest displacement of any atom in one step, Å (ASE's 0.2). A longer
+        step is scaled down as a whole, keeping its direction.
+    alpha
+        Initial Hessian ``alpha·I``, eV/Å² (ASE's 70.0).
+    n_steps, hooks
+        As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
+    convergence_hook
+        Default ``ConvergenceHook.from_fmax(0.05)``.
+
+    Notes
+    -----
+    The state lives on the batch: ``bfgs_hessian [B, D, D]`` (each system's
+    3n×3n Hessian, padded to the widest system with ``alpha·I``),
+    ``bfgs_positions0`` and ``bfgs_forces0 [N, 3]`` (the previous step's
+    positions and forces) and ``bfgs_started [B]``, so it follows the systems
+    when batches are sliced. Joining batches whose Hessians have different
+    widths needs them padded to a common width first (the padding is reset
+    to ``alpha·I`` every step, so zero padding is fine).
+
+    Each step eigen-decomposes all Hessians with one batched
+    ``torch.linalg.eigh``: O(B (3n)³) work, and on CUDA one device→host sync
+    per step (eigh checks its convergence flags on the host).
+    """
+
+    state_fields = ("bfgs_hessian", "bfgs_positions0", "bfgs_forces0", "bfgs_started")
+
+    def __init__(
+        self,
+        model: Model,
+        maxstep: float = 0.2,
+        alpha: float = 70.0,
+        n_steps: int | None = None,
+        hooks: Iterable[Any] | None = None,
+        convergence_hook: Any = None,
+        **options: Any,
+    ) -> None:
+        if convergence_hook is None:
+            convergence_hook = ConvergenceHook.from_fmax(0.05)
+        super().__init__(
+            model, 1.0, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
+        )
+        if not maxstep > 0.0:
+            raise ValueError(f"maxstep must be positive (Å), got {maxstep}")
+        if not alpha > 0.0:
+            raise ValueError(f"alpha must be positive (eV/Å²), got {alpha}")
+        self.maxstep = float(maxstep)
+        self.alpha = float(alpha)
+
+    @property
+    def dt_internal(self) -> float:
+        return self.dt  # BFGS has no time step; dt is an unused placeholder
+
+    def init_state(self, batch: Batch) -> None:
+        width = 3 * int(batch.counts.max())
+        if "bfgs_hessian" in batch.field_names():
+            if batch.bfgs_hessian.shape[-1] < width:
+                raise ValueError(
+                    f"bfgs_hessian is {batch.bfgs_hessian.shape[-1]} wide, the largest system needs {width}"
+                )
+            return  # carried over from an earlier run on this batch
+        started = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
+        hessian = initial_hessian(batch.num_graphs, width, self.alpha, batch.positions)
+        batch.add_field("bfgs_hessian", hessian, Scope.SYSTEM)
+        batch.add_field("bfgs_positions0", torch.zeros_like(batch.positions), Scope.ATOM)
+        batch.add_field("bfgs_forces0", torch.zeros_like(batch.positions), Scope.ATOM)
+        batch.add_field("bfgs_started", started, Scope.SYSTEM)
+
+    def pre_update(self, batch: Batch) -> None:
+        dofs = 3 * (batch.ptr[1:] - batch.ptr[:-1])
+        hessian = pad_hessian(batch.bfgs_hessian, dofs, self.alpha)
+        state = BFGSState(hessian, batch.bfgs_positions0, batch.bfgs_forces0, batch.bfgs_started)
+        positions, state = bfgs_step(
+            batch.positions, batch.forces, state, self.maxstep, batch.batch_idx, batch.ptr
+        )
+        batch.positions = positions
+        batch.bfgs_hessian, batch.bfgs_positions0, batch.bfgs_forces0, batch.bfgs_started = state

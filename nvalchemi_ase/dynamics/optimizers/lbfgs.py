@@ -1,0 +1,147 @@
+"""L-BFGS in the stage loop, per system (see :mod:`nvalchemi_ase.ops.lbfgs`).
+
+The whole L-BFGS step happens in ``pre_update`` with the forces of the
+previous compute (primed before the first step); ``post_update`` does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.convergence import ConvergenceHook
+from nvalchemi_ase.models.base import Model
+from nvalchemi_ase.ops.lbfgs import LBFGSState, lbfgs_step
+
+
+class LBFGS(BaseDynamics):
+    """Limited-memory BFGS, ``ase.optimize.LBFGS``'s algorithm and defaults (no line search), batched.
+
+    Parameters
+    ----------
+    model
+        Batched model returning forces.
+    maxstep
+        Largest displacement of any atom in one step before damping, Å (ASE's
+        0.2). A longer step is scaled down as a whole. As in ASE, at most 1 Å.
+    memory
+        Number of (s, y) pairs kept per system (ASE's 100).
+    damping
+        Factor on every step (ASE's 1.0).
+    alpha
+        Initial Hessian guess, eV/Å² (ASE's 70.0); the inverse Hessian starts,
+        and in the recursion always starts, as ``I/alpha``.
+    n_steps, hooks
+        As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
+    convergence_hook
+        Default ``ConvergenceHook.from_fmax(0.05)``.
+
+    Notes
+    -----
+    The state lives on the batch: ``lbfgs_s``, ``lbfgs_y [N, memory, 3]`` and
+    ``lbfgs_rho [B, memory]`` (the history, oldest first, per atom so that it
+    needs no padding), ``lbfgs_iteration [B]`` and ``lbfgs_positions0``,
+    ``lbfgs_forces0 [N, 3]``; it follows the systems when batches are sliced,
+    joined or refilled. No host sync in a step.
+    """
+
+    state_fields = (
+        "lbfgs_s",
+        "lbfgs_y",
+        "lbfgs_rho",
+        "lbfgs_iteration",
+        "lbfgs_positions0",
+        "lbfgs_forces0",
+    )
+
+    def __init__(
+        self,
+        model: Model,
+        maxstep: float = 0.2,
+        memory: int = 100,
+        damping: float = 1.0,
+        alpha: float = 70.0,
+        n_steps: int | None = None,
+        hooks: Iterable[Any] | None = None,
+        convergence_hook: Any = None,
+        **options: Any,
+    ) -> None:
+        if convergence_hook is None:
+            convergence_hook = ConvergenceHook.from_fmax(0.05)
+        super().__init__(
+            model, 1.0, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
+        )
+        if not 0.0 < maxstep <= 1.0:
+            raise ValueError(f"maxstep must be in (0, 1] Å, as in ASE's LBFGS; got {maxstep}")
+        if isinstance(memory, bool) or int(memory) != memory or memory < 0:
+            raise ValueError(f"memory must be a non-negative integer, got {memory!r}")
+        if not damping > 0.0:
+            raise ValueError(f"damping must be positive, got {damping}")
+        if not alpha > 0.0:
+            raise ValueError(f"alpha must be positive (eV/Å²), got {alpha}")
+        self.maxstep = float(maxstep)
+        self.memory = int(memory)
+        self.damping = float(damping)
+        self.alpha = float(alpha)
+        self._history_bound = self.memory
+        """Host-side bound on every system's history length: steps taken since the state was
+        created (the recursion visits no more slots than this, so early steps stay cheap)."""
+
+    @property
+    def dt_internal(self) -> float:
+        return self.dt  # L-BFGS has no time step; dt is an unused placeholder
+
+    def init_state(self, batch: Batch) -> None:
+        if "lbfgs_s" in batch.field_names():
+            if batch.lbfgs_s.shape[1] != self.memory:
+                raise ValueError(
+                    f"the batch carries an L-BFGS history of {batch.lbfgs_s.shape[1]} pairs, "
+                    f"this engine has memory={self.memory}"
+                )
+            self._history_bound = self.memory  # carried over: its fill is unknown here
+            return
+        history = batch.positions.new_zeros((batch.num_nodes, self.memory, 3))
+        rho = batch.positions.new_zeros((batch.num_graphs, self.memory))
+        iteration = torch.zeros(batch.num_graphs, dtype=torch.long, device=batch.device)
+        batch.add_field("lbfgs_s", history, Scope.ATOM)
+        batch.add_field("lbfgs_y", history.clone(), Scope.ATOM)
+        batch.add_field("lbfgs_rho", rho, Scope.SYSTEM)
+        batch.add_field("lbfgs_iteration", iteration, Scope.SYSTEM)
+        batch.add_field("lbfgs_positions0", torch.zeros_like(batch.positions), Scope.ATOM)
+        batch.add_field("lbfgs_forces0", torch.zeros_like(batch.positions), Scope.ATOM)
+        self._history_bound = 0
+
+    def pre_update(self, batch: Batch) -> None:
+        state = LBFGSState(
+            batch.lbfgs_s,
+            batch.lbfgs_y,
+            batch.lbfgs_rho,
+            batch.lbfgs_iteration,
+            batch.lbfgs_positions0,
+            batch.lbfgs_forces0,
+        )
+        loops = min(self._history_bound, self.memory)
+        positions, state = lbfgs_step(
+            batch.positions,
+            batch.forces,
+            state,
+            self.alpha,
+            self.maxstep,
+            self.damping,
+            batch.batch_idx,
+            loops=loops,
+        )
+        self._history_bound = min(self._history_bound + 1, self.memory)
+        batch.positions = positions
+        (
+            batch.lbfgs_s,
+            batch.lbfgs_y,
+            batch.lbfgs_rho,
+            batch.lbfgs_iteration,
+            batch.lbfgs_positions0,
+            batch.lbfgs_forces0,
+        ) = state

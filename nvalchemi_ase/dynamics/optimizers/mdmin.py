@@ -1,0 +1,86 @@
+"""MDMin in the stage loop, per system (see :mod:`nvalchemi_ase.ops.mdmin`).
+
+The whole MDMin step happens in ``pre_update`` with the forces of the previous
+compute (primed before the first step); ``post_update`` does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.convergence import ConvergenceHook
+from nvalchemi_ase.models.base import Model
+from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
+
+
+class MDMin(BaseDynamics):
+    """Velocity-projected MD relaxation, ``ase.optimize.MDMin``'s algorithm and defaults, batched.
+
+    Parameters
+    ----------
+    model
+        Batched model returning forces.
+    dt
+        MDMin's step parameter, as ASE's ``dt=0.2``. MDMin ignores masses
+        (unit masses), so this is not a time in fs; it is ASE's number,
+        unconverted. (ASE's ``dt or 0.2`` quirk, which turns ``dt=0`` into 0.2,
+        belongs to the ASE look-alike; here ``dt`` must be positive.)
+    maxstep
+        Largest displacement of any atom in one step, Å (ASE's 0.2).
+    n_steps, hooks
+        As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
+    convergence_hook
+        Default ``ConvergenceHook.from_fmax(0.05)``.
+
+    Notes
+    -----
+    MDMin's velocities and first-step flag live on the batch as fields
+    ``mdmin_velocities [N, 3]`` and ``mdmin_started [B]``, so they follow the
+    systems when batches are sliced or refilled. ``batch.velocities`` is not
+    touched. No host sync in a step.
+    """
+
+    state_fields = ("mdmin_velocities", "mdmin_started")
+
+    def __init__(
+        self,
+        model: Model,
+        dt: float = 0.2,
+        maxstep: float = 0.2,
+        n_steps: int | None = None,
+        hooks: Iterable[Any] | None = None,
+        convergence_hook: Any = None,
+        **options: Any,
+    ) -> None:
+        if convergence_hook is None:
+            convergence_hook = ConvergenceHook.from_fmax(0.05)
+        super().__init__(
+            model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
+        )
+        if not maxstep > 0.0:
+            raise ValueError(f"maxstep must be positive (Å), got {maxstep}")
+        self.maxstep = float(maxstep)
+
+    @property
+    def dt_internal(self) -> float:
+        return self.dt  # MDMin's dt is ASE's unitless step parameter
+
+    def init_state(self, batch: Batch) -> None:
+        if "mdmin_velocities" in batch.field_names():
+            return  # carried over from an earlier run on this batch
+        started = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
+        batch.add_field("mdmin_velocities", torch.zeros_like(batch.positions), Scope.ATOM)
+        batch.add_field("mdmin_started", started, Scope.SYSTEM)
+
+    def pre_update(self, batch: Batch) -> None:
+        state = MDMinState(batch.mdmin_velocities, batch.mdmin_started)
+        positions, state = mdmin_step(
+            batch.positions, batch.forces, state, self.dt, self.maxstep, batch.batch_idx
+        )
+        batch.positions = positions
+        batch.mdmin_velocities, batch.mdmin_started = state

@@ -1,0 +1,155 @@
+"""MDMin against ase.optimize.MDMin, step by step, per system inside a ragged batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.lj import LennardJones as AseLennardJones
+from ase.optimize import MDMin as AseMDMin
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.dynamics import ConvergenceHook, FusedStage, InflightSampler
+from nvalchemi_ase.dynamics.optimizers.mdmin import MDMin
+from nvalchemi_ase.models import LennardJones
+from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
+from tests.structures import argon_bulk, ragged_systems
+from tests.tolerances import FLOAT64_ATOL
+
+ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
+STEP_ATOL = 1e-10
+"""Positions against ASE after every step, Å (the issue's ~1e-10)."""
+
+
+def _systems():
+    systems = [argon_bulk(1, seed=k, rattle=0.2) for k in range(2)]
+    systems.append(argon_bulk(2, seed=2, rattle=0.2))
+    systems += ragged_systems(seed=2)[2:4]  # cluster, slab
+    return systems
+
+
+def _ase(atoms, **params):
+    reference = atoms.copy()
+    reference.calc = AseLennardJones(**ARGON)
+    return reference, AseMDMin(reference, logfile=None, **params)
+
+
+@pytest.mark.parametrize("params", [{}, {"dt": 0.5, "maxstep": 0.05}])
+def test_equals_ase_mdmin_step_by_step(params):
+    systems = _systems()
+    batch = Batch.from_atoms(systems, device="cpu")
+    engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(1e-9), **params)
+    engine.run(batch, n_steps=0)
+    references = [_ase(atoms, **params) for atoms in systems]
+    ptr = batch.ptr.tolist()
+    for step in range(40):
+        engine.step()
+        for b, (reference, optimizer) in enumerate(references):
+            optimizer.step()
+            ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
+            np.testing.assert_allclose(
+                ours, reference.positions, rtol=0, atol=STEP_ATOL, err_msg=f"step {step}, system {b}"
+            )
+            np.testing.assert_allclose(
+                batch.mdmin_velocities[ptr[b] : ptr[b + 1]].numpy().ravel(), optimizer.v, rtol=0, atol=1e-9
+            )
+
+
+def test_run_stops_each_system_where_ase_converges():
+    systems = _systems()
+    batch = Batch.from_atoms(systems, device="cpu")
+    engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01))
+    engine.run(batch, n_steps=500)
+    assert engine.done
+    ptr = batch.ptr.tolist()
+    counts = []
+    for b, atoms in enumerate(systems):
+        reference, optimizer = _ase(atoms)
+        assert optimizer.run(fmax=0.01, steps=500)
+        counts.append(optimizer.nsteps)
+        np.testing.assert_allclose(
+            batch.positions[ptr[b] : ptr[b + 1]].numpy(), reference.positions, rtol=0, atol=1e-9
+        )
+    assert engine.step_count == max(counts)
+    assert len(set(counts)) > 1  # the systems really converged at different steps
+
+
+def test_refilled_batches_equal_ase_alone():
+    # Eight structures (4 or 8 atoms) streamed three at a time: each relaxation, carried through
+    # the refills (slicing and joining its state), ends where ASE's MDMin ends on it alone.
+    structures = []
+    for k in range(8):
+        atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((1 + k % 2, 1, 1))
+        atoms.rattle(0.05 + 0.02 * k, seed=k)
+        structures.append(atoms)
+    engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01), n_steps=300)
+    results = FusedStage([engine]).run_inflight(InflightSampler(structures, max_systems=3, device="cpu"))
+    for k, (atoms, result) in enumerate(zip(structures, results, strict=True)):
+        reference, optimizer = _ase(atoms)
+        assert optimizer.run(fmax=0.01, steps=300)
+        np.testing.assert_allclose(
+            result.positions, reference.positions, rtol=0, atol=1e-9, err_msg=f"structure {k}"
+        )
+
+
+def test_first_step_is_half_kick_and_maxstep_caps_longest_atom():
+    # One atom pushed by F = (3, 4, 0): first step v = ½ dt F, dr = dt v, capped to maxstep.
+    positions = torch.zeros((2, 3), dtype=torch.float64)
+    forces = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]], dtype=torch.float64)
+    state = MDMinState(torch.zeros_like(positions), torch.zeros(2, dtype=torch.bool))
+    new, state = mdmin_step(positions, forces, state, 0.2, 0.05, torch.tensor([0, 1]))
+    assert torch.allclose(state.velocities, 0.1 * forces, rtol=0, atol=FLOAT64_ATOL)
+    step = 0.2 * 0.1 * forces
+    expected_first = step[0] * min(1.0, 0.05 / (1e-6 + 0.1))  # |dr| = 0.1 > maxstep: capped
+    assert torch.allclose(new[0], expected_first, rtol=0, atol=FLOAT64_ATOL)
+    assert torch.allclose(new[1], step[1], rtol=0, atol=FLOAT64_ATOL)  # |dr| = 0.01: not capped
+    assert state.started.all()
+
+
+def test_uphill_velocity_is_zeroed():
+    # Second step with v against F: the projection resets v, only the half kick remains.
+    positions = torch.zeros((1, 3), dtype=torch.float64)
+    forces = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    state = MDMinState(torch.tensor([[-5.0, 1.0, 0.0]], dtype=torch.float64), torch.ones(1, dtype=torch.bool))
+    _, state = mdmin_step(positions, forces, state, 0.2, 10.0, torch.tensor([0]))
+    assert torch.allclose(state.velocities, 0.1 * forces, rtol=0, atol=FLOAT64_ATOL)
+
+
+def test_default_convergence_and_state_fields():
+    engine = MDMin(LennardJones(**ARGON))
+    criterion = engine.convergence_hook.criteria[0]
+    assert (criterion.key, criterion.threshold) == ("fmax", 0.05)
+    assert (engine.dt, engine.maxstep) == (0.2, 0.2)
+    batch = Batch.from_atoms(_systems(), device="cpu")
+    engine.run(batch, n_steps=1)
+    assert {"mdmin_velocities", "mdmin_started"} <= set(batch.field_names())
+    assert batch.velocities.abs().max() == 0.0  # MDMin's velocities are its own
+
+
+@pytest.mark.parametrize(("name", "value"), [("maxstep", 0.0), ("dt", -0.1)])
+def test_bad_parameters(name, value):
+    with pytest.raises(ValueError, match=name):
+        MDMin(LennardJones(**ARGON), **{name: value})
+
+
+@pytest.mark.gpu
+def test_cuda_steps_do_not_sync_and_equal_cpu():
+    systems = _systems()
+    results = []
+    for device in ("cpu", "cuda"):
+        batch = Batch.from_atoms(systems, device=device)
+        hook = ConvergenceHook.from_fmax(1e-9, frequency=1000)  # the host check stays out of the window
+        engine = MDMin(LennardJones(**ARGON), convergence_hook=hook)
+        engine.run(batch, n_steps=3)
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(10):
+                engine.step(batch)
+        finally:
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode(0)
+        results.append(batch.positions.cpu())
+    assert torch.allclose(results[0], results[1], rtol=0, atol=1e-9)
