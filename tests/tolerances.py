@@ -14,3 +14,15 @@ FINITE_DIFFERENCE_ATOL = 1e-6
 
 EXTXYZ_ATOL = 1e-8
 """extxyz stores 8 decimals: positions, momenta and forces read back to this, Å (or the field's unit)."""
+
+ASE_MD_ATOL = 1e-10
+"""Positions (Å) and velocities agreeing with ASE's MD classes after ~100 steps in float64."""
+
+BATH_ENERGY_RTOL = 1e-9
+"""Bussi's transferred energy and the Nose-Hoover chain energy against ASE's."""
+
+CONSERVED_ENERGY_ATOL = 2e-5
+"""A thermostat's conserved quantity over 100 steps of 1 fs, eV."""
+
+DEVICE_MATCH_ATOL = 1e-9
+"""CUDA against CPU after 30 steps, Å."""

@@ -6,7 +6,16 @@ from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
 from nvalchemi_ase.dynamics.fused import FusedStage
 from nvalchemi_ase.dynamics.inflight import InflightSampler
-from nvalchemi_ase.dynamics.integrators import NVE, DemoDynamics, NVTLangevin
+from nvalchemi_ase.dynamics.integrators import (
+    NVE,
+    Andersen,
+    Bussi,
+    DemoDynamics,
+    LangevinBAOAB,
+    NoseHooverChainNVT,
+    NVTBerendsen,
+    NVTLangevin,
+)
 from nvalchemi_ase.dynamics.optimizers import BFGS, FIRE, LBFGS, MDMin
 from nvalchemi_ase.dynamics.sinks import (
     DataSink,
@@ -22,7 +31,9 @@ __all__ = [
     "FIRE",
     "LBFGS",
     "NVE",
+    "Andersen",
     "BaseDynamics",
+    "Bussi",
     "ConvergenceHook",
     "Criterion",
     "DataSink",
@@ -32,8 +43,11 @@ __all__ = [
     "GPUBuffer",
     "HostMemory",
     "InflightSampler",
+    "LangevinBAOAB",
     "MDMin",
+    "NVTBerendsen",
     "NVTLangevin",
+    "NoseHooverChainNVT",
     "SinkEmptyError",
     "SinkFullError",
     "TrajectorySink",

@@ -12,7 +12,9 @@ def maxwell_boltzmann(masses: torch.Tensor, kT: torch.Tensor, noise: torch.Tenso
     return torch.sqrt(kT / masses).unsqueeze(1) * noise
 
 
-def remove_drift(velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
+def remove_drift(
+    velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int
+) -> torch.Tensor:
     """Subtract each system's centre-of-mass velocity (its total momentum becomes zero)."""
     momentum = segment_sum(velocities * masses.unsqueeze(1), batch_idx, num_systems)
     total_mass = segment_sum(masses, batch_idx, num_systems)

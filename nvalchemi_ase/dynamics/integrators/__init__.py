@@ -1,8 +1,22 @@
-"""Engine integrators: NVE (velocity Verlet) and Langevin."""
+"""Engine integrators: NVE (velocity Verlet), Langevin and the other thermostats of ase.md, batched."""
 
 from __future__ import annotations
 
+from nvalchemi_ase.dynamics.integrators.andersen import Andersen
+from nvalchemi_ase.dynamics.integrators.berendsen import NVTBerendsen
+from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin import NVTLangevin
+from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
+from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.dynamics.integrators.nve import NVE, DemoDynamics
 
-__all__ = ["NVE", "DemoDynamics", "NVTLangevin"]
+__all__ = [
+    "NVE",
+    "Andersen",
+    "Bussi",
+    "DemoDynamics",
+    "LangevinBAOAB",
+    "NVTBerendsen",
+    "NVTLangevin",
+    "NoseHooverChainNVT",
+]

@@ -1,0 +1,148 @@
+"""What the engine thermostats share: per-system parameters, a seeded generator, degrees of freedom.
+
+A parameter such as ``temperature`` is a float or one value per system. It
+is validated when assigned (in the constructor, or later, as ASE's
+``set_temperature`` does) and turned into ``[B]`` device tensors by the
+engine's :meth:`Thermostat.prepare`, once per batch and again after a
+parameter changed; never in the step path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import AtomCategory, Batch
+from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.models.base import Model
+from nvalchemi_ase.ops.segment import segment_sum
+
+ParameterValue = float | torch.Tensor | Iterable[float]
+"""A float, or one value per system (a ``[B]`` tensor or a sequence)."""
+
+
+class PerSystemParameter:
+    """A validated engine parameter: a float or one value per system (kept as float64 on the host).
+
+    Parameters
+    ----------
+    unit
+        The unit, named in error messages.
+    positive
+        Require values > 0 (else >= 0).
+    maximum
+        Largest allowed value (inclusive), or ``None``.
+    """
+
+    def __init__(self, unit: str, *, positive: bool = False, maximum: float | None = None) -> None:
+        self.unit = unit
+        self.positive = positive
+        self.maximum = maximum
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, engine: Any, owner: type | None = None) -> Any:
+        if engine is None:
+            return self
+        return engine.__dict__[self.name]
+
+    def __set__(self, engine: Any, value: ParameterValue) -> None:
+        try:
+            tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"{self.name} must be a float or one per system, got {value!r}") from error
+        if tensor.dim() > 1 or tensor.numel() == 0:
+            raise ValueError(f"{self.name} must be a float or a 1-D sequence, one per system, got {value!r}")
+        low_ok = (tensor > 0) if self.positive else (tensor >= 0)
+        high_ok = tensor <= (math.inf if self.maximum is None else self.maximum)
+        if not (torch.isfinite(tensor) & low_ok & high_ok).all():
+            bound = "positive" if self.positive else "non-negative"
+            if self.maximum is not None:
+                bound += f" and at most {self.maximum}"
+            raise ValueError(f"{self.name} must be finite and {bound} ({self.unit}), got {value!r}")
+        engine.__dict__[self.name] = tensor
+        engine._stale = True
+
+
+class Thermostat(BaseDynamics):
+    """Base of the engine thermostats: a target temperature, a seeded generator, ``prepare``.
+
+    Parameters
+    ----------
+    model, dt, n_steps, hooks, convergence_hook, **options
+        As :class:`~nvalchemi_ase.dynamics.BaseDynamics` (``dt`` in fs).
+    temperature
+        Target temperature in K: a float or one per system.
+    seed
+        Seed of the torch generator random numbers are drawn from (``None``: a
+        random seed). Deterministic thermostats ignore it.
+    """
+
+    temperature = PerSystemParameter("K")
+
+    def __init__(
+        self,
+        model: Model,
+        dt: float,
+        temperature: ParameterValue,
+        seed: int | None = None,
+        n_steps: int | None = None,
+        hooks: Iterable[Any] | None = None,
+        convergence_hook: Any = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
+        )
+        self.temperature = temperature
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self._stale = True
+        self._prepared_dt = self.dt
+
+    # ------------------------------------------------------------------ overridables
+    def prepare(self, batch: Batch) -> None:
+        """Turn the parameters into device tensors for ``batch`` (called by ``init_state``)."""
+
+    def degrees_of_freedom(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` degrees of freedom per system: 3 × the atoms not frozen (ASE's with ``FixAtoms``).
+
+        Override to remove more (e.g. 3 for ``FixCom``), as ASE's
+        ``get_number_of_degrees_of_freedom`` does for other constraints.
+        """
+        moving = (batch.atom_categories != AtomCategory.FROZEN.value).to(batch.dtype)
+        return 3.0 * segment_sum(moving, batch.batch_idx, batch.num_graphs)
+
+    # ------------------------------------------------------------------ helpers
+    def init_state(self, batch: Batch) -> None:
+        self.prepare(batch)
+        self._stale, self._prepared_dt = False, self.dt
+
+    def refresh(self, batch: Batch) -> None:
+        """Re-run :meth:`prepare` if a parameter or ``dt`` was assigned since (a host-side check, no sync)."""
+        if self._stale or self.dt != self._prepared_dt:
+            self.prepare(batch)
+            self._stale, self._prepared_dt = False, self.dt
+
+    def per_system(self, name: str, batch: Batch, scale: float = 1.0) -> torch.Tensor:
+        """``[B]`` values of parameter ``name`` (times ``scale``) on the batch's device and dtype."""
+        value: torch.Tensor = getattr(self, name)
+        if value.dim() > 0 and value.shape != (batch.num_graphs,):
+            raise ValueError(f"{name} has {value.shape[0]} values for {batch.num_graphs} systems")
+        value = (value * scale).to(device=batch.device, dtype=batch.dtype)
+        return value.expand(batch.num_graphs).contiguous()
+
+    def generator(self, batch: Batch) -> torch.Generator:
+        """The torch generator on the batch's device, seeded once (a refilled batch continues the stream)."""
+        if self._generator is None or self._generator.device != batch.device:
+            self._generator = torch.Generator(device=batch.device)
+            if self.seed is None:
+                self._generator.seed()
+            else:
+                self._generator.manual_seed(self.seed)
+        return self._generator

@@ -1,0 +1,129 @@
+"""Nosé–Hoover chain NVT in ASE's scheme (see :mod:`nvalchemi_ase.ops.nose_hoover`), batched.
+
+Every system carries its own chain (positions ``nhc_eta`` and momenta
+``nhc_p_eta``, ``[B, tchain]`` batch fields), its own target temperature and
+damping time. Deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.models.base import Model
+from nvalchemi_ase.ops import nose_hoover
+from nvalchemi_ase.ops.thermo import kinetic_energy
+from nvalchemi_ase.ops.verlet import drift, half_kick
+from nvalchemi_ase.units import fs, kB
+
+
+class NoseHooverChainNVT(Thermostat):
+    """Nosé–Hoover chain thermostat, ``ase.md.nose_hoover_chain.NoseHooverChainNVT``'s algorithm.
+
+    Parameters
+    ----------
+    model
+        Batched model returning forces.
+    dt
+        Time step in fs.
+    temperature
+        Target temperature in K: a float, or one per system (``[B]`` tensor or sequence).
+    tdamp
+        Characteristic time τ of the thermostat in fs (ASE suggests 100 dt): a float or one per system.
+    tchain
+        Number of thermostats in each chain (>= 1).
+    tloop
+        Number of sub-steps of each chain half step (>= 1).
+    n_steps, hooks, convergence_hook, **options
+        As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
+
+    Notes
+    -----
+    As in ASE, the chain drives 3N degrees of freedom, N counting every atom
+    of the system (frozen ones too), and starts at η = p_η = 0 when a system
+    first meets this engine. :meth:`thermostat_energy` is ASE's
+    ``get_thermostat_energy``: with the potential and kinetic energies it sums
+    to a conserved quantity.
+    """
+
+    state_fields = ("nhc_eta", "nhc_p_eta")
+    tdamp = PerSystemParameter("fs", positive=True)
+
+    def __init__(
+        self,
+        model: Model,
+        dt: float,
+        temperature: ParameterValue,
+        tdamp: ParameterValue,
+        tchain: int = 3,
+        tloop: int = 1,
+        n_steps: int | None = None,
+        hooks: Iterable[Any] | None = None,
+        convergence_hook: Any = None,
+        **options: Any,
+    ) -> None:
+        for name, value in (("tchain", tchain), ("tloop", tloop)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(model, dt, temperature, None, n_steps, hooks, convergence_hook, **options)
+        self.tdamp = tdamp
+        self.tchain = tchain
+        self.tloop = tloop
+
+    def init_state(self, batch: Batch) -> None:
+        super().init_state(batch)
+        for name in self.state_fields:
+            if name not in batch.field_names():
+                zeros = torch.zeros(batch.num_graphs, self.tchain, dtype=batch.dtype, device=batch.device)
+                batch.add_field(name, zeros, Scope.SYSTEM)
+            elif getattr(batch, name).shape[1] != self.tchain:
+                raise ValueError(
+                    f"batch field {name} holds chains of {getattr(batch, name).shape[1]}, "
+                    f"this engine's tchain is {self.tchain}"
+                )
+
+    def prepare(self, batch: Batch) -> None:
+        self._kT = self.per_system("temperature", batch, kB)
+        self._num_atoms = torch.as_tensor(batch.counts, dtype=batch.dtype, device=batch.device)
+        tdamp = self.per_system("tdamp", batch, fs)
+        self._masses = nose_hoover.chain_masses(self._kT, tdamp, self._num_atoms, self.tchain)
+
+    def thermostat_energy(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` the chains' energy, eV (ASE's ``get_thermostat_energy``)."""
+        self.refresh(batch)
+        return nose_hoover.thermostat_energy(
+            batch.nhc_eta, batch.nhc_p_eta, self._masses, self._kT, self._num_atoms
+        )
+
+    def integrate_chain(self, batch: Batch, delta: float) -> None:
+        """Advance every chain by ``delta`` (internal time) and scale the velocities accordingly."""
+        self.refresh(batch)
+        index = batch.batch_idx
+        twice_kinetic = 2.0 * kinetic_energy(batch.velocities, batch.masses, index, batch.num_graphs)
+        scale, batch.nhc_eta, batch.nhc_p_eta = nose_hoover.integrate_chain(
+            twice_kinetic,
+            batch.nhc_eta,
+            batch.nhc_p_eta,
+            self._masses,
+            self._kT,
+            self._num_atoms,
+            delta,
+            self.tloop,
+        )
+        batch.velocities = batch.velocities * scale[index].unsqueeze(1)
+
+    def pre_update(self, batch: Batch) -> None:
+        dt = self.dt_internal
+        self.integrate_chain(batch, dt / 2)
+        velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
+        batch.positions = drift(batch.positions, velocities, dt)
+        batch.velocities = velocities
+
+    def post_update(self, batch: Batch) -> None:
+        dt = self.dt_internal
+        batch.velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
+        self.integrate_chain(batch, dt / 2)
