@@ -173,3 +173,16 @@ def test_python_dash_m_runs():
         [sys.executable, "-m", "nvalchemi_ase", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "demo" in done.stdout and "plot" in done.stdout
+
+
+@pytest.mark.parametrize("ensemble", ["langevin-baoab", "berendsen", "bussi", "nose-hoover", "andersen"])
+def test_every_ensemble_runs(tmp_path, ensemble):
+    out = tmp_path / ensemble
+    arguments = ["demo", "--structures", "2", "--no-relax", "--ensemble", ensemble, "-o", str(out), *SMALL]
+    assert main(arguments) == EXIT_OK
+    finals = ase.io.read(out / "final.extxyz", ":")
+    assert len(finals) == 2 and all(a.info["finished"] for a in finals)
+    assert any(
+        np.abs(a.get_momenta()).max() > 0
+        for a in ase.io.read(out / "trajectories" / "system_00000.traj", ":")
+    )

@@ -52,6 +52,10 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     job.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
     job.add_argument("--steps", type=int, default=200, help="MD steps per system (default 200)")
     job.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    job.add_argument("--tau", type=float, default=100.0, help="thermostat time constant, fs (default 100)")
+    job.add_argument(
+        "--andersen-prob", type=float, default=0.01, help="Andersen collision probability (default 0.01)"
+    )
     job.add_argument("--seed", type=int, default=0)
     machine = parser.add_argument_group("machine")
     machine.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -186,6 +190,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         timestep=args.timestep,
         md_steps=args.steps,
         friction=args.friction,
+        tau=args.tau,
+        andersen_prob=args.andersen_prob,
         seed=args.seed,
         device=args.device,
         dtype=args.dtype,

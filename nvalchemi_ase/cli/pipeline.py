@@ -25,9 +25,14 @@ from ase import Atoms
 from nvalchemi_ase.dynamics import (
     FIRE,
     NVE,
+    Andersen,
+    Bussi,
     ConvergenceHook,
     FusedStage,
     InflightSampler,
+    LangevinBAOAB,
+    NoseHooverChainNVT,
+    NVTBerendsen,
     NVTLangevin,
     TrajectorySink,
 )
@@ -50,6 +55,8 @@ class Settings:
     timestep: float = 2.0
     md_steps: int = 200
     friction: float = 0.01
+    tau: float = 100.0
+    andersen_prob: float = 0.01
     seed: int = 0
     device: str | None = None
     dtype: str = "float64"
@@ -78,7 +85,23 @@ def _langevin(model: Model, s: Settings) -> BaseDynamics:
     )
 
 
-ENSEMBLES: dict[str, Callable[[Model, Settings], BaseDynamics]] = {"nve": _nve, "langevin": _langevin}
+def _common(s: Settings) -> dict[str, Any]:
+    return {"n_steps": s.md_steps, "initial_temperature": s.temperature, "velocity_seed": s.seed}
+
+
+ENSEMBLES: dict[str, Callable[[Model, Settings], BaseDynamics]] = {
+    "nve": _nve,
+    "langevin": _langevin,
+    "langevin-baoab": lambda m, s: LangevinBAOAB(
+        m, s.timestep, s.temperature, T_tau=s.tau, seed=s.seed, **_common(s)
+    ),
+    "berendsen": lambda m, s: NVTBerendsen(m, s.timestep, s.temperature, s.tau, fixcm=False, **_common(s)),
+    "bussi": lambda m, s: Bussi(m, s.timestep, s.temperature, s.tau, seed=s.seed, **_common(s)),
+    "nose-hoover": lambda m, s: NoseHooverChainNVT(m, s.timestep, s.temperature, s.tau, **_common(s)),
+    "andersen": lambda m, s: Andersen(
+        m, s.timestep, s.temperature, s.andersen_prob, fixcm=False, seed=s.seed, **_common(s)
+    ),
+}
 """MD ensembles by command-line name."""
 
 
