@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from nvalchemi_ase.calculator import BatchedCalculator
 from nvalchemi_ase.data import AtomCategory, Batch, BatchValidationError
-from nvalchemi_ase.models import ASECalculatorModel, LennardJones, Morse
+from nvalchemi_ase.models import EMT, ASECalculatorModel, AutogradModel, LennardJones, Morse
 from nvalchemi_ase.neighbors import NeighborList, neighbor_list
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMT",
     "ASECalculatorModel",
     "AtomCategory",
+    "AutogradModel",
     "Batch",
     "BatchValidationError",
     "BatchedCalculator",

@@ -18,6 +18,9 @@ kB: float = _ase_units.kB
 GPa: float = _ase_units.GPa
 """One GPa in eV/Å³."""
 
+Bohr: float = _ase_units.Bohr
+"""One Bohr radius in Å."""
+
 
 def fs_to_internal(dt_fs: float) -> float:
     """Convert a time in femtoseconds to ASE's internal time unit."""

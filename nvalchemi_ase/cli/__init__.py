@@ -18,7 +18,7 @@ from pathlib import Path
 
 import ase.io
 
-from nvalchemi_ase.cli.demo import MORSE_COPPER, demo_model_name, demo_structures
+from nvalchemi_ase.cli.demo import DEFAULT_MODEL, demo_structures
 from nvalchemi_ase.cli.models import CommandLineError, make_model, parse_parameters
 from nvalchemi_ase.cli.pipeline import ENSEMBLES, Settings, run
 from nvalchemi_ase.cli.plot import plot_log
@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     if args.command == "demo":
         structures = demo_structures(args.structures)
-        name = args.model or demo_model_name()
-        parameters = parse_parameters(args.model_param) or (MORSE_COPPER if name == "morse" else {})
+        name = args.model or DEFAULT_MODEL
+        parameters = parse_parameters(args.model_param)
     else:
         structures = _read(args.input, args.format)
         name = args.model or "lj"

@@ -6,8 +6,6 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, fcc111
 
-from nvalchemi_ase.cli.models import BUILTIN_MODELS
-
 
 def demo_structures(count: int = 32, seed: int = 0) -> list[Atoms]:
     """Copper bulk (cubic and primitive cells), slabs and clusters, 4 to 108 atoms, rattled 0.02–0.2 Å."""
@@ -32,10 +30,5 @@ def demo_structures(count: int = 32, seed: int = 0) -> list[Atoms]:
     return made
 
 
-def demo_model_name() -> str:
-    """EMT for copper when it is available (the package's default model), else Morse fitted to copper."""
-    return "emt" if "emt" in BUILTIN_MODELS else "morse"
-
-
-MORSE_COPPER = {"epsilon": 0.3429, "rho0": 4.56, "r0": 2.866}
-"""Girifalco & Weizer's Morse parameters for copper (Phys. Rev. 114, 687 (1959)), r0 in Å, epsilon in eV."""
+DEFAULT_MODEL = "emt"
+"""The built-in default model: batched EMT, equal to ``ase.calculators.emt.EMT``."""

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nvalchemi_ase.models import ASECalculatorModel, LennardJones, Morse
+from nvalchemi_ase.models import EMT, ASECalculatorModel, LennardJones, Morse
 from nvalchemi_ase.models.base import Model
 
 
@@ -15,18 +15,7 @@ class CommandLineError(ValueError):
     """Bad command-line input; the message is shown to the user as is (exit code 2)."""
 
 
-def _builtin() -> dict[str, Callable[..., Model]]:
-    builtin: dict[str, Callable[..., Model]] = {"lj": LennardJones, "morse": Morse}
-    try:
-        from nvalchemi_ase.models import EMT  # type: ignore[attr-defined]
-
-        builtin["emt"] = EMT
-    except ImportError:  # pragma: no cover - EMT ships with the package once merged
-        pass
-    return builtin
-
-
-BUILTIN_MODELS = _builtin()
+BUILTIN_MODELS: dict[str, Callable[..., Model]] = {"lj": LennardJones, "morse": Morse, "emt": EMT}
 
 
 def parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nvalchemi_ase.models.ase_adapter import ASECalculatorModel
+from nvalchemi_ase.models.autograd import AtomGraph, AutogradModel
 from nvalchemi_ase.models.base import (
     DEFAULT_PROPERTIES,
     BatchedModel,
@@ -10,13 +11,17 @@ from nvalchemi_ase.models.base import (
     ModelOutputError,
     evaluate,
 )
+from nvalchemi_ase.models.emt import EMT
 from nvalchemi_ase.models.lj import LennardJones
 from nvalchemi_ase.models.morse import Morse
 from nvalchemi_ase.models.pair import PairPotential
 
 __all__ = [
     "DEFAULT_PROPERTIES",
+    "EMT",
     "ASECalculatorModel",
+    "AtomGraph",
+    "AutogradModel",
     "BatchedModel",
     "LennardJones",
     "Model",

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from nvalchemi_ase.data import Batch
+from nvalchemi_ase.neighbors import NeighborList, Neighbors
 
 DEFAULT_PROPERTIES: tuple[str, ...] = ("energy", "forces")
 
@@ -57,6 +58,17 @@ class BatchedModel(torch.nn.Module):
     def todict(self) -> dict[str, Any]:
         """Constructor parameters, JSON-serialisable."""
         return {}
+
+    def neighbors(self, batch: Batch) -> Neighbors:
+        """The pairs to sum over: those a ``NeighborListHook`` put on the batch for this compute (when
+        they reach this model's cutoff), else the model's own skin-reused ``self.neighbor_list``."""
+        shared = getattr(batch, "neighbors", None)
+        if isinstance(shared, Neighbors) and shared.cutoff >= self.cutoff:
+            return shared
+        own: NeighborList | None = getattr(self, "neighbor_list", None)
+        if own is None:
+            raise AttributeError(f"{type(self).__name__} has no neighbor_list of its own")
+        return own.update(batch)
 
 
 def volumes(cell: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
-from nvalchemi_ase.neighbors import NeighborList, Neighbors
+from nvalchemi_ase.neighbors import NeighborList
 from nvalchemi_ase.ops import segment_sum
 
 
@@ -41,14 +41,6 @@ class PairPotential(BatchedModel):
         super().__init__()
         self.cutoff = float(cutoff)
         self.neighbor_list = NeighborList(self.cutoff, skin=skin, max_neighbors=max_neighbors)
-
-    def neighbors(self, batch: Batch) -> Neighbors:
-        """The pairs to sum over: those a ``NeighborListHook`` put on the batch for this compute
-        (when they reach this model's cutoff), else this model's own skin-reused list."""
-        shared = getattr(batch, "neighbors", None)
-        if isinstance(shared, Neighbors) and shared.cutoff >= self.cutoff:
-            return shared
-        return self.neighbor_list.update(batch)
 
     def pair_terms(self, r2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pair energy ``u`` and ``du = (du/dr)/r`` at squared distances ``r2`` (all inside the cutoff)."""

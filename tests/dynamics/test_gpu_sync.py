@@ -45,7 +45,12 @@ def _batch():
         lambda: NVE(
             LennardJones(**ARGON),
             dt=2.0,
-            hooks=[NeighborListHook(8.5, skin=1.0), MaxForceClampHook(5.0), FreezeAtomsHook(), WrapPeriodicHook()],
+            hooks=[
+                NeighborListHook(8.5, skin=1.0),
+                MaxForceClampHook(5.0),
+                FreezeAtomsHook(),
+                WrapPeriodicHook(),
+            ],
         ),
     ],
     ids=["nve", "langevin", "nve-with-hooks"],

@@ -1,0 +1,31 @@
+"""The shared machinery of the ASE look-alikes (:mod:`nvalchemi_ase.md`, :mod:`nvalchemi_ase.optimize`).
+
+:class:`LookalikeDynamics` (ASE's ``BaseDynamics``: observers, trajectories,
+the per-step report), :class:`Systems` (Atoms ⇄ device batch), constraint
+routing (FixAtoms, FixCartesian, FixCom on the device; any other ASE
+constraint on the host) and ASE's output formats.
+"""
+
+from __future__ import annotations
+
+from nvalchemi_ase.lookalike.base import LookalikeDynamics
+from nvalchemi_ase.lookalike.constraints import ConstraintPlan, NativeConstraintHook, plan_constraints
+from nvalchemi_ase.lookalike.host_constraints import HostConstraintHook
+from nvalchemi_ase.lookalike.outputs import OptimizerLog, TrajectoryOutput, system_paths
+from nvalchemi_ase.lookalike.random import check_rng, draw_per_system, to_device
+from nvalchemi_ase.lookalike.systems import Systems
+
+__all__ = [
+    "ConstraintPlan",
+    "HostConstraintHook",
+    "LookalikeDynamics",
+    "NativeConstraintHook",
+    "OptimizerLog",
+    "Systems",
+    "TrajectoryOutput",
+    "check_rng",
+    "draw_per_system",
+    "plan_constraints",
+    "system_paths",
+    "to_device",
+]

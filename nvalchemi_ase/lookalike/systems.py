@@ -1,0 +1,251 @@
+"""The systems a look-alike advances: ``Atoms`` in, one device ``Batch``, ``Atoms`` kept current.
+
+:class:`Systems` takes one ``Atoms`` or a list, picks the model (the batched
+model of a :class:`~nvalchemi_ase.calculator.BatchedCalculator`, else any ASE
+calculator through :class:`~nvalchemi_ase.models.ASECalculatorModel`), builds
+the batch, and moves state between the device and the ``Atoms``:
+
+* :meth:`Systems.refresh` writes positions, momenta, energy and forces back
+  into the ``Atoms`` (the energy and forces as the calculator's cached results,
+  so ``atoms.get_forces()`` costs nothing and trajectory writers find them);
+* :meth:`Systems.pull_edits` sends positions or momenta that user code changed
+  on the host (observers, edits between runs) back to the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
+
+from nvalchemi_ase.calculator import BatchedCalculator
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.models import ASECalculatorModel
+
+__all__ = ["Systems", "to_host"]
+
+
+def to_host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Copy several device tensors to the host in one transfer (one sync); float64 numpy arrays."""
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+    host = flat.cpu().numpy()
+    parts, start = [], 0
+    for t in tensors:
+        parts.append(host[start : start + t.numel()].reshape(tuple(t.shape)))
+        start += t.numel()
+    return parts
+
+
+class _CalculatorView(Calculator):
+    """A per-system cache in front of an ASE calculator that several systems share.
+
+    Holds the results the look-alike writes for its system; asked for anything
+    else it asks the shared calculator (correct, as ASE would).
+    """
+
+    def __init__(self, base: BaseCalculator) -> None:
+        self.base = base
+        self.implemented_properties = list(base.implemented_properties)
+        super().__init__()
+
+    @property
+    def name(self) -> str:  # what trajectories record: the shared calculator's name
+        return str(getattr(self.base, "name", type(self.base).__name__.lower()))
+
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
+        return self.base.todict() if hasattr(self.base, "todict") else {}
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] | None = None,
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        properties = list(properties or ("energy",))
+        super().calculate(atoms, properties, system_changes)
+        for name in properties:
+            self.base.get_property(name, self.atoms)
+        self.results = dict(self.base.results)
+
+
+def _same_model(first: Any, other: Any) -> bool:
+    if first is other:
+        return True
+    if type(first) is not type(other) or not hasattr(first, "todict"):
+        return False
+    return bool(first.todict() == other.todict())
+
+
+def _check_batched(systems: list[Atoms], first: BatchedCalculator) -> None:
+    for index, atoms in enumerate(systems[1:], start=1):
+        calc = atoms.calc
+        if calc is None or calc is first:
+            continue
+        if not (isinstance(calc, BatchedCalculator) and _same_model(first.model, calc.model)):
+            raise ValueError(
+                f"atoms[{index}].calc differs from atoms[0].calc: a list of systems is advanced "
+                "with one model (give every system the same BatchedCalculator, or none)"
+            )
+
+
+def _host_model(systems: list[Atoms], first: BaseCalculator) -> ASECalculatorModel:
+    """Each system evaluated by its own ASE calculator (``atoms[0]``'s for systems without one).
+
+    A calculator object that several systems share is put behind one view per
+    system, so each keeps its own cached results while the shared one computes.
+    """
+    calculators = [atoms.calc if atoms.calc is not None else first for atoms in systems]
+    holders: dict[int, int] = {}
+    for calc in calculators:
+        holders[id(calc)] = holders.get(id(calc), 0) + 1
+    for atoms, calc in zip(systems, calculators, strict=True):
+        atoms.calc = _CalculatorView(calc) if holders[id(calc)] > 1 else calc
+    pending = iter([atoms.calc for atoms in systems])  # one slot per system, in order
+    return ASECalculatorModel(lambda: next(pending))
+
+
+def _resolve_model(systems: list[Atoms]) -> tuple[Any, torch.device, torch.dtype, bool]:
+    """The model every system is advanced with, its device and dtype, and whether it is batched."""
+    first = systems[0].calc
+    if first is None:
+        raise ValueError(
+            "atoms[0] has no calculator: set atoms.calc (a BatchedCalculator runs on its device, "
+            "any other ASE calculator on the host)"
+        )
+    if isinstance(first, BatchedCalculator):
+        _check_batched(systems, first)
+        return first.model, first.device, first.dtype, True
+    return _host_model(systems, first), torch.device("cpu"), torch.float64, False
+
+
+class Systems:
+    """One ``Atoms`` or a list of them, as one batch on the model's device.
+
+    Parameters
+    ----------
+    atoms
+        An ``ase.Atoms`` or a non-empty sequence of them (sizes may differ).
+    momenta
+        Whether the device velocities are the systems' state (MD) and go back
+        into the ``Atoms`` as momenta; optimizers leave momenta alone.
+
+    Notes
+    -----
+    Every system needs its own calculator object to hold its own cached
+    results. With a ``BatchedCalculator``, systems after the first that share
+    one (or have none) get a new ``BatchedCalculator`` over the same model, and
+    the look-alike writes the device's energy and forces into their caches.
+    Other ASE calculators compute each system themselves (so their caches are
+    current); one shared by several systems is put behind a view per system
+    (``atoms.calc.base`` is the shared calculator).
+    """
+
+    def __init__(self, atoms: Atoms | Sequence[Atoms], *, momenta: bool) -> None:
+        systems = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+        if not systems:
+            raise ValueError("atoms: an empty list has nothing to advance")
+        for index, system in enumerate(systems):
+            if not isinstance(system, Atoms):
+                raise TypeError(
+                    f"atoms[{index}] is a {type(system).__name__}, not ase.Atoms "
+                    "(cell filters are not supported by the look-alikes)"
+                )
+        self.atoms = systems
+        self.momenta = momenta
+        self.model, self.device, self.dtype, self.batched = _resolve_model(systems)
+        if self.batched:
+            self._own_calculators()
+        self.batch = Batch.from_atoms(systems, device=self.device, dtype=self.dtype)
+        self.batch.forces = None  # always computed afresh by the engine, with its hooks
+        self.batch.energy = None
+        self.batch.stress = None
+        self.starts = np.concatenate([[0], np.cumsum(self.batch.counts)])
+        self._positions = [a.positions.copy() for a in systems]
+        self._momenta = [a.get_momenta() for a in systems]
+
+    def __len__(self) -> int:
+        return len(self.atoms)
+
+    def rows(self, b: int) -> slice:
+        """The atom rows of system ``b`` in the batch."""
+        return slice(int(self.starts[b]), int(self.starts[b + 1]))
+
+    def degrees_of_freedom(self) -> np.ndarray:
+        """``[B]`` ASE's ``get_number_of_degrees_of_freedom()`` per system (constraint-aware)."""
+        return np.array([atoms.get_number_of_degrees_of_freedom() for atoms in self.atoms], dtype=float)
+
+    def _own_calculators(self) -> None:
+        """A BatchedCalculator per system (same model), so that each holds its own cached results."""
+        seen: set[int] = set()
+        for atoms in self.atoms:
+            if atoms.calc is None or id(atoms.calc) in seen:
+                atoms.calc = BatchedCalculator(self.model, device=self.device, dtype=self.dtype)
+            seen.add(id(atoms.calc))
+
+    # ------------------------------------------------------------------ device -> Atoms
+    def refresh(
+        self,
+        positions: np.ndarray,
+        velocities: np.ndarray | None,
+        energy: np.ndarray,
+        forces: np.ndarray,
+        systems: Iterable[int],
+    ) -> None:
+        """Write host state (positions, velocities or None, energy ``[B]``, forces) into ``systems``."""
+        for b in systems:
+            atoms, rows = self.atoms[b], self.rows(b)
+            atoms.set_positions(positions[rows], apply_constraint=False)
+            if velocities is not None and self.momenta:
+                atoms.set_momenta(velocities[rows] * atoms.get_masses()[:, None], apply_constraint=False)
+            if self.batched:  # an ASE calculator caches what it just computed for these positions
+                self._install(atoms, float(energy[b]), forces[rows])
+            self._positions[b] = atoms.positions.copy()
+            self._momenta[b] = atoms.get_momenta()
+
+    @staticmethod
+    def _install(atoms: Atoms, energy: float, forces: np.ndarray) -> None:
+        """Make ``energy`` and (raw) ``forces`` the calculator's cached results for the current state."""
+        calc = atoms.calc
+        if calc is None or not hasattr(calc, "results"):
+            return
+        results = {"energy": energy, "free_energy": energy, "forces": np.array(forces, dtype=float)}
+        implemented = set(getattr(calc, "implemented_properties", results))
+        calc.atoms = atoms.copy()
+        calc.results = {name: value for name, value in results.items() if name in implemented}
+
+    # ------------------------------------------------------------------ Atoms -> device
+    def pull_edits(self) -> bool:
+        """Send host edits of positions (and, for MD, momenta) to the device; True if positions changed.
+
+        Systems whose ``Atoms`` still hold what was last written are left as
+        they are on the device (their ``Atoms`` may be older than the device).
+        """
+        moved = [b for b, a in enumerate(self.atoms) if not np.array_equal(a.positions, self._positions[b])]
+        kicked = []
+        if self.momenta:
+            kicked = [
+                b for b, a in enumerate(self.atoms) if not np.array_equal(a.get_momenta(), self._momenta[b])
+            ]
+        if moved:
+            values = [self.atoms[b].positions for b in moved]
+            self.batch.positions = self._replace_rows(self.batch.positions, moved, values)
+        if kicked:
+            values = [self.atoms[b].get_velocities() for b in kicked]
+            self.batch.velocities = self._replace_rows(self.batch.velocities, kicked, values)
+        for b in moved:
+            self._positions[b] = self.atoms[b].positions.copy()
+        for b in kicked:
+            self._momenta[b] = self.atoms[b].get_momenta()
+        return bool(moved)
+
+    def _replace_rows(
+        self, tensor: torch.Tensor, systems: list[int], values: list[np.ndarray]
+    ) -> torch.Tensor:
+        rows = np.concatenate([np.arange(self.starts[b], self.starts[b + 1]) for b in systems])
+        index = torch.as_tensor(rows, dtype=torch.long, device=tensor.device)
+        source = torch.as_tensor(np.concatenate(values), dtype=tensor.dtype).to(tensor.device)
+        return tensor.index_copy(0, index, source)

@@ -1,0 +1,124 @@
+"""``Andersen``: ``ase.md.andersen.Andersen`` over the batched Andersen engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms, units
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.dynamics import Andersen as AndersenEngine
+from nvalchemi_ase.lookalike.random import check_rng, draw_per_system, to_device
+from nvalchemi_ase.md.md import MolecularDynamics
+
+__all__ = ["Andersen"]
+
+
+class _RngAndersen(AndersenEngine):
+    """The Andersen engine with ASE's uniforms: ``rng.random(3)`` ×2, then ``rng.random((n, 3))`` ×3."""
+
+    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rng = rng
+
+    def draw_center_of_mass_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.rng, torch.Generator):
+            shape = (batch.num_graphs, 3)
+            x = torch.rand(shape, generator=self.rng, dtype=batch.dtype, device=batch.device)
+            return x, torch.rand(shape, generator=self.rng, dtype=batch.dtype, device=batch.device)
+        rngs = self.rng if isinstance(self.rng, list | tuple) else [self.rng] * batch.num_graphs
+        draws = np.array([(r.random(size=3), r.random(size=3)) for r in rngs])  # [B, 2, 3]
+        return to_device(draws[:, 0], batch), to_device(draws[:, 1], batch)
+
+    def draw_collision_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if isinstance(self.rng, torch.Generator):
+            shape = (batch.num_nodes, 3)
+            draws = [
+                torch.rand(shape, generator=self.rng, dtype=batch.dtype, device=batch.device) for _ in "xyc"
+            ]
+            return draws[0], draws[1], draws[2]
+        x, y, chance = draw_per_system(self.rng, batch, _collision_uniforms)
+        return x, y, chance
+
+
+def _collision_uniforms(rng: Any, count: int) -> tuple[np.ndarray, ...]:
+    return tuple(rng.random(size=(count, 3)) for _ in range(3))
+
+
+class Andersen(MolecularDynamics):
+    """Andersen thermostat (constant N, V, T), ASE's signature and numbers.
+
+    Parameters
+    ----------
+    atoms, timestep
+        As :class:`~nvalchemi_ase.md.md.MolecularDynamics` (``timestep`` in ASE time units).
+    temperature_K
+        Target temperature in K (one per system allowed for a list).
+    andersen_prob
+        Probability per step that a velocity component is redrawn.
+    fixcm
+        Keep the centre of mass in place and at rest (ASE's default True).
+    rng
+        ``numpy.random`` by default; one generator per system (each system then
+        reproduces ASE alone); one shared generator draws, each step, every
+        system's centre-of-mass uniforms, then every system's collision
+        uniforms; or a ``torch.Generator`` on the device.
+    **kwargs
+        ``trajectory``, ``logfile``, ``loginterval``, ``append_trajectory``, ``master``, ``comm``.
+
+    Notes
+    -----
+    Constraints are supported with ``fixcm=False`` (ASE's order of the
+    centre-of-mass restore and the constraints is not reproduced with
+    ``fixcm=True``: NotImplementedError).
+    """
+
+    def __init__(
+        self,
+        atoms: Atoms | Sequence[Atoms],
+        timestep: float,
+        temperature_K: float | Sequence[float],
+        andersen_prob: float | Sequence[float],
+        fixcm: bool = True,
+        rng: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.temp = units.kB * np.asarray(temperature_K, dtype=float)
+        self.andersen_prob = andersen_prob
+        self.fix_com = fixcm
+        self.rng = np.random if rng is None else rng
+        super().__init__(atoms, timestep, **kwargs)
+
+    def _make_engine(self, model: Any) -> _RngAndersen:
+        if self.fix_com:
+            self._forbid_constraints(
+                "Andersen(fixcm=True) with constraints is not supported; use fixcm=False"
+            )
+        check_rng(self.rng, len(self.systems), self.systems.device)
+        return _RngAndersen(
+            model,
+            self.dt / units.fs,
+            temperature=self._per_system_value(self.temp / units.kB, "temperature_K"),
+            andersen_prob=self._per_system_value(self.andersen_prob, "andersen_prob"),
+            fixcm=bool(self.fix_com),
+            rng=self.rng,
+        )
+
+    def set_temperature(self, temperature_K: float) -> None:
+        self.temp = units.kB * np.asarray(temperature_K, dtype=float)
+        self._andersen.temperature = self._per_system_value(temperature_K, "temperature_K")
+
+    def set_andersen_prob(self, andersen_prob: float) -> None:
+        self.andersen_prob = andersen_prob
+        self._andersen.andersen_prob = self._per_system_value(andersen_prob, "andersen_prob")
+
+    def set_timestep(self, timestep: float) -> None:
+        self.dt = timestep
+
+    @property
+    def _andersen(self) -> _RngAndersen:
+        assert isinstance(self.engine, _RngAndersen)
+        return self.engine
