@@ -60,11 +60,6 @@ class BatchedCalculator(Calculator):
         self.dtype = resolve_dtype(dtype)
         if isinstance(model, torch.nn.Module):
             model.to(self.device)
-        neighbor_list = getattr(model, "neighbor_list", None)
-        if neighbor_list is not None and neighbor_list.sync_check is None:
-            # Results go to the host on every call anyway, so the list checks its room
-            # at once and grows instead of deferring the check (see NeighborList).
-            neighbor_list.sync_check = True
         self.implemented_properties = [
             p
             for p in ("energy", "free_energy", "forces", "stress", "energies")
@@ -108,6 +103,11 @@ class BatchedCalculator(Calculator):
         wanted = ["energy", "forces"] + (["stress"] if "stress" in properties else [])
         with torch.no_grad():
             outputs = evaluate(self.model, batch, wanted)
+            neighbor_list = getattr(self.model, "neighbor_list", None)
+            if neighbor_list is not None and neighbor_list.settle():
+                # Results go to the host anyway: check the list's room now and, after an
+                # overflow, recompute with a larger list (engines never wait for this).
+                outputs = evaluate(self.model, batch, wanted)
         host = {key: value.detach().cpu().double().numpy() for key, value in outputs.items()}
         starts = np.concatenate([[0], np.cumsum(batch.counts)])
         results = []

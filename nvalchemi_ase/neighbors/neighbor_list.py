@@ -272,6 +272,19 @@ class NeighborList:
         event.record()
         self._pending_overflow = (self._host_flag, event)
 
+    def settle(self) -> bool:
+        """Check the room now (waits for the device): True if the last update overflowed.
+
+        For callers that copy results to the host anyway (``BatchedCalculator``):
+        after an overflow the list forgets its build, so the next update rebuilds
+        it sized to what it finds; recompute then. Engines never call this per step.
+        """
+        pending, self._pending_overflow = self._pending_overflow, None
+        if pending is None or not bool(pending[0]):
+            return False
+        self._key = None  # the next update builds afresh, sized to what it finds
+        return True
+
     def _raise_pending_overflow(self) -> None:
         if self._pending_overflow is None:
             return

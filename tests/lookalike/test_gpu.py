@@ -35,7 +35,6 @@ def _systems(device):
     systems[2].set_constraint(FixCartesian([1], mask=(True, False, False)))
     systems[3].set_constraint(FixCom())
     calc = BatchedCalculator(LennardJones(**ARGON), device=device)
-    calc.model.neighbor_list.sync_check = None  # BatchedCalculator checks room on the host at every call
     for atoms in systems:
         atoms.calc = calc
     return systems

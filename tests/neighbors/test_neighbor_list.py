@@ -206,3 +206,37 @@ def test_cuda_pairs_equal_cpu_pairs():
 
 def _pair_set(ijs):
     return set(zip(ijs[0].tolist(), ijs[1].tolist(), map(tuple, ijs[2].tolist()), strict=True))
+
+
+def test_settle_reports_an_overflow_once_and_the_next_update_fits():
+    batch = _dense_batch()
+    dense_positions = batch.positions.clone()
+    batch.positions = batch.positions * 10.0
+    nl = NeighborList(3.0, sync_check=False)
+    nl.update(batch)
+    assert nl.settle() is False
+    batch.positions = dense_positions
+    assert nl.update(batch).overflow.tolist() == [False, True]
+    assert nl.settle() is True and nl.settle() is False
+    refreshed = nl.update(batch)  # rebuilt with room for everything: no error, no overflow
+    assert not refreshed.overflow.any()
+    _assert_same_pairs_as_matscipy(batch.to_atoms(), 3.0)
+
+
+def test_calculator_recomputes_after_an_overflow():
+    from ase.calculators.lj import LennardJones as AseLennardJones
+
+    from nvalchemi_ase import BatchedCalculator
+    from nvalchemi_ase.models import LennardJones
+
+    model = LennardJones(sigma=1.0, epsilon=1.0, rc=3.0)
+    model.neighbor_list.sync_check = False  # as on CUDA: the check is deferred
+    calc = BatchedCalculator(model, device="cpu")
+    dilute = Atoms("H27", positions=np.random.default_rng(3).random((27, 3)) * 12.0)
+    dense = dilute.copy()
+    dense.positions /= 3.0
+    calc.calculate_batch([dilute])
+    result = calc.calculate_batch([dense])[0]
+    reference = dense.copy()
+    reference.calc = AseLennardJones(sigma=1.0, epsilon=1.0, rc=3.0)
+    assert result["energy"] == pytest.approx(reference.get_potential_energy(), rel=1e-10)
