@@ -36,8 +36,8 @@ class LennardJones(PairPotential):
         Å, onset of the smooth switch; ``None`` means 0.66·rc. Read only when ``smooth``.
     smooth
         Switch mode (see the module docstring). Default False: shifted energy.
-    skin, max_neighbors
-        Neighbour-list settings (keyword only; not in ASE).
+    skin, max_neighbors, use_kernel
+        Neighbour-list and evaluation settings (keyword only; not in ASE).
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class LennardJones(PairPotential):
         *,
         skin: float = 0.5,
         max_neighbors: int | None = None,
+        use_kernel: bool = True,
     ) -> None:
         rc = 3.0 * sigma if rc is None else rc
         ro = 0.66 * rc if ro is None else ro
@@ -57,8 +58,19 @@ class LennardJones(PairPotential):
             raise ValueError(f"sigma and rc must be positive, got sigma={sigma}, rc={rc}")
         if smooth and not 0.0 <= ro < rc:
             raise ValueError(f"smooth mode needs 0 <= ro < rc, got ro={ro}, rc={rc}")
-        super().__init__(rc, skin=skin, max_neighbors=max_neighbors)
+        super().__init__(rc, skin=skin, max_neighbors=max_neighbors, use_kernel=use_kernel)
         self.sigma, self.epsilon, self.rc, self.ro, self.smooth = sigma, epsilon, rc, ro, smooth
+
+    @property
+    def kernel_terms(self) -> Any:
+        from nvalchemi_ase.models.pair_kernel import lennard_jones_terms
+
+        return lennard_jones_terms
+
+    def kernel_parameters(self) -> torch.Tensor:
+        shift = 4.0 * self.epsilon * ((self.sigma / self.rc) ** 12 - (self.sigma / self.rc) ** 6)
+        values = [self.sigma, self.epsilon, self.rc**2, self.ro**2, float(self.smooth), shift]
+        return torch.tensor(values, dtype=torch.float64)
 
     def todict(self) -> dict[str, Any]:
         return {

@@ -28,8 +28,8 @@ class Morse(PairPotential):
         Å, the minimum distance. Default 1.0.
     rcut1, rcut2
         Start and end of the smooth cutoff, in units of r0. Defaults 1.9 and 2.7.
-    skin, max_neighbors
-        Neighbour-list settings (keyword only; not in ASE).
+    skin, max_neighbors, use_kernel
+        Neighbour-list and evaluation settings (keyword only; not in ASE).
     """
 
     def __init__(
@@ -42,11 +42,22 @@ class Morse(PairPotential):
         *,
         skin: float = 0.5,
         max_neighbors: int | None = None,
+        use_kernel: bool = True,
     ) -> None:
         if not r0 > 0.0 or not rcut2 > rcut1:
             raise ValueError(f"need r0 > 0 and rcut2 > rcut1, got r0={r0}, rcut1={rcut1}, rcut2={rcut2}")
-        super().__init__(rcut2 * r0, skin=skin, max_neighbors=max_neighbors)
+        super().__init__(rcut2 * r0, skin=skin, max_neighbors=max_neighbors, use_kernel=use_kernel)
         self.epsilon, self.rho0, self.r0, self.rcut1, self.rcut2 = epsilon, rho0, r0, rcut1, rcut2
+
+    @property
+    def kernel_terms(self) -> Any:
+        from nvalchemi_ase.models.pair_kernel import morse_terms
+
+        return morse_terms
+
+    def kernel_parameters(self) -> torch.Tensor:
+        values = [self.epsilon, self.rho0, self.r0, self.rcut1 * self.r0, self.rcut2 * self.r0]
+        return torch.tensor(values, dtype=torch.float64)
 
     def todict(self) -> dict[str, Any]:
         return {

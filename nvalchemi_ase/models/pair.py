@@ -13,12 +13,13 @@ scalar ``du = (du/dr) / r``, so that the pair force on atom i from j is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
-from nvalchemi_ase.neighbors import NeighborList
+from nvalchemi_ase.neighbors import NeighborList, Neighbors
 from nvalchemi_ase.ops import segment_sum
 
 
@@ -33,12 +34,18 @@ class PairPotential(BatchedModel):
         Å, the neighbour list's reuse margin (see :class:`~nvalchemi_ase.neighbors.NeighborList`).
     max_neighbors
         Room per atom in the neighbour list (``None``: sized automatically).
+    use_kernel
+        Sum the pairs with the fused kernel (``pair_kernel``) when the potential
+        has one; False uses plain torch operations (the same numbers, slower).
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
 
-    def __init__(self, cutoff: float, skin: float = 0.5, max_neighbors: int | None = None) -> None:
+    def __init__(
+        self, cutoff: float, skin: float = 0.5, max_neighbors: int | None = None, use_kernel: bool = True
+    ) -> None:
         super().__init__()
+        self.use_kernel = use_kernel
         self.cutoff = float(cutoff)
         self.neighbor_list = NeighborList(self.cutoff, skin=skin, max_neighbors=max_neighbors)
 
@@ -46,20 +53,22 @@ class PairPotential(BatchedModel):
         """Pair energy ``u`` and ``du = (du/dr)/r`` at squared distances ``r2`` (all inside the cutoff)."""
         raise NotImplementedError
 
+    kernel_terms: Any = None
+    """A ``wp.func`` ``(r2, params) -> vec2d(u, du)`` for the fused kernel (see ``pair_kernel``), or None."""
+
+    def kernel_parameters(self) -> torch.Tensor:
+        """The float64 parameter vector ``kernel_terms`` reads."""
+        raise NotImplementedError
+
     def forward(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbors(batch)
-        vectors = neighbors.vectors(batch.positions.detach())  # [N, K, 3]
-        r2 = torch.einsum("nkd,nkd->nk", vectors, vectors)
-        inside = neighbors.mask & (r2 <= self.cutoff**2)
-        u, du = self.pair_terms(torch.where(inside, r2, torch.ones_like(r2)))
-        zero = torch.zeros_like(u)
-        du = torch.where(inside, du, zero)  # pair force f_ij = du_ij * d_ij
-
-        energies = 0.5 * torch.where(inside, u, zero).sum(dim=1)
+        if self.kernel_terms is not None and self.use_kernel:
+            energies, forces, atom_virials = self._kernel_sums(batch, neighbors)
+        else:
+            energies, forces, atom_virials = self._torch_sums(batch, neighbors)
         energy = segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1)
-        forces = torch.einsum("nk,nkd->nd", du, vectors)
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         outputs = {
             "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy),
@@ -67,9 +76,38 @@ class PairPotential(BatchedModel):
             "energies": energies,
         }
         if "stress" in properties:
-            atom_virial = 0.5 * torch.einsum("nk,nka,nkb->nab", du, vectors, vectors)
-            virial = segment_sum(atom_virial, batch.batch_idx, batch.num_graphs)
+            virial = segment_sum(atom_virials, batch.batch_idx, batch.num_graphs)
             volume = volumes(batch.cell).view(-1, 1, 1)
             stress = torch.where(volume > 0, virial / volume, torch.nan)
             outputs["stress"] = torch.where(poisoned.view(-1, 1, 1), torch.nan, stress)
         return outputs
+
+    def _kernel_sums(
+        self, batch: Batch, neighbors: Neighbors
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from nvalchemi_ase.models.pair_kernel import pair_sums
+
+        sums = pair_sums(
+            self.kernel_terms,
+            self.kernel_parameters(),
+            batch.positions,
+            neighbors.matrix,
+            neighbors.counts,
+            neighbors.shift_vectors,
+            self.cutoff,
+        )
+        return tuple(t.to(batch.dtype) for t in sums)  # type: ignore[return-value]
+
+    def _torch_sums(
+        self, batch: Batch, neighbors: Neighbors
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        vectors = neighbors.vectors(batch.positions.detach())  # [N, K, 3]
+        r2 = torch.einsum("nkd,nkd->nk", vectors, vectors)
+        inside = neighbors.mask & (r2 <= self.cutoff**2)
+        u, du = self.pair_terms(torch.where(inside, r2, torch.ones_like(r2)))
+        zero = torch.zeros_like(u)
+        du = torch.where(inside, du, zero)  # pair force f_ij = du_ij * d_ij
+        energies = 0.5 * torch.where(inside, u, zero).sum(dim=1)
+        forces = torch.einsum("nk,nkd->nd", du, vectors)
+        atom_virials = 0.5 * torch.einsum("nk,nka,nkb->nab", du, vectors, vectors)
+        return energies, forces, atom_virials

@@ -42,8 +42,8 @@ def _silenced_fds() -> Iterator[None]:
 
 
 @functools.cache
-def ops_neighbor_list() -> Callable[..., Any]:
-    """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
+def initialised_warp() -> Any:
+    """The ``warp`` module, initialised once, quietly."""
     import warp
 
     warp.config.quiet = True  # type: ignore[attr-defined]  # no start-up banner in our output
@@ -55,6 +55,13 @@ def ops_neighbor_list() -> Callable[..., Any]:
                 warp.init()
         except OSError:  # no usable file descriptors (embedded interpreters): accept the noise
             warp.init()
+    return warp
+
+
+@functools.cache
+def ops_neighbor_list() -> Callable[..., Any]:
+    """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
+    initialised_warp()
     from nvalchemiops.torch.neighbors import neighbor_list
 
     return neighbor_list

@@ -50,6 +50,8 @@ class Neighbors:
         (a cell change rebuilds the list, so they stay current).
     mask
         ``[N, K]`` bool, real pairs.
+    counts
+        ``[N]`` long, real pairs per row (the first ``counts[a]`` entries of row ``a``).
     cutoff
         Å, the radius the pairs were searched to (a model's cutoff plus the skin).
     overflow
@@ -61,6 +63,7 @@ class Neighbors:
     shifts: torch.Tensor
     shift_vectors: torch.Tensor
     mask: torch.Tensor
+    counts: torch.Tensor
     cutoff: float
     overflow: torch.Tensor
 
@@ -313,6 +316,7 @@ class NeighborList:
             shifts=shifts,
             shift_vectors=shift_vectors,
             mask=mask,
+            counts=self._counts.long().clamp(max=capacity),
             cutoff=self.search_radius,
             overflow=overflow,
         )

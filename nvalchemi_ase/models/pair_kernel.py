@@ -1,0 +1,144 @@
+"""One fused kernel per pair potential: energies, forces and virials over the neighbour matrix.
+
+The torch path of :class:`~nvalchemi_ase.models.pair.PairPotential` makes a
+dozen ``[N, K]`` temporaries per call; on a CPU their memory traffic dominates,
+on a GPU their launches do. This kernel (NVIDIA warp, compiled once and cached
+on disk, run on the batch's device) walks each atom's neighbours once and
+writes the atom's energy, force and virial directly, with no atomics (the list
+holds both directions of every pair). Arithmetic is in float64 whatever the
+batch's dtype, in the same order as ASE's calculators.
+
+A potential provides its pair terms as a ``wp.func`` ``(r2, params) -> vec2d(u, du)``
+with ``du = (du/dr)/r``, and its parameters as a float64 vector.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.neighbors._backend import initialised_warp
+
+wp = initialised_warp()
+
+
+@wp.func
+def lennard_jones_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec2d:
+    """p = [sigma, epsilon, rc², ro², smooth (0/1), shift u(rc)] (ASE's ``LennardJones``)."""
+    s2 = p[0] * p[0] / r2
+    c6 = s2 * s2 * s2
+    c12 = c6 * c6
+    u = wp.float64(4.0) * p[1] * (c12 - c6)
+    du = wp.float64(-24.0) * p[1] * (wp.float64(2.0) * c12 - c6) / r2
+    if p[4] == wp.float64(0.0):
+        return wp.vec2d(u - p[5], du)
+    b = p[2]
+    a = p[3]
+    switch = wp.float64(1.0)
+    slope = wp.float64(0.0)
+    if r2 >= a:
+        span = (b - a) * (b - a) * (b - a)
+        switch = (b - r2) * (b - r2) * (b + wp.float64(2.0) * r2 - wp.float64(3.0) * a) / span
+        slope = wp.float64(6.0) * (b - r2) * (a - r2) / span
+    return wp.vec2d(u * switch, switch * du + wp.float64(2.0) * slope * u)
+
+
+@wp.func
+def morse_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec2d:
+    """p = [epsilon, rho0, r0, inner cutoff, outer cutoff] (ASE's ``MorsePotential``)."""
+    r = wp.sqrt(r2)
+    expf = wp.exp(p[1] * (wp.float64(1.0) - r / p[2]))
+    energy = p[0] * expf * (expf - wp.float64(2.0))
+    d_energy = (wp.float64(-2.0) * p[0] * p[1] / p[2]) * expf * (expf - wp.float64(1.0))
+    s = wp.float64(1.0) - (r - p[3]) / (p[4] - p[3])
+    cut = wp.float64(0.0)
+    d_cut = wp.float64(0.0)
+    if s >= wp.float64(1.0):
+        cut = wp.float64(1.0)
+    elif s > wp.float64(0.0):
+        s3 = s * s * s
+        cut = s3 * (wp.float64(6.0) * s * s - wp.float64(15.0) * s + wp.float64(10.0))
+        d_cut = -(wp.float64(30.0) * s * s * s * s - wp.float64(60.0) * s3 + wp.float64(30.0) * s * s) / (
+            p[4] - p[3]
+        )
+    return wp.vec2d(energy * cut, (d_energy * cut + energy * d_cut) / r)
+
+
+@functools.cache
+def _kernel(terms: Any) -> Any:
+    @wp.kernel(enable_backward=False)
+    def pair_sums(
+        positions: wp.array(dtype=wp.vec3d),
+        matrix: wp.array2d(dtype=wp.int64),
+        counts: wp.array(dtype=wp.int64),
+        shift_vectors: wp.array2d(dtype=wp.vec3d),
+        params: wp.array(dtype=wp.float64),
+        cutoff2: wp.float64,
+        energies: wp.array(dtype=wp.float64),
+        forces: wp.array(dtype=wp.vec3d),
+        virials: wp.array(dtype=wp.mat33d),
+    ):
+        i = wp.tid()
+        here = positions[i]
+        energy = wp.float64(0.0)
+        force = wp.vec3d()
+        virial = wp.mat33d()
+        for k in range(wp.int32(counts[i])):
+            d = positions[matrix[i, k]] - here + shift_vectors[i, k]
+            r2 = wp.dot(d, d)
+            if r2 <= cutoff2:
+                t = terms(r2, params)
+                energy += wp.float64(0.5) * t[0]
+                force += t[1] * d
+                virial += wp.float64(0.5) * t[1] * wp.outer(d, d)
+        energies[i] = energy
+        forces[i] = force
+        virials[i] = virial
+
+    return pair_sums
+
+
+def pair_sums(
+    terms: Any,
+    params: torch.Tensor,
+    positions: torch.Tensor,
+    matrix: torch.Tensor,
+    counts: torch.Tensor,
+    shift_vectors: torch.Tensor,
+    cutoff: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
+
+    ``matrix [N, K]`` long neighbours, ``counts [N]`` real entries per row,
+    ``shift_vectors [N, K, 3]`` Å; pairs farther than ``cutoff`` are skipped.
+    """
+    device = positions.device
+    f64 = torch.float64
+    positions = positions.detach().to(f64).contiguous()
+    shift_vectors = shift_vectors.to(f64).contiguous()
+    n = positions.shape[0]
+    energies = torch.empty(n, dtype=f64, device=device)
+    forces = torch.empty(n, 3, dtype=f64, device=device)
+    virials = torch.empty(n, 3, 3, dtype=f64, device=device)
+    wp_device = wp.device_from_torch(device)
+    stream = wp.stream_from_torch(device) if device.type == "cuda" else None
+    wp.launch(
+        _kernel(terms),
+        dim=n,
+        inputs=[
+            wp.from_torch(positions, dtype=wp.vec3d),
+            wp.from_torch(matrix.contiguous()),
+            wp.from_torch(counts.contiguous()),
+            wp.from_torch(shift_vectors, dtype=wp.vec3d),
+            wp.from_torch(params.to(device=device, dtype=f64).contiguous()),
+            wp.float64(cutoff * cutoff),
+            wp.from_torch(energies),
+            wp.from_torch(forces, dtype=wp.vec3d),
+            wp.from_torch(virials, dtype=wp.mat33d),
+        ],
+        device=wp_device,
+        stream=stream,
+    )
+    return energies, forces, virials

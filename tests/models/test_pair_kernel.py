@@ -1,0 +1,47 @@
+"""The fused pair kernel and the plain torch path give the same numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.models import LennardJones, Morse, evaluate
+from tests.structures import ragged_systems
+
+MODELS = [
+    lambda kernel: LennardJones(sigma=3.4, epsilon=0.0104, rc=8.5, use_kernel=kernel),
+    lambda kernel: LennardJones(sigma=3.4, epsilon=0.0104, rc=8.5, ro=6.0, smooth=True, use_kernel=kernel),
+    lambda kernel: Morse(epsilon=0.0104, rho0=6.0, r0=3.8, use_kernel=kernel),
+]
+
+
+@pytest.mark.parametrize("make", MODELS, ids=["lj-shifted", "lj-smooth", "morse"])
+def test_kernel_equals_torch_path(make):
+    batch = Batch.from_atoms(ragged_systems(seed=4), device="cpu")
+    fused = evaluate(make(True), batch, ("energy", "forces", "stress"))
+    plain = evaluate(make(False), batch, ("energy", "forces", "stress"))
+    for key in ("energy", "forces", "energies"):
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-14)
+    finite = torch.isfinite(plain["stress"])
+    assert torch.equal(finite, torch.isfinite(fused["stress"]))
+    torch.testing.assert_close(fused["stress"][finite], plain["stress"][finite], rtol=1e-12, atol=1e-16)
+
+
+@pytest.mark.parametrize("make", MODELS, ids=["lj-shifted", "lj-smooth", "morse"])
+def test_float32_batches_get_float32_results_close_to_float64(make):
+    systems = ragged_systems(seed=4)
+    reference = evaluate(make(False), Batch.from_atoms(systems, device="cpu"))
+    single = evaluate(make(True), Batch.from_atoms(systems, device="cpu", dtype=torch.float32))
+    assert single["forces"].dtype == torch.float32 and single["energy"].dtype == torch.float32
+    scale = reference["forces"].abs().max()
+    torch.testing.assert_close(single["forces"].double(), reference["forces"], rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(single["energy"].double(), reference["energy"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_kernel_on_cuda_equals_cpu():
+    systems = ragged_systems(seed=5)
+    gpu = evaluate(MODELS[1](True), Batch.from_atoms(systems, device="cuda"))
+    cpu = evaluate(MODELS[1](True), Batch.from_atoms(systems, device="cpu"))
+    torch.testing.assert_close(gpu["forces"].cpu(), cpu["forces"], rtol=1e-12, atol=1e-14)
