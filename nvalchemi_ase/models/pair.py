@@ -87,15 +87,7 @@ class PairPotential(BatchedModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from nvalchemi_ase.models.pair_kernel import pair_sums
 
-        sums = pair_sums(
-            self.kernel_terms,
-            self.kernel_parameters(),
-            batch.positions,
-            neighbors.matrix,
-            neighbors.counts,
-            neighbors.shift_vectors,
-            self.cutoff,
-        )
+        sums = pair_sums(self.kernel_terms, self.kernel_parameters(), batch.positions, neighbors, self.cutoff)
         return tuple(t.to(batch.dtype) for t in sums)  # type: ignore[return-value]
 
     def _torch_sums(

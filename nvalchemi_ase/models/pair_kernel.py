@@ -71,9 +71,11 @@ def _kernel(terms: Any) -> Any:
     @wp.kernel(enable_backward=False)
     def pair_sums(
         positions: wp.array(dtype=wp.vec3d),
-        matrix: wp.array2d(dtype=wp.int64),
-        counts: wp.array(dtype=wp.int64),
-        shift_vectors: wp.array2d(dtype=wp.vec3d),
+        matrix: wp.array2d(dtype=wp.int32),
+        counts: wp.array(dtype=wp.int32),
+        shifts: wp.array2d(dtype=wp.vec3i),
+        cell_rows: wp.array2d(dtype=wp.vec3d),
+        batch_idx: wp.array(dtype=wp.int64),
         params: wp.array(dtype=wp.float64),
         cutoff2: wp.float64,
         energies: wp.array(dtype=wp.float64),
@@ -82,11 +84,17 @@ def _kernel(terms: Any) -> Any:
     ):
         i = wp.tid()
         here = positions[i]
+        b = batch_idx[i]
+        a1 = cell_rows[b, 0]
+        a2 = cell_rows[b, 1]
+        a3 = cell_rows[b, 2]
         energy = wp.float64(0.0)
         force = wp.vec3d()
         virial = wp.mat33d()
-        for k in range(wp.int32(counts[i])):
-            d = positions[matrix[i, k]] - here + shift_vectors[i, k]
+        for k in range(wp.min(counts[i], matrix.shape[1])):
+            s = shifts[i, k]
+            image = wp.float64(s[0]) * a1 + wp.float64(s[1]) * a2 + wp.float64(s[2]) * a3
+            d = positions[matrix[i, k]] - here + image
             r2 = wp.dot(d, d)
             if r2 <= cutoff2:
                 t = terms(r2, params)
@@ -104,41 +112,41 @@ def pair_sums(
     terms: Any,
     params: torch.Tensor,
     positions: torch.Tensor,
-    matrix: torch.Tensor,
-    counts: torch.Tensor,
-    shift_vectors: torch.Tensor,
+    neighbors: Any,
     cutoff: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
-    ``matrix [N, K]`` long neighbours, ``counts [N]`` real entries per row,
-    ``shift_vectors [N, K, 3]`` Å; pairs farther than ``cutoff`` are skipped.
+    ``neighbors`` is a :class:`~nvalchemi_ase.neighbors.Neighbors`; its raw int32
+    buffers are read directly and the image vectors made from the cell inside
+    the kernel. Pairs farther than ``cutoff`` are skipped.
     """
     device = positions.device
     f64 = torch.float64
     positions = positions.detach().to(f64).contiguous()
-    shift_vectors = shift_vectors.to(f64).contiguous()
+    cell = neighbors.cell.detach().to(f64).contiguous()
     n = positions.shape[0]
     energies = torch.empty(n, dtype=f64, device=device)
     forces = torch.empty(n, 3, dtype=f64, device=device)
     virials = torch.empty(n, 3, 3, dtype=f64, device=device)
-    wp_device = wp.device_from_torch(device)
     stream = wp.stream_from_torch(device) if device.type == "cuda" else None
     wp.launch(
         _kernel(terms),
         dim=n,
         inputs=[
             wp.from_torch(positions, dtype=wp.vec3d),
-            wp.from_torch(matrix.contiguous()),
-            wp.from_torch(counts.contiguous()),
-            wp.from_torch(shift_vectors, dtype=wp.vec3d),
+            wp.from_torch(neighbors.raw_matrix),
+            wp.from_torch(neighbors.raw_counts),
+            wp.from_torch(neighbors.raw_shifts, dtype=wp.vec3i),
+            wp.from_torch(cell, dtype=wp.vec3d),
+            wp.from_torch(neighbors.batch_idx),
             wp.from_torch(params.to(device=device, dtype=f64).contiguous()),
             wp.float64(cutoff * cutoff),
             wp.from_torch(energies),
             wp.from_torch(forces, dtype=wp.vec3d),
             wp.from_torch(virials, dtype=wp.mat33d),
         ],
-        device=wp_device,
+        device=wp.device_from_torch(device),
         stream=stream,
     )
     return energies, forces, virials

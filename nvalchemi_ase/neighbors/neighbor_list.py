@@ -9,7 +9,7 @@ device; this module hides the library and keeps the skin bookkeeping.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
 import torch
 
@@ -29,29 +29,24 @@ class NeighborCapacityError(RuntimeError):
     """An atom had more neighbours than the list had room for (CUDA runs; CPU runs grow the list)."""
 
 
-@dataclass(frozen=True)
 class Neighbors:
     """Candidate pairs of a batch, padded to ``K`` per atom (a neighbour matrix).
 
-    Row ``a`` lists atom ``a``'s neighbours; entries where ``mask`` is False
-    are padding (index ``a`` itself, zero shift), so every index is valid and
-    no shape depends on the data. The flat views ``i``, ``j``, ``pair_shifts``
-    give the same pairs as an edge list of length ``E = N·K``; :meth:`compact`
-    gives the real pairs only.
+    Row ``a`` lists atom ``a``'s neighbours in its first ``counts[a]`` slots.
+    The derived views pad the rest with index ``a`` itself and a zero shift, so
+    every index is valid and no shape depends on the data; the flat views
+    ``i``, ``j``, ``pair_shifts`` give the same pairs as an edge list of length
+    ``E = N·K``, and :meth:`compact` gives the real pairs only. The views are
+    made on first use: a fused kernel reads the raw buffers instead. An object
+    describes the list as of one update; use it before the next.
 
     Attributes
     ----------
-    matrix
-        ``[N, K]`` long, neighbour atom indices into the batch.
-    shifts
-        ``[N, K, 3]`` long, integer cell shifts (``ijS`` convention).
-    shift_vectors
-        ``[N, K, 3]`` float, ``shifts @ cell`` of each pair's system at build time, Å
-        (a cell change rebuilds the list, so they stay current).
-    mask
-        ``[N, K]`` bool, real pairs.
-    counts
-        ``[N]`` long, real pairs per row (the first ``counts[a]`` entries of row ``a``).
+    raw_matrix, raw_shifts, raw_counts
+        The list's own int32 buffers ``[N, K]``, ``[N, K, 3]``, ``[N]``
+        (slots past ``counts`` hold stale values).
+    cell, batch_idx
+        ``[B, 3, 3]`` and ``[N]`` of the batch at this update.
     cutoff
         Å, the radius the pairs were searched to (a model's cutoff plus the skin).
     overflow
@@ -59,19 +54,53 @@ class Neighbors:
         (their pair set is incomplete).
     """
 
-    matrix: torch.Tensor
-    shifts: torch.Tensor
-    shift_vectors: torch.Tensor
-    mask: torch.Tensor
-    counts: torch.Tensor
-    cutoff: float
-    overflow: torch.Tensor
+    def __init__(
+        self,
+        raw_matrix: torch.Tensor,
+        raw_shifts: torch.Tensor,
+        raw_counts: torch.Tensor,
+        cell: torch.Tensor,
+        batch_idx: torch.Tensor,
+        cutoff: float,
+        overflow: torch.Tensor,
+    ) -> None:
+        self.raw_matrix, self.raw_shifts, self.raw_counts = raw_matrix, raw_shifts, raw_counts
+        self.cell, self.batch_idx = cell, batch_idx
+        self.cutoff = cutoff
+        self.overflow = overflow
+
+    @functools.cached_property
+    def counts(self) -> torch.Tensor:
+        """``[N]`` long, real pairs per row."""
+        return self.raw_counts.long().clamp(max=self.raw_matrix.shape[1])
+
+    @functools.cached_property
+    def mask(self) -> torch.Tensor:
+        """``[N, K]`` bool, real pairs."""
+        capacity = self.raw_matrix.shape[1]
+        return torch.arange(capacity, device=self.raw_matrix.device).unsqueeze(0) < self.counts.unsqueeze(1)
+
+    @functools.cached_property
+    def matrix(self) -> torch.Tensor:
+        """``[N, K]`` long neighbour indices (padding: the atom itself)."""
+        own = torch.arange(self.raw_matrix.shape[0], device=self.raw_matrix.device).unsqueeze(1)
+        return torch.where(self.mask, self.raw_matrix.long(), own)
+
+    @functools.cached_property
+    def shifts(self) -> torch.Tensor:
+        """``[N, K, 3]`` long integer cell shifts (``ijS`` convention; padding: zero)."""
+        return self.raw_shifts.long() * self.mask.unsqueeze(2)
+
+    @functools.cached_property
+    def shift_vectors(self) -> torch.Tensor:
+        """``[N, K, 3]`` float ``shifts @ cell`` of each pair's system, Å."""
+        return torch.bmm(self.shifts.to(self.cell.dtype), self.cell[self.batch_idx])
 
     @property
     def i(self) -> torch.Tensor:
         """``[E]`` the centre atom of each pair slot."""
-        n, k = self.matrix.shape
-        return torch.arange(n, device=self.matrix.device).repeat_interleave(k)
+        n, k = self.raw_matrix.shape
+        return torch.arange(n, device=self.raw_matrix.device).repeat_interleave(k)
 
     @property
     def j(self) -> torch.Tensor:
@@ -304,19 +333,12 @@ class NeighborList:
             )
 
     def _neighbors(self, batch: Batch, overflow: torch.Tensor) -> Neighbors:
-        n, capacity = self._matrix.shape
-        device = batch.device
-        mask = torch.arange(capacity, device=device).unsqueeze(0) < self._counts.unsqueeze(1)
-        own = torch.arange(n, device=device).unsqueeze(1)
-        matrix = torch.where(mask, self._matrix.long(), own)
-        shifts = self._shifts.long() * mask.unsqueeze(2)
-        shift_vectors = torch.bmm(shifts.to(batch.dtype), batch.cell[batch.batch_idx])
         return Neighbors(
-            matrix=matrix,
-            shifts=shifts,
-            shift_vectors=shift_vectors,
-            mask=mask,
-            counts=self._counts.long().clamp(max=capacity),
+            raw_matrix=self._matrix,
+            raw_shifts=self._shifts,
+            raw_counts=self._counts,
+            cell=batch.cell,
+            batch_idx=batch.batch_idx,
             cutoff=self.search_radius,
             overflow=overflow,
         )
