@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,12 +27,22 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_python_examples_in_the_readme_run(tmp_path, monkeypatch) -> None:
-    from ase.build import bulk
-
+    """The README's Python blocks run in order, in one namespace, as a reader would paste them."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert len(blocks) >= 3
-    list_of_atoms = [bulk("Ar", "fcc", a=5.26, cubic=True), bulk("Ar", "fcc", a=5.3) * (2, 1, 1)]
     monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
     for block in blocks:
-        namespace = {"list_of_atoms": list_of_atoms}
         exec(compile(block, "README.md", "exec"), namespace)
+    assert len(namespace["results"]) == 4
+    assert namespace["copper"].get_potential_energy() == pytest.approx(
+        _ase_emt_energy(namespace["copper"]), rel=1e-10
+    )
+
+
+def _ase_emt_energy(atoms) -> float:
+    from ase.calculators.emt import EMT
+
+    reference = atoms.copy()
+    reference.calc = EMT()
+    return reference.get_potential_energy()
