@@ -8,78 +8,16 @@ package renamed back), so the two cannot drift apart.
 from __future__ import annotations
 
 import csv
+import runpy
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from nvalchemi_ase import Batch, LennardJones
-from nvalchemi_ase.dynamics import DemoDynamics
-from tests.structures import argon_bulk
-
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "dynamics-hooks-stages-and-usage.txt"
-
-EXAMPLES = {
-    "logging": """\
-from nvalchemi_ase.dynamics.hooks import LoggingHook
-hook = LoggingHook(frequency=100, backend="csv", log_path="md_log.csv")
-dynamics = DemoDynamics(model=model, n_steps=10_000, dt=0.5, hooks=[hook])
-dynamics.run(batch)
-""",
-    "snapshots": """\
-from nvalchemi_ase.dynamics.hooks import SnapshotHook
-from nvalchemi_ase.dynamics import HostMemory
-sink = HostMemory(capacity=10_000)
-hook = SnapshotHook(sink=sink, frequency=10)
-dynamics = DemoDynamics(model=model, n_steps=1_000, dt=0.5, hooks=[hook])
-dynamics.run(batch) # 100 snapshots
-trajectory = sink.read()
-""",
-    "safety": """\
-from nvalchemi_ase.dynamics.hooks import MaxForceClampHook, NaNDetectorHook
-dynamics = DemoDynamics(
-model=model,
-dt=0.5,
-hooks=[
-# Clamp first, then check — both fire at AFTER_COMPUTE
-# in registration order.
-MaxForceClampHook(max_force=50.0, log_clamps=True),
-NaNDetectorHook(extra_keys=["stress"]),
-],
-)
-""",
-    "bias": """\
-from nvalchemi_ase.hooks import BiasedPotentialHook
-from nvalchemi_ase.dynamics.base import DynamicsStage
-def harmonic_restraint(batch):
-    \"\"\"Restrain center of mass to the origin.\"\"\"
-    k = 10.0 # eV/Ų
-    com = batch.positions.mean(dim=0, keepdim=True)
-    bias_energy = 0.5 * k * (com ** 2).sum().unsqueeze(0).unsqueeze(0)
-    bias_forces = -k * com.expand_as(batch.positions) / batch.num_nodes
-    return bias_energy, bias_forces
-hook = BiasedPotentialHook(bias_fn=harmonic_restraint, stage=DynamicsStage.AFTER_COMPUTE)
-dynamics = DemoDynamics(model=model, dt=0.5, hooks=[hook])
-""",
-    "profiling": """\
-from nvalchemi_ase.dynamics.hooks import ProfilerHook
-hook = ProfilerHook(enable_nvtx=True, enable_timer=True, frequency=10)
-dynamics = DemoDynamics(model=model, n_steps=1_000, dt=0.5, hooks=[hook])
-# Run under: nsys profile python my_script.py
-dynamics.run(batch)
-""",
-    "drift": """\
-from nvalchemi_ase.dynamics.hooks import EnergyDriftMonitorHook
-hook = EnergyDriftMonitorHook(
-threshold=1e-5,
-metric="per_atom_per_step",
-action="raise", # or "warn" for production
-frequency=100,
-)
-dynamics = DemoDynamics(model=model, dt=0.5, hooks=[hook])
-""",
-}
+EXAMPLE_FILE = Path(__file__).resolve().parents[1] / "examples" / "spec_hook_examples.py"
+_example = runpy.run_path(str(EXAMPLE_FILE))  # "spec_hook_examples.py": the snippets live there
+EXAMPLES: dict[str, str] = _example["EXAMPLES"]
 
 
 def _spec_lines() -> list[str]:
@@ -100,16 +38,17 @@ def test_examples_are_the_specs(name):
 @pytest.fixture
 def namespace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    atoms = argon_bulk(1, seed=0, rattle=0.05)
-    atoms.set_velocities(np.random.default_rng(0).normal(scale=0.002, size=(len(atoms), 3)))
-    batch = Batch.from_atoms(atoms, device="cpu")  # one system: the bias example's energy is [1, 1]
-    model = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.5, smooth=True)
-    return {"model": model, "batch": batch, "DemoDynamics": DemoDynamics}
+    return _example["namespace"]()
 
 
 def _run(name: str, namespace: dict) -> dict:
-    exec(compile(EXAMPLES[name], f"spec example '{name}'", "exec"), namespace)
-    return namespace
+    return _example["run"](name, namespace)
+
+
+def test_the_example_file_runs_every_snippet(capsys):
+    done = _example["main"](["--only", "safety,bias,drift"])
+    assert set(done) == {"safety", "bias", "drift"}
+    assert capsys.readouterr().out.count("ran the spec's") == 3
 
 
 def test_logging_example(namespace):
