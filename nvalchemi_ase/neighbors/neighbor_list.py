@@ -232,6 +232,7 @@ class NeighborList:
     def _first_build(self, batch: Batch) -> None:
         """Build everything; size the room from what was found (setup: syncs once)."""
         capacity = self.user_max_neighbors or _FIRST_GUESS
+        self._all_periodic = bool(batch.pbc.all())  # fixed with the structure: checked once here
         while True:
             self._allocate(batch, capacity)
             self._build(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
@@ -254,13 +255,16 @@ class NeighborList:
             self._capacity = capacity
 
     def _build(self, batch: Batch, flags: torch.Tensor) -> None:
-        positions, cell = search_geometry(
-            batch.positions.detach(),
-            batch.cell,
-            batch.pbc,
-            batch.batch_idx,
-            padding=self.search_radius,
-        )
+        if self._all_periodic:  # every cell spans 3D already: the cell list takes them as they are
+            positions, cell = batch.positions.detach(), batch.cell
+        else:
+            positions, cell = search_geometry(
+                batch.positions.detach(),
+                batch.cell,
+                batch.pbc,
+                batch.batch_idx,
+                padding=self.search_radius,
+            )
         ops_neighbor_list()(
             positions,
             self.search_radius,
