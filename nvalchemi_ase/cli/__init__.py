@@ -132,7 +132,8 @@ def _run_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     progress = _progress(len(structures), quiet=args.quiet)
     print(
-        f"{len(structures)} structures, model {name} {parameters or ''}, output in {settings.output}",
+        f"{len(structures)} structures, model {name}{f' {parameters}' if parameters else ''}, "
+        f"output in {settings.output}",
         flush=True,
     )
     try:
