@@ -66,6 +66,8 @@ class BaseDynamics(HookRegistryMixin):
     """
 
     _stage_type = DynamicsStage
+    default_fmax: float | None = None
+    """Optimizers set it: without a ``convergence_hook``, systems converge at ``fmax < default_fmax``."""
     state_fields: tuple[str, ...] = ()
     """Batch fields (besides positions and velocities) that hold this engine's per-system state."""
 
@@ -94,6 +96,8 @@ class BaseDynamics(HookRegistryMixin):
             raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
         if initial_temperature is not None and not initial_temperature >= 0.0:
             raise ValueError(f"initial_temperature must be non-negative (K), got {initial_temperature}")
+        if convergence_hook is None and self.default_fmax is not None:
+            convergence_hook = ConvergenceHook.from_fmax(self.default_fmax)
         if isinstance(convergence_hook, dict):
             convergence_hook = ConvergenceHook(**convergence_hook)
         if convergence_hook is not None and not isinstance(convergence_hook, ConvergenceHook):

@@ -13,7 +13,6 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics
-from nvalchemi_ase.dynamics.convergence import ConvergenceHook
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.bfgs import BFGSState, bfgs_step, initial_hessian, pad_hessian
 
@@ -50,6 +49,8 @@ class BFGS(BaseDynamics):
     per step (eigh checks its convergence flags on the host).
     """
 
+    default_fmax = 0.05
+
     state_fields = ("bfgs_hessian", "bfgs_positions0", "bfgs_forces0", "bfgs_started")
 
     def __init__(
@@ -62,8 +63,6 @@ class BFGS(BaseDynamics):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if convergence_hook is None:
-            convergence_hook = ConvergenceHook.from_fmax(0.05)
         super().__init__(
             model, 1.0, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
         )

@@ -13,7 +13,6 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics
-from nvalchemi_ase.dynamics.convergence import ConvergenceHook
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.fire import FireParameters, FireState, fire_step
 
@@ -44,6 +43,8 @@ class FIRE(BaseDynamics):
     ``batch.velocities`` is not touched.
     """
 
+    default_fmax = 0.05
+
     state_fields = ("fire_velocities", "fire_dt", "fire_a", "fire_n")
 
     def __init__(
@@ -63,8 +64,6 @@ class FIRE(BaseDynamics):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if convergence_hook is None:
-            convergence_hook = ConvergenceHook.from_fmax(0.05)
         super().__init__(
             model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
         )

@@ -13,7 +13,6 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics
-from nvalchemi_ase.dynamics.convergence import ConvergenceHook
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.lbfgs import LBFGSState, lbfgs_step
 
@@ -49,6 +48,8 @@ class LBFGS(BaseDynamics):
     joined or refilled. No host sync in a step.
     """
 
+    default_fmax = 0.05
+
     state_fields = (
         "lbfgs_s",
         "lbfgs_y",
@@ -70,8 +71,6 @@ class LBFGS(BaseDynamics):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if convergence_hook is None:
-            convergence_hook = ConvergenceHook.from_fmax(0.05)
         super().__init__(
             model, 1.0, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
         )

@@ -13,7 +13,6 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics
-from nvalchemi_ase.dynamics.convergence import ConvergenceHook
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
 
@@ -45,6 +44,8 @@ class MDMin(BaseDynamics):
     touched. No host sync in a step.
     """
 
+    default_fmax = 0.05
+
     state_fields = ("mdmin_velocities", "mdmin_started")
 
     def __init__(
@@ -57,8 +58,6 @@ class MDMin(BaseDynamics):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if convergence_hook is None:
-            convergence_hook = ConvergenceHook.from_fmax(0.05)
         super().__init__(
             model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
         )
