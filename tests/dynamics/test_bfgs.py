@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.constraints import FixAtoms
 from ase.optimize import BFGS as AseBFGS
 
@@ -15,22 +14,19 @@ from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook
 from nvalchemi_ase.dynamics.optimizers.bfgs import BFGS
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.ops.bfgs import BFGSState, bfgs_step, initial_hessian, update_hessian
-from tests.structures import argon_bulk, ragged_systems
+from tests.dynamics.optimizer_checks import (
+    ARGON,
+    ase_reference,
+    ase_step,
+    assert_stops_where_ase_stops,
+    relax_systems,
+)
 from tests.tolerances import FLOAT64_ATOL
 
-ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
 STEP_ATOL = 1e-10
 """Positions against ASE after every step, Å (the issue's ~1e-10)."""
 TIGHT_FMAX = 1e-9
 """eV/Å: a threshold the step-by-step runs barely reach, so the systems keep stepping."""
-
-
-def _systems(cluster: bool = True):
-    """Ragged: 4, 4 and 32 argon atoms in cubic cells, a 13-atom cluster, a 27-atom slab."""
-    systems = [argon_bulk(1, seed=k, rattle=0.2) for k in range(2)]
-    systems.append(argon_bulk(2, seed=2, rattle=0.2))
-    cluster_and_slab = ragged_systems(seed=2)[2:4]
-    return systems + (cluster_and_slab if cluster else cluster_and_slab[1:])
 
 
 @pytest.fixture(autouse=True)
@@ -42,30 +38,18 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _ase(atoms, **params):
-    reference = atoms.copy()
-    reference.calc = AseLennardJones(**ARGON)
-    return reference, AseBFGS(reference, logfile=None, **params)
-
-
-def _ase_step(reference, optimizer, fmax):
-    """One step of ASE's optimizer unless the system has converged (as ``run`` would stop it)."""
-    if np.linalg.norm(reference.get_forces(), axis=1).max() >= fmax:
-        optimizer.step()
-
-
 @pytest.mark.parametrize("params", [{}, {"maxstep": 0.05, "alpha": 30.0}])
 def test_equals_ase_bfgs_step_by_step(params):
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     engine = BFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(TIGHT_FMAX), **params)
     engine.run(batch, n_steps=0)
-    references = [_ase(atoms, **params) for atoms in systems]
+    references = [ase_reference(AseBFGS, atoms, **params) for atoms in systems]
     ptr = batch.ptr.tolist()
     for step in range(30):
         engine.step()
         for b, (reference, optimizer) in enumerate(references):
-            _ase_step(reference, optimizer, TIGHT_FMAX)
+            ase_step(reference, optimizer, TIGHT_FMAX)
             ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
             np.testing.assert_allclose(
                 ours, reference.positions, rtol=0, atol=STEP_ATOL, err_msg=f"step {step}, system {b}"
@@ -82,19 +66,19 @@ def test_equals_ase_bfgs_step_by_step(params):
 def test_fixed_atoms_through_the_freeze_hook_equal_ase():
     # FixAtoms zeroes the frozen atoms' forces and resets their positions; the Hessian still couples
     # them to the rest, so the raw step moves them and the freeze hook must put them back, as ASE does.
-    systems = _systems(cluster=False)[1:]
+    systems = relax_systems(cluster=False)[1:]
     slab = systems[-1]
     slab.set_constraint(FixAtoms(mask=slab.positions[:, 2] < slab.positions[:, 2].min() + 1.0))
     batch = Batch.from_atoms(systems, device="cpu")
     hook = ConvergenceHook.from_fmax(TIGHT_FMAX)
     engine = BFGS(LennardJones(**ARGON), hooks=[FreezeAtomsHook()], convergence_hook=hook)
     engine.run(batch, n_steps=0)
-    references = [_ase(atoms) for atoms in systems]
+    references = [ase_reference(AseBFGS, atoms) for atoms in systems]
     ptr = batch.ptr.tolist()
     for step in range(20):
         engine.step()
         for b, (reference, optimizer) in enumerate(references):
-            _ase_step(reference, optimizer, TIGHT_FMAX)
+            ase_step(reference, optimizer, TIGHT_FMAX)
             ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
             np.testing.assert_allclose(
                 ours, reference.positions, rtol=0, atol=STEP_ATOL, err_msg=f"step {step}, system {b}"
@@ -104,22 +88,8 @@ def test_fixed_atoms_through_the_freeze_hook_equal_ase():
 
 
 def test_run_stops_each_system_where_ase_converges():
-    systems = _systems(cluster=False)  # the loose cluster needs hundreds of steps
-    batch = Batch.from_atoms(systems, device="cpu")
-    engine = BFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(1e-3))
-    engine.run(batch, n_steps=200)
-    assert engine.done
-    ptr = batch.ptr.tolist()
-    counts = []
-    for b, atoms in enumerate(systems):
-        reference, optimizer = _ase(atoms)
-        assert optimizer.run(fmax=1e-3, steps=200)
-        counts.append(optimizer.nsteps)
-        np.testing.assert_allclose(
-            batch.positions[ptr[b] : ptr[b + 1]].numpy(), reference.positions, rtol=0, atol=1e-9
-        )
-    assert engine.step_count == max(counts)
-    assert len(set(counts)) > 1  # the systems really converged at different steps
+    systems = relax_systems(cluster=False)  # the loose cluster needs hundreds of steps
+    assert_stops_where_ase_stops(BFGS, AseBFGS, systems, fmax=1e-3, steps=200)
 
 
 def test_first_step_is_force_over_alpha_scaled_to_maxstep():
@@ -152,7 +122,7 @@ def test_default_convergence_and_state_fields():
     criterion = engine.convergence_hook.criteria[0]
     assert (criterion.key, criterion.threshold) == ("fmax", 0.05)
     assert (engine.maxstep, engine.alpha) == (0.2, 70.0)
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     engine.run(batch, n_steps=1)
     assert {"bfgs_hessian", "bfgs_positions0", "bfgs_forces0", "bfgs_started"} <= set(batch.field_names())
@@ -163,7 +133,7 @@ def test_default_convergence_and_state_fields():
 
 def test_state_follows_systems_through_slicing():
     # Take steps on the whole batch, then continue on a reordered slice: same as continuing in place.
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     hook = ConvergenceHook.from_fmax(TIGHT_FMAX)
     engine = BFGS(LennardJones(**ARGON), convergence_hook=hook)
@@ -184,7 +154,7 @@ def test_bad_parameters(name, value):
 @pytest.mark.gpu
 def test_cuda_equals_cpu():
     # torch.linalg.eigh syncs on CUDA (it checks its convergence flags on the host): one sync per step.
-    systems = _systems()
+    systems = relax_systems()
     results = []
     for device in ("cpu", "cuda"):
         batch = Batch.from_atoms(systems, device=device)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.optimize import LBFGS as AseLBFGS
 
 from nvalchemi_ase.data import Batch
@@ -14,34 +13,19 @@ from nvalchemi_ase.dynamics import ConvergenceHook, FusedStage, InflightSampler
 from nvalchemi_ase.dynamics.optimizers.lbfgs import LBFGS
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.ops.lbfgs import LBFGSState, lbfgs_step, two_loop
-from tests.structures import argon_bulk, ragged_systems
+from tests.dynamics.optimizer_checks import (
+    ARGON,
+    ase_reference,
+    ase_step,
+    assert_stops_where_ase_stops,
+    relax_systems,
+)
 from tests.tolerances import FLOAT64_ATOL
 
-ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
 STEP_ATOL = 1e-10
 """Positions against ASE after every step, Å (the issue's ~1e-10)."""
 TIGHT_FMAX = 1e-9
 """eV/Å: a threshold the step-by-step runs barely reach, so the systems keep stepping."""
-
-
-def _systems(cluster: bool = True):
-    """Ragged: 4, 4 and 32 argon atoms in cubic cells, a 13-atom cluster, a 27-atom slab."""
-    systems = [argon_bulk(1, seed=k, rattle=0.2) for k in range(2)]
-    systems.append(argon_bulk(2, seed=2, rattle=0.2))
-    cluster_and_slab = ragged_systems(seed=2)[2:4]
-    return systems + (cluster_and_slab if cluster else cluster_and_slab[1:])
-
-
-def _ase(atoms, **params):
-    reference = atoms.copy()
-    reference.calc = AseLennardJones(**ARGON)
-    return reference, AseLBFGS(reference, logfile=None, **params)
-
-
-def _ase_step(reference, optimizer, fmax):
-    """One step of ASE's optimizer unless the system has converged (as ``run`` would stop it)."""
-    if np.linalg.norm(reference.get_forces(), axis=1).max() >= fmax:
-        optimizer.step()
 
 
 @pytest.mark.parametrize(
@@ -50,16 +34,16 @@ def _ase_step(reference, optimizer, fmax):
     ids=["defaults", "short-memory"],
 )
 def test_equals_ase_lbfgs_step_by_step(params):
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     engine = LBFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(TIGHT_FMAX), **params)
     engine.run(batch, n_steps=0)
-    references = [_ase(atoms, **params) for atoms in systems]
+    references = [ase_reference(AseLBFGS, atoms, **params) for atoms in systems]
     ptr = batch.ptr.tolist()
     for step in range(50):
         engine.step()
         for b, (reference, optimizer) in enumerate(references):
-            _ase_step(reference, optimizer, TIGHT_FMAX)
+            ase_step(reference, optimizer, TIGHT_FMAX)
             ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
             np.testing.assert_allclose(
                 ours, reference.positions, rtol=0, atol=STEP_ATOL, err_msg=f"step {step}, system {b}"
@@ -74,22 +58,9 @@ def test_equals_ase_lbfgs_step_by_step(params):
 
 
 def test_run_stops_each_system_where_ase_converges():
-    systems = _systems(cluster=False)  # the loose cluster needs hundreds of steps
-    batch = Batch.from_atoms(systems, device="cpu")
-    engine = LBFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(1e-3))
-    engine.run(batch, n_steps=200)
-    assert engine.done
-    ptr = batch.ptr.tolist()
-    counts = []
-    for b, atoms in enumerate(systems):
-        reference, optimizer = _ase(atoms)
-        assert optimizer.run(fmax=1e-3, steps=200)
-        counts.append(optimizer.nsteps)
-        np.testing.assert_allclose(
-            batch.positions[ptr[b] : ptr[b + 1]].numpy(), reference.positions, rtol=0, atol=1e-9
-        )
-    assert engine.step_count == max(counts)
-    assert len(set(counts)) > 1  # the systems really converged at different steps
+    assert_stops_where_ase_stops(
+        LBFGS, AseLBFGS, relax_systems(cluster=False), fmax=1e-3, steps=200
+    )  # the loose cluster needs hundreds of steps
 
 
 def test_refilled_batches_equal_ase_alone():
@@ -103,7 +74,7 @@ def test_refilled_batches_equal_ase_alone():
     engine = LBFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01), n_steps=300)
     results = FusedStage([engine]).run_inflight(InflightSampler(structures, max_systems=3, device="cpu"))
     for k, (atoms, result) in enumerate(zip(structures, results, strict=True)):
-        reference, optimizer = _ase(atoms)
+        reference, optimizer = ase_reference(AseLBFGS, atoms)
         assert optimizer.run(fmax=0.01, steps=300)
         np.testing.assert_allclose(
             result.positions, reference.positions, rtol=0, atol=1e-9, err_msg=f"structure {k}"
@@ -146,7 +117,7 @@ def test_default_convergence_and_state_fields():
     criterion = engine.convergence_hook.criteria[0]
     assert (criterion.key, criterion.threshold) == ("fmax", 0.05)
     assert (engine.maxstep, engine.memory, engine.damping, engine.alpha) == (0.2, 100, 1.0, 70.0)
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     engine.run(batch, n_steps=1)
     fields = {"lbfgs_s", "lbfgs_y", "lbfgs_rho", "lbfgs_iteration", "lbfgs_positions0", "lbfgs_forces0"}
@@ -157,7 +128,7 @@ def test_default_convergence_and_state_fields():
 
 def test_state_follows_systems_through_slicing_and_joining():
     # Steps on the whole batch, then on a reordered slice joined with itself: same as in place.
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     hook = ConvergenceHook.from_fmax(TIGHT_FMAX)
     engine = LBFGS(LennardJones(**ARGON), memory=4, convergence_hook=hook)
@@ -178,7 +149,7 @@ def test_bad_parameters(name, value):
 
 
 def test_memory_mismatch_with_carried_state():
-    batch = Batch.from_atoms(_systems(), device="cpu")
+    batch = Batch.from_atoms(relax_systems(), device="cpu")
     LBFGS(LennardJones(**ARGON), memory=5).run(batch, n_steps=1)
     with pytest.raises(ValueError, match="memory"):
         LBFGS(LennardJones(**ARGON), memory=6).run(batch, n_steps=1)
@@ -186,7 +157,7 @@ def test_memory_mismatch_with_carried_state():
 
 @pytest.mark.gpu
 def test_cuda_steps_do_not_sync_and_equal_cpu():
-    systems = _systems()
+    systems = relax_systems()
     results = []
     for device in ("cpu", "cuda"):
         batch = Batch.from_atoms(systems, device=device)

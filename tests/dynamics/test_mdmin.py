@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.optimize import MDMin as AseMDMin
 
 from nvalchemi_ase.data import Batch
@@ -14,34 +13,25 @@ from nvalchemi_ase.dynamics import ConvergenceHook, FusedStage, InflightSampler
 from nvalchemi_ase.dynamics.optimizers.mdmin import MDMin
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
-from tests.structures import argon_bulk, ragged_systems
+from tests.dynamics.optimizer_checks import (
+    ARGON,
+    ase_reference,
+    assert_stops_where_ase_stops,
+    relax_systems,
+)
 from tests.tolerances import FLOAT64_ATOL
 
-ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
 STEP_ATOL = 1e-10
 """Positions against ASE after every step, Å (the issue's ~1e-10)."""
 
 
-def _systems():
-    systems = [argon_bulk(1, seed=k, rattle=0.2) for k in range(2)]
-    systems.append(argon_bulk(2, seed=2, rattle=0.2))
-    systems += ragged_systems(seed=2)[2:4]  # cluster, slab
-    return systems
-
-
-def _ase(atoms, **params):
-    reference = atoms.copy()
-    reference.calc = AseLennardJones(**ARGON)
-    return reference, AseMDMin(reference, logfile=None, **params)
-
-
 @pytest.mark.parametrize("params", [{}, {"dt": 0.5, "maxstep": 0.05}])
 def test_equals_ase_mdmin_step_by_step(params):
-    systems = _systems()
+    systems = relax_systems()
     batch = Batch.from_atoms(systems, device="cpu")
     engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(1e-9), **params)
     engine.run(batch, n_steps=0)
-    references = [_ase(atoms, **params) for atoms in systems]
+    references = [ase_reference(AseMDMin, atoms, **params) for atoms in systems]
     ptr = batch.ptr.tolist()
     for step in range(40):
         engine.step()
@@ -57,22 +47,7 @@ def test_equals_ase_mdmin_step_by_step(params):
 
 
 def test_run_stops_each_system_where_ase_converges():
-    systems = _systems()
-    batch = Batch.from_atoms(systems, device="cpu")
-    engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01))
-    engine.run(batch, n_steps=500)
-    assert engine.done
-    ptr = batch.ptr.tolist()
-    counts = []
-    for b, atoms in enumerate(systems):
-        reference, optimizer = _ase(atoms)
-        assert optimizer.run(fmax=0.01, steps=500)
-        counts.append(optimizer.nsteps)
-        np.testing.assert_allclose(
-            batch.positions[ptr[b] : ptr[b + 1]].numpy(), reference.positions, rtol=0, atol=1e-9
-        )
-    assert engine.step_count == max(counts)
-    assert len(set(counts)) > 1  # the systems really converged at different steps
+    assert_stops_where_ase_stops(MDMin, AseMDMin, relax_systems(), fmax=0.01, steps=500)
 
 
 def test_refilled_batches_equal_ase_alone():
@@ -86,7 +61,7 @@ def test_refilled_batches_equal_ase_alone():
     engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01), n_steps=300)
     results = FusedStage([engine]).run_inflight(InflightSampler(structures, max_systems=3, device="cpu"))
     for k, (atoms, result) in enumerate(zip(structures, results, strict=True)):
-        reference, optimizer = _ase(atoms)
+        reference, optimizer = ase_reference(AseMDMin, atoms)
         assert optimizer.run(fmax=0.01, steps=300)
         np.testing.assert_allclose(
             result.positions, reference.positions, rtol=0, atol=1e-9, err_msg=f"structure {k}"
@@ -121,7 +96,7 @@ def test_default_convergence_and_state_fields():
     criterion = engine.convergence_hook.criteria[0]
     assert (criterion.key, criterion.threshold) == ("fmax", 0.05)
     assert (engine.dt, engine.maxstep) == (0.2, 0.2)
-    batch = Batch.from_atoms(_systems(), device="cpu")
+    batch = Batch.from_atoms(relax_systems(), device="cpu")
     engine.run(batch, n_steps=1)
     assert {"mdmin_velocities", "mdmin_started"} <= set(batch.field_names())
     assert batch.velocities.abs().max() == 0.0  # MDMin's velocities are its own
@@ -135,7 +110,7 @@ def test_bad_parameters(name, value):
 
 @pytest.mark.gpu
 def test_cuda_steps_do_not_sync_and_equal_cpu():
-    systems = _systems()
+    systems = relax_systems()
     results = []
     for device in ("cpu", "cuda"):
         batch = Batch.from_atoms(systems, device=device)
