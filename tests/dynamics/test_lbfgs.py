@@ -58,9 +58,8 @@ def test_equals_ase_lbfgs_step_by_step(params):
 
 
 def test_run_stops_each_system_where_ase_converges():
-    assert_stops_where_ase_stops(
-        LBFGS, AseLBFGS, relax_systems(cluster=False), fmax=1e-3, steps=200
-    )  # the loose cluster needs hundreds of steps
+    systems = relax_systems(cluster=False)  # the loose cluster needs hundreds of steps
+    assert_stops_where_ase_stops(LBFGS, AseLBFGS, systems, fmax=1e-3, steps=200)
 
 
 def test_refilled_batches_equal_ase_alone():
