@@ -64,10 +64,11 @@ class PairPotential(BatchedModel):
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbors(batch)
+        with_virials = "stress" in properties
         if self.kernel_terms is not None and self.use_kernel:
-            energies, forces, atom_virials = self._kernel_sums(batch, neighbors)
+            energies, forces, atom_virials = self._kernel_sums(batch, neighbors, with_virials)
         else:
-            energies, forces, atom_virials = self._torch_sums(batch, neighbors)
+            energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
         energy = segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1)
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         outputs = {
@@ -75,7 +76,7 @@ class PairPotential(BatchedModel):
             "forces": torch.where(poisoned[batch.batch_idx].unsqueeze(1), torch.nan, forces),
             "energies": energies,
         }
-        if "stress" in properties:
+        if atom_virials is not None:  # stress was asked for
             virial = segment_sum(atom_virials, batch.batch_idx, batch.num_graphs)
             volume = volumes(batch.cell).view(-1, 1, 1)
             stress = torch.where(volume > 0, virial / volume, torch.nan)
@@ -83,16 +84,19 @@ class PairPotential(BatchedModel):
         return outputs
 
     def _kernel_sums(
-        self, batch: Batch, neighbors: Neighbors
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, batch: Batch, neighbors: Neighbors, with_virials: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         from nvalchemi_ase.models.pair_kernel import pair_sums
 
-        sums = pair_sums(self.kernel_terms, self.kernel_parameters(), batch.positions, neighbors, self.cutoff)
-        return tuple(t.to(batch.dtype) for t in sums)  # type: ignore[return-value]
+        energies, forces, virials = pair_sums(
+            self.kernel_terms, self.kernel_parameters(), batch.positions, neighbors, self.cutoff, with_virials
+        )
+        dtype = batch.dtype
+        return energies.to(dtype), forces.to(dtype), None if virials is None else virials.to(dtype)
 
     def _torch_sums(
-        self, batch: Batch, neighbors: Neighbors
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, batch: Batch, neighbors: Neighbors, with_virials: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         vectors = neighbors.vectors(batch.positions.detach())  # [N, K, 3]
         r2 = torch.einsum("nkd,nkd->nk", vectors, vectors)
         inside = neighbors.mask & (r2 <= self.cutoff**2)
@@ -101,5 +105,7 @@ class PairPotential(BatchedModel):
         du = torch.where(inside, du, zero)  # pair force f_ij = du_ij * d_ij
         energies = 0.5 * torch.where(inside, u, zero).sum(dim=1)
         forces = torch.einsum("nk,nkd->nd", du, vectors)
+        if not with_virials:
+            return energies, forces, None
         atom_virials = 0.5 * torch.einsum("nk,nka,nkb->nab", du, vectors, vectors)
         return energies, forces, atom_virials

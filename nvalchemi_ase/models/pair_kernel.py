@@ -6,7 +6,9 @@ on a GPU their launches do. This kernel (NVIDIA warp, compiled once and cached
 on disk, run on the batch's device) walks each atom's neighbours once and
 writes the atom's energy, force and virial directly, with no atomics (the list
 holds both directions of every pair). Arithmetic is in float64 whatever the
-batch's dtype, in the same order as ASE's calculators.
+batch's dtype, in the same order as ASE's calculators. Virials are summed only
+when stress is asked for. Warp runs a CPU kernel on one thread; on a CPU the
+atoms are split over torch's threads (``torch.get_num_threads()``).
 
 A potential provides its pair terms as a ``wp.func`` ``(r2, params) -> vec2d(u, du)``
 with ``du = (du/dr)/r``, and its parameters as a float64 vector.
@@ -15,6 +17,8 @@ with ``du = (du/dr)/r``, and its parameters as a float64 vector.
 from __future__ import annotations
 
 import functools
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -67,9 +71,10 @@ def morse_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec2d:
 
 
 @functools.cache
-def _kernel(terms: Any) -> Any:
+def _kernel(terms: Any, with_virials: bool) -> Any:
     @wp.kernel(enable_backward=False)
     def pair_sums(
+        first: wp.int32,
         positions: wp.array(dtype=wp.vec3d),
         matrix: wp.array2d(dtype=wp.int32),
         counts: wp.array(dtype=wp.int32),
@@ -82,7 +87,7 @@ def _kernel(terms: Any) -> Any:
         forces: wp.array(dtype=wp.vec3d),
         virials: wp.array(dtype=wp.mat33d),
     ):
-        i = wp.tid()
+        i = first + wp.tid()
         here = positions[i]
         b = batch_idx[i]
         a1 = cell_rows[b, 0]
@@ -100,12 +105,52 @@ def _kernel(terms: Any) -> Any:
                 t = terms(r2, params)
                 energy += wp.float64(0.5) * t[0]
                 force += t[1] * d
-                virial += wp.float64(0.5) * t[1] * wp.outer(d, d)
+                if wp.static(with_virials):
+                    virial += wp.float64(0.5) * t[1] * wp.outer(d, d)
         energies[i] = energy
         forces[i] = force
-        virials[i] = virial
+        if wp.static(with_virials):
+            virials[i] = virial
 
     return pair_sums
+
+
+_ROWS_PER_THREAD = 1024
+"""On a CPU, atoms per launch below which one thread does all the rows (threads cost ~50 µs)."""
+
+
+@functools.cache
+def _cpu_threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-pairs")
+
+
+def _launch(kernel: Any, rows: int, inputs: list[Any], device: torch.device) -> None:
+    """Run ``kernel`` over ``rows`` atoms: one launch on a GPU, split over torch's threads on a CPU.
+
+    Warp runs a CPU launch on the calling thread and releases the GIL while
+    it runs, so launches over disjoint row ranges from a pool of threads run in
+    parallel. Each row is written by exactly one launch: the sums do not
+    depend on the number of threads.
+    """
+    threads = min(torch.get_num_threads(), rows // _ROWS_PER_THREAD)
+    if device.type != "cpu" or threads < 2:
+        stream = wp.stream_from_torch(device) if device.type == "cuda" else None
+        wp.launch(kernel, dim=rows, inputs=[0, *inputs], device=wp.device_from_torch(device), stream=stream)
+        return
+    _load_on_cpu(kernel)  # compiling or loading must not race between the threads
+    bounds = [rows * k // threads for k in range(threads + 1)]
+    pool = _cpu_threads(threads)
+    launches = [
+        pool.submit(wp.launch, kernel, dim=end - start, inputs=[start, *inputs], device="cpu")
+        for start, end in itertools.pairwise(bounds)
+    ]
+    for launch in launches:
+        launch.result()
+
+
+@functools.cache
+def _load_on_cpu(kernel: Any) -> None:
+    wp.load_module(kernel.module, device="cpu")
 
 
 def pair_sums(
@@ -114,12 +159,15 @@ def pair_sums(
     positions: torch.Tensor,
     neighbors: Any,
     cutoff: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with_virials: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
     ``neighbors`` is a :class:`~nvalchemi_ase.neighbors.Neighbors`; its raw int32
     buffers are read directly and the image vectors made from the cell inside
-    the kernel. Pairs farther than ``cutoff`` are skipped.
+    the kernel. Pairs farther than ``cutoff`` are skipped. Without
+    ``with_virials`` the kernel skips the virial sums (a fifth of its work) and
+    the third result is None.
     """
     device = positions.device
     f64 = torch.float64
@@ -128,25 +176,19 @@ def pair_sums(
     n = positions.shape[0]
     energies = torch.empty(n, dtype=f64, device=device)
     forces = torch.empty(n, 3, dtype=f64, device=device)
-    virials = torch.empty(n, 3, 3, dtype=f64, device=device)
-    stream = wp.stream_from_torch(device) if device.type == "cuda" else None
-    wp.launch(
-        _kernel(terms),
-        dim=n,
-        inputs=[
-            wp.from_torch(positions, dtype=wp.vec3d),
-            wp.from_torch(neighbors.raw_matrix),
-            wp.from_torch(neighbors.raw_counts),
-            wp.from_torch(neighbors.raw_shifts, dtype=wp.vec3i),
-            wp.from_torch(cell, dtype=wp.vec3d),
-            wp.from_torch(neighbors.batch_idx),
-            wp.from_torch(params.to(device=device, dtype=f64).contiguous()),
-            wp.float64(cutoff * cutoff),
-            wp.from_torch(energies),
-            wp.from_torch(forces, dtype=wp.vec3d),
-            wp.from_torch(virials, dtype=wp.mat33d),
-        ],
-        device=wp.device_from_torch(device),
-        stream=stream,
-    )
-    return energies, forces, virials
+    virials = torch.empty(n if with_virials else 0, 3, 3, dtype=f64, device=device)
+    inputs = [
+        wp.from_torch(positions, dtype=wp.vec3d),
+        wp.from_torch(neighbors.raw_matrix),
+        wp.from_torch(neighbors.raw_counts),
+        wp.from_torch(neighbors.raw_shifts, dtype=wp.vec3i),
+        wp.from_torch(cell, dtype=wp.vec3d),
+        wp.from_torch(neighbors.batch_idx),
+        wp.from_torch(params.to(device=device, dtype=f64).contiguous()),
+        wp.float64(cutoff * cutoff),
+        wp.from_torch(energies),
+        wp.from_torch(forces, dtype=wp.vec3d),
+        wp.from_torch(virials, dtype=wp.mat33d),
+    ]
+    _launch(_kernel(terms, with_virials), n, inputs, device)
+    return energies, forces, virials if with_virials else None

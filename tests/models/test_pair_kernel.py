@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -45,3 +47,44 @@ def test_kernel_on_cuda_equals_cpu():
     gpu = evaluate(MODELS[1](True), Batch.from_atoms(systems, device="cuda"))
     cpu = evaluate(MODELS[1](True), Batch.from_atoms(systems, device="cpu"))
     torch.testing.assert_close(gpu["forces"].cpu(), cpu["forces"], rtol=1e-12, atol=1e-14)
+
+
+@pytest.fixture
+def torch_threads():
+    """Restores torch's thread count after a test changes it."""
+    saved = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(saved)
+
+
+def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_threads):
+    from nvalchemi_ase.models import pair_kernel
+
+    batch = Batch.from_atoms(ragged_systems(seed=6), device="cpu")
+    model = MODELS[1](True)
+    torch_threads(1)
+    alone = evaluate(model, batch, ("energy", "forces", "stress"))
+    pools = []
+
+    def counted_pool(threads):
+        pools.append(threads)
+        return ThreadPoolExecutor(threads)
+
+    monkeypatch.setattr(pair_kernel, "_ROWS_PER_THREAD", 4)
+    monkeypatch.setattr(pair_kernel, "_cpu_threads", counted_pool)
+    torch_threads(3)
+    split = evaluate(model, batch, ("energy", "forces", "stress"))
+    assert pools == [3]  # the rows really were split over three launches
+    for key in ("energy", "forces", "energies", "stress"):
+        assert torch.equal(split[key].nan_to_num(), alone[key].nan_to_num()), key
+
+
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "torch"])
+def test_without_stress_the_same_energies_and_forces(use_kernel):
+    batch = Batch.from_atoms(ragged_systems(seed=7), device="cpu")
+    model = MODELS[0](use_kernel)
+    full = evaluate(model, batch, ("energy", "forces", "stress"))
+    lean = evaluate(model, batch, ("energy", "forces"))
+    assert "stress" not in lean
+    for key in ("energy", "forces", "energies"):
+        assert torch.equal(lean[key], full[key]), key
