@@ -65,3 +65,30 @@ def ops_neighbor_list() -> Callable[..., Any]:
     from nvalchemiops.torch.neighbors import neighbor_list
 
     return neighbor_list
+
+
+def cell_list_workspace(
+    cell: torch.Tensor, pbc: torch.Tensor, cutoff: float, atoms: int
+) -> dict[str, torch.Tensor]:
+    """Grid sizes and buffers of ``nvalchemiops``' batched cell list, as keyword arguments.
+
+    Passed to every build, they spare the library from sizing the grid again
+    (which reads the cell on the host). Valid while the cell, ``pbc``, the
+    cutoff and the number of atoms stay as they were.
+    """
+    initialised_warp()
+    from nvalchemiops.torch.neighbors import estimate_batch_cell_list_sizes
+    from nvalchemiops.torch.neighbors.neighbor_utils import allocate_cell_list
+
+    total_cells, search_radius = estimate_batch_cell_list_sizes(cell, pbc, cutoff)
+    names = (
+        "cells_per_dimension",
+        "neighbor_search_radius",
+        "atom_periodic_shifts",
+        "atom_to_cell_mapping",
+        "atoms_per_cell_count",
+        "cell_atom_start_indices",
+        "cell_atom_list",
+    )
+    buffers = allocate_cell_list(atoms, total_cells, search_radius, cell.device)
+    return dict(zip(names, buffers, strict=True))

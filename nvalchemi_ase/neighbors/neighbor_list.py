@@ -14,7 +14,7 @@ import functools
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.neighbors._backend import ops_neighbor_list
+from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_neighbor_list
 from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 from nvalchemi_ase.ops import segment_max
@@ -228,6 +228,8 @@ class NeighborList:
         self._cell = batch.cell.detach().clone()
         self._batch_idx32 = batch.batch_idx.to(torch.int32)
         self._ptr32 = batch.ptr.to(torch.int32)
+        self._workspace_cell: torch.Tensor | None = None
+        self._workspace_version = -1
 
     def _first_build(self, batch: Batch) -> None:
         """Build everything; size the room from what was found (setup: syncs once)."""
@@ -277,12 +279,26 @@ class NeighborList:
             neighbor_matrix_shifts=self._shifts,
             num_neighbors=self._counts,
             rebuild_flags=flags,
+            **self._workspace(cell, batch.pbc),
         )
         atom_flags = flags[batch.batch_idx].unsqueeze(1)
         self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
         self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
         if self._sync(batch):
             self.rebuilds += int(flags.sum())
+
+    def _workspace(self, cell: torch.Tensor, pbc: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The cell list's grid and buffers, sized once per cell.
+
+        Sizing the grid reads the cell on the host (a device sync on CUDA, and
+        a millisecond on a CPU), so it is kept while the search cell is the
+        same tensor, unmodified (``_version`` counts in-place writes): a
+        fixed-cell run sizes it once. A new or modified cell sizes it afresh.
+        """
+        if self._workspace_cell is not cell or self._workspace_version != cell._version:
+            self._cell_workspace = cell_list_workspace(cell, pbc, self.search_radius, self._matrix.shape[0])
+            self._workspace_cell, self._workspace_version = cell, cell._version
+        return self._cell_workspace
 
     def _check_capacity(self, batch: Batch) -> torch.Tensor:
         atom_overflow = self._counts > self._capacity

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,44 @@ def test_skin_list_rebuilds_only_moved_systems_and_stays_exact():
             )
     assert first == batch.num_graphs
     assert 1 <= nl.rebuilds - first <= 6  # system 1 only, and only when it moved past skin/2
+
+
+def _assert_pairs_match_matscipy(neighbors, batch, cutoff):
+    vectors = neighbors.vectors(batch.positions)
+    inside = (neighbors.mask & (vectors.square().sum(dim=2) < cutoff**2)).reshape(-1)
+    ours = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.pair_shifts[inside].numpy())
+    ptr = batch.ptr.tolist()
+    for b, atoms in enumerate(batch.to_atoms()):
+        assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(atoms, cutoff), b
+
+
+def test_cell_list_grid_is_sized_once_per_cell(monkeypatch):
+    module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
+    real, sized = module.cell_list_workspace, []
+
+    def counted(*args):
+        sized.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(module, "cell_list_workspace", counted)
+    systems = random_cells(4, seed=3)
+    for atoms in systems:
+        atoms.pbc = True  # a cell the search takes as it is (open directions get a fresh box per build)
+    batch = Batch.from_atoms(systems, device="cpu")
+    nl = NeighborList(3.0, skin=0.2)
+    nl.update(batch)
+    for _ in range(3):  # fixed cell: rebuilds reuse the grid
+        batch.positions = batch.positions + 0.3
+        _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    assert len(sized) == 1 and nl.rebuilds == 4 * batch.num_graphs
+    with torch.no_grad():  # a cell changed in place: sized again
+        batch.cell.mul_(1.6)
+        batch.positions = batch.positions * 1.6
+    _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    batch.cell = batch.cell * 0.7  # a new cell tensor: sized again
+    batch.positions = batch.positions * 0.7
+    _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    assert len(sized) == 3
 
 
 def test_structure_change_rebuilds_everything():
