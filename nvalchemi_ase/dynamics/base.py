@@ -27,7 +27,7 @@ from nvalchemi_ase.data import AtomCategory, Batch, Scope
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.base import Model, evaluate
-from nvalchemi_ase.ops import velocities
+from nvalchemi_ase.ops import segment_broadcast, velocities
 from nvalchemi_ase.units import fs, kB
 
 __all__ = ["BaseDynamics", "DynamicsStage"]
@@ -249,7 +249,7 @@ class BaseDynamics(HookRegistryMixin):
     @staticmethod
     def restore(batch: Batch, held: dict[str, torch.Tensor], systems: torch.Tensor) -> None:
         """Put the held values back for ``systems`` (``[B]`` bool), branch-free (no sync)."""
-        atoms = systems[batch.batch_idx]
+        atoms = segment_broadcast(systems, batch.batch_idx)
         for name, saved in held.items():
             mask = atoms if batch.scope_of(name) is Scope.ATOM else systems
             mask = mask.view(-1, *([1] * (saved.dim() - 1)))
@@ -284,7 +284,7 @@ class BaseDynamics(HookRegistryMixin):
         kT = torch.full_like(batch.masses, self.initial_temperature * kB)
         drawn = velocities.maxwell_boltzmann(batch.masses, kT, noise)
         drawn = velocities.remove_drift(drawn, batch.masses, batch.batch_idx, batch.num_graphs)
-        moving = (batch.atom_categories != AtomCategory.FROZEN) & systems[batch.batch_idx]
+        moving = (batch.atom_categories != AtomCategory.FROZEN) & segment_broadcast(systems, batch.batch_idx)
         batch.velocities = torch.where(moving.unsqueeze(1), drawn, batch.velocities)
 
     @staticmethod

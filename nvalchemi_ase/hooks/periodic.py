@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from nvalchemi_ase.hooks.stages import DynamicsStage
+from nvalchemi_ase.ops import segment_broadcast
 
 if TYPE_CHECKING:
     from nvalchemi_ase.hooks.protocol import HookContext
@@ -80,12 +81,12 @@ def wrap_positions(
         ``[N, 3]`` Å; fractional coordinates in ``[0, 1)`` along periodic axes
         (to round-off), unchanged along the others.
     """
-    basis = fractional_basis(cell, pbc)[batch_idx]  # [N, 3, 3]
+    basis = segment_broadcast(fractional_basis(cell, pbc), batch_idx)  # [N, 3, 3]
     fractional = torch.bmm(positions.unsqueeze(1), basis).squeeze(1)
     images = torch.floor(fractional)
     images = images + (fractional - images >= 1.0).to(images.dtype)  # s = -1e-18 rounds to 1: keep it
-    images = torch.where(pbc[batch_idx], images, torch.zeros_like(images))
-    return positions - torch.bmm(images.unsqueeze(1), cell[batch_idx]).squeeze(1)
+    images = torch.where(segment_broadcast(pbc, batch_idx), images, torch.zeros_like(images))
+    return positions - torch.bmm(images.unsqueeze(1), segment_broadcast(cell, batch_idx)).squeeze(1)
 
 
 class WrapPeriodicHook:

@@ -30,7 +30,7 @@ from ase.constraints import FixAtoms, FixCartesian, FixCom
 from nvalchemi_ase.data import AtomCategory, Batch
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 __all__ = ["ConstraintPlan", "NativeConstraintHook", "plan_constraints"]
 
@@ -88,7 +88,9 @@ def release_host_systems(batch: Batch, plan: ConstraintPlan) -> None:
     host = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
     host[plan.host_systems] = True
     normal = torch.full_like(batch.atom_categories, AtomCategory.NORMAL.value)
-    batch.atom_categories = torch.where(host[batch.batch_idx], normal, batch.atom_categories)
+    batch.atom_categories = torch.where(
+        segment_broadcast(host, batch.batch_idx), normal, batch.atom_categories
+    )
 
 
 def _mass_weighted_mean(values: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, count: int):
@@ -161,7 +163,7 @@ class NativeConstraintHook:
             args = (batch.masses, batch.batch_idx, batch.num_graphs)
             shift = _mass_weighted_mean(old, *args) - _mass_weighted_mean(new, *args)
             shift = torch.where(self.com.unsqueeze(1), shift, torch.zeros_like(shift))
-            new = new + shift[batch.batch_idx]
+            new = new + segment_broadcast(shift, batch.batch_idx)
         return new
 
     def _forces(self, batch: Batch, forces: torch.Tensor) -> torch.Tensor:
@@ -181,7 +183,7 @@ class NativeConstraintHook:
         if self.com is not None:
             drift = _mass_weighted_mean(velocities, batch.masses, batch.batch_idx, batch.num_graphs)
             drift = torch.where(self.com.unsqueeze(1), drift, torch.zeros_like(drift))
-            velocities = velocities - drift[batch.batch_idx]
+            velocities = velocities - segment_broadcast(drift, batch.batch_idx)
         return velocities
 
     def __repr__(self) -> str:

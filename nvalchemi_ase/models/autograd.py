@@ -25,6 +25,7 @@ import torch
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, ModelOutputError, volumes
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
+from nvalchemi_ase.ops import segment_broadcast
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,9 @@ class AutogradModel(BatchedModel):
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         outputs = {
             "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy.detach().unsqueeze(1)),
-            "forces": torch.where(poisoned[batch.batch_idx].unsqueeze(1), torch.nan, -gradients[0]),
+            "forces": torch.where(
+                segment_broadcast(poisoned, batch.batch_idx).unsqueeze(1), torch.nan, -gradients[0]
+            ),
         }
         if want_stress:
             volume = volumes(batch.cell).view(-1, 1, 1)
@@ -215,7 +218,7 @@ def strained_graph(
     """
     symmetric = 0.5 * (strain + strain.transpose(1, 2))
     deformation = torch.eye(3, dtype=strain.dtype, device=strain.device) + symmetric  # [B, 3, 3]
-    strained = torch.einsum("nd,nde->ne", positions, deformation[batch.batch_idx])
+    strained = torch.einsum("nd,nde->ne", positions, segment_broadcast(deformation, batch.batch_idx))
     cell = torch.bmm(batch.cell, deformation)
     sender, receiver = edge_index
     shifts = torch.einsum("ed,edc->ec", unit_shifts.to(cell.dtype), cell[batch.batch_idx[sender]])

@@ -42,7 +42,7 @@ from nvalchemi_ase.models.emt_parameters import (
     parameter_table,
 )
 from nvalchemi_ase.neighbors import NeighborList
-from nvalchemi_ase.ops import segment_max, segment_sum
+from nvalchemi_ase.ops import segment_broadcast, segment_max, segment_sum
 
 
 class AtomTerms(NamedTuple):
@@ -148,7 +148,7 @@ class EMT(BatchedModel):
         energy = segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1)
         forces = torch.einsum("nk,nkd->nd", de_dr_over_r, vectors)
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
-        atom_poisoned = poisoned[batch.batch_idx]
+        atom_poisoned = segment_broadcast(poisoned, batch.batch_idx)
         outputs = {
             "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy),
             "forces": torch.where(atom_poisoned.unsqueeze(1), torch.nan, forces),
@@ -210,7 +210,7 @@ def atom_terms(
     """
     e0, s0, v0, eta2, kappa, lam, n0 = table[numbers].unbind(1)
     if asap_cutoff:
-        s_max = segment_max(s0, batch_idx, num_systems)[batch_idx]
+        s_max = segment_broadcast(segment_max(s0, batch_idx, num_systems), batch_idx)
     else:
         s_max = torch.full_like(s0, largest_s0())
     rc, rc_list, slope = cutoff_radii(s_max, asap_cutoff)

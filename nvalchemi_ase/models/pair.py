@@ -20,7 +20,7 @@ import torch
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
-from nvalchemi_ase.ops import segment_sum
+from nvalchemi_ase.ops import segment_broadcast, segment_sum
 
 
 class PairPotential(BatchedModel):
@@ -73,7 +73,9 @@ class PairPotential(BatchedModel):
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         outputs = {
             "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy),
-            "forces": torch.where(poisoned[batch.batch_idx].unsqueeze(1), torch.nan, forces),
+            "forces": torch.where(
+                segment_broadcast(poisoned, batch.batch_idx).unsqueeze(1), torch.nan, forces
+            ),
             "energies": energies,
         }
         if atom_virials is not None:  # stress was asked for

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from nvalchemi_ase.ops import segment_max, segment_min
+from nvalchemi_ase.ops import segment_broadcast, segment_max, segment_min
 
 
 def search_geometry(
@@ -47,7 +47,7 @@ def search_geometry(
     """
     num_systems = cell.shape[0]
     directions = open_directions(cell, pbc)
-    along = torch.einsum("nd,nkd->nk", positions, directions[batch_idx])
+    along = torch.einsum("nd,nkd->nk", positions, segment_broadcast(directions, batch_idx))
     low = segment_min(along, batch_idx, num_systems)
     high = segment_max(along, batch_idx, num_systems)
     open_axes = (~pbc).to(cell.dtype)
@@ -55,7 +55,7 @@ def search_geometry(
     search_cell = torch.where(pbc.unsqueeze(-1), cell, directions * lengths.unsqueeze(-1))
     start = low - 0.5 * padding
     offsets = torch.einsum("bk,bkd->bd", start * open_axes, directions)
-    return positions - offsets[batch_idx], search_cell
+    return positions - segment_broadcast(offsets, batch_idx), search_cell
 
 
 def open_directions(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_neighbor_list
 from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
-from nvalchemi_ase.ops import segment_max
+from nvalchemi_ase.ops import segment_broadcast, segment_max
 
 _CAPACITY_MARGIN = 1.2
 """Room left per atom above the largest neighbour count seen, for density fluctuations."""
@@ -94,7 +94,7 @@ class Neighbors:
     @functools.cached_property
     def shift_vectors(self) -> torch.Tensor:
         """``[N, K, 3]`` float ``shifts @ cell`` of each pair's system, Å."""
-        return torch.bmm(self.shifts.to(self.cell.dtype), self.cell[self.batch_idx])
+        return torch.bmm(self.shifts.to(self.cell.dtype), segment_broadcast(self.cell, self.batch_idx))
 
     @property
     def i(self) -> torch.Tensor:
@@ -281,7 +281,7 @@ class NeighborList:
             rebuild_flags=flags,
             **self._workspace(cell, batch.pbc),
         )
-        atom_flags = flags[batch.batch_idx].unsqueeze(1)
+        atom_flags = segment_broadcast(flags, batch.batch_idx).unsqueeze(1)
         self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
         self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
         if self._sync(batch):

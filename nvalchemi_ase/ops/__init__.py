@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nvalchemi_ase.ops.segment import segment_max, segment_min, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_min, segment_sum
 
-__all__ = ["segment_max", "segment_min", "segment_sum"]
+__all__ = ["segment_broadcast", "segment_max", "segment_min", "segment_sum"]

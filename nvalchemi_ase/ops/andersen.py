@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 
 def box_muller(width: torch.Tensor, uniform_x: torch.Tensor, uniform_y: torch.Tensor) -> torch.Tensor:
@@ -54,4 +54,4 @@ def move_center_of_mass(
 ) -> torch.Tensor:
     """Shift each system rigidly so its centre of mass is ``target[B, 3]`` (ASE's ``set_center_of_mass``)."""
     shift = target - center_of_mass(positions, masses, batch_idx, target.shape[0])
-    return positions + shift[batch_idx]
+    return positions + segment_broadcast(shift, batch_idx)

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 SMALLEST_SCALE = 0.9
 """ASE's lower clamp on the velocity scale factor."""
@@ -45,4 +45,4 @@ def remove_mean_momentum(
     """ASE's ``fixcm``: ``p_i ← p_i − Σp/n`` per system (``counts[B]`` atoms, float), as velocities."""
     momenta = velocities * masses.unsqueeze(1)
     mean = segment_sum(momenta, batch_idx, counts.shape[0]) / counts.unsqueeze(1)
-    return (momenta - mean[batch_idx]) / masses.unsqueeze(1)
+    return (momenta - segment_broadcast(mean, batch_idx)) / masses.unsqueeze(1)

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_max
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max
 
 SAME_CONFIGURATION = 1e-7
 """ASE skips the Hessian update when no coordinate moved more than this, Å."""
@@ -49,7 +49,7 @@ class BFGSState(NamedTuple):
 def padded_index(batch_idx: torch.Tensor, ptr: torch.Tensor, width: int) -> torch.Tensor:
     """``[N, 3]`` index of each atom's x, y, z in a flattened ``[B, width]`` padded layout."""
     atoms = torch.arange(batch_idx.shape[0], device=batch_idx.device)
-    local = atoms - ptr[batch_idx]
+    local = atoms - segment_broadcast(ptr, batch_idx)
     first = batch_idx * width + 3 * local
     return first.unsqueeze(1) + torch.arange(3, device=batch_idx.device)
 
@@ -123,7 +123,9 @@ def limit_longest_step(
     too_long = longest >= maxstep
     scale = torch.where(too_long, maxstep / torch.where(too_long, longest, 1.0), 1.0)
     return torch.where(
-        too_long[batch_idx].unsqueeze(1), displacements * scale[batch_idx].unsqueeze(1), displacements
+        segment_broadcast(too_long, batch_idx).unsqueeze(1),
+        displacements * segment_broadcast(scale, batch_idx).unsqueeze(1),
+        displacements,
     )
 
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 
 class FireParameters(NamedTuple):
@@ -63,7 +63,10 @@ def fire_step(
     mixing = torch.where(downhill, state.a, 0.0)
     scale = torch.where(downhill, state.a * v_norm / torch.where(f_norm > 0, f_norm, 1.0), 0.0)
     keep = torch.where(uphill, 0.0, 1.0 - mixing)
-    velocities = keep[batch_idx].unsqueeze(1) * state.velocities + scale[batch_idx].unsqueeze(1) * forces
+    velocities = (
+        segment_broadcast(keep, batch_idx).unsqueeze(1) * state.velocities
+        + segment_broadcast(scale, batch_idx).unsqueeze(1) * forces
+    )
 
     speed_up = downhill & (state.n > params.Nmin)
     dt = torch.where(
@@ -76,11 +79,11 @@ def fire_step(
     a = torch.where(uphill, torch.as_tensor(params.astart, dtype=a.dtype, device=a.device).expand_as(a), a)
     n = torch.where(downhill, state.n + 1, torch.zeros_like(state.n))
 
-    velocities = velocities + dt[batch_idx].unsqueeze(1) * forces
-    dr = dt[batch_idx].unsqueeze(1) * velocities
+    velocities = velocities + segment_broadcast(dt, batch_idx).unsqueeze(1) * forces
+    dr = segment_broadcast(dt, batch_idx).unsqueeze(1) * velocities
     dr_norm = segment_sum(dr.square().sum(dim=1), batch_idx, num).sqrt()
     shrink = torch.where(
         dr_norm > params.maxstep, params.maxstep / torch.where(dr_norm > 0, dr_norm, 1.0), 1.0
     )
-    dr = dr * shrink[batch_idx].unsqueeze(1)
+    dr = dr * segment_broadcast(shrink, batch_idx).unsqueeze(1)
     return positions + dr, FireState(velocities, dt, a, n)

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 
 def coefficients(
@@ -62,10 +62,10 @@ def remove_noise_drift(
     ``counts`` is ``[B]`` atoms per system (float). A one-atom system gets no noise.
     """
     num = counts.shape[0]
-    n = counts[batch_idx].unsqueeze(1)
+    n = segment_broadcast(counts, batch_idx).unsqueeze(1)
     factor = torch.sqrt(n / (n - 1.0).clamp(min=1.0)) * (n > 1.0)
-    mean_pos = segment_sum(rnd_pos, batch_idx, num)[batch_idx] / n
-    momentum = segment_sum(rnd_vel * masses.unsqueeze(1), batch_idx, num)[batch_idx]
+    mean_pos = segment_broadcast(segment_sum(rnd_pos, batch_idx, num), batch_idx) / n
+    momentum = segment_broadcast(segment_sum(rnd_vel * masses.unsqueeze(1), batch_idx, num), batch_idx)
     rnd_pos = (rnd_pos - mean_pos) * factor
     rnd_vel = (rnd_vel - momentum / (masses.unsqueeze(1) * n)) * factor
     return rnd_vel, rnd_pos

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from nvalchemi_ase.ops.bfgs import limit_longest_step
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 
 class LBFGSState(NamedTuple):
@@ -65,7 +65,10 @@ def append_pair(
         torch.arange(memory, device=slot.device) == slot.unsqueeze(1)
     )
     full = state.iteration > memory
-    atom_write, atom_full = write[batch_idx].unsqueeze(2), full[batch_idx].view(-1, 1, 1)
+    atom_write, atom_full = (
+        segment_broadcast(write, batch_idx).unsqueeze(2),
+        segment_broadcast(full, batch_idx).view(-1, 1, 1),
+    )
     s_all = torch.where(atom_full, state.s.roll(-1, dims=1), state.s)
     y_all = torch.where(atom_full, state.y.roll(-1, dims=1), state.y)
     rho_all = torch.where(full.unsqueeze(1), state.rho.roll(-1, dims=1), state.rho)
@@ -95,11 +98,11 @@ def two_loop(
     a = [gradient.new_zeros(num_systems)] * loops
     for i in range(loops - 1, -1, -1):
         a[i] = rho[:, i] * _dot(s[:, i], q, batch_idx, num_systems)
-        q = q - a[i][batch_idx].unsqueeze(1) * y[:, i]
+        q = q - segment_broadcast(a[i], batch_idx).unsqueeze(1) * y[:, i]
     z = q * inverse_alpha
     for i in range(loops):
         b = rho[:, i] * _dot(y[:, i], z, batch_idx, num_systems)
-        z = z + s[:, i] * (a[i] - b)[batch_idx].unsqueeze(1)
+        z = z + s[:, i] * segment_broadcast(a[i] - b, batch_idx).unsqueeze(1)
     return z
 
 
@@ -143,6 +146,6 @@ def lbfgs_step(
     z = two_loop(gradient, s_all, y_all, rho_all, 1.0 / alpha, batch_idx, loops)
     displacements = limit_longest_step(-z, maxstep, batch_idx, num_systems)
     if isinstance(damping, torch.Tensor) and damping.dim() > 0:
-        damping = damping[batch_idx].unsqueeze(1)
+        damping = segment_broadcast(damping, batch_idx).unsqueeze(1)
     new_state = LBFGSState(s_all, y_all, rho_all, state.iteration + 1, positions, forces)
     return positions + displacements * damping, new_state

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_max, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
 
 
 class MDMinState(NamedTuple):
@@ -35,7 +35,7 @@ class MDMinState(NamedTuple):
 def _per_atom(value: torch.Tensor | float, batch_idx: torch.Tensor) -> torch.Tensor | float:
     """A ``[B]`` tensor as an ``[N, 1]`` column; a float unchanged."""
     if isinstance(value, torch.Tensor) and value.dim() > 0:
-        return value[batch_idx].unsqueeze(1)
+        return segment_broadcast(value, batch_idx).unsqueeze(1)
     return value
 
 
@@ -55,8 +55,14 @@ def project_velocities(
     """
     power = segment_sum((velocities * forces).sum(dim=1), batch_idx, num_systems)
     force_squared = segment_sum((forces * forces).sum(dim=1), batch_idx, num_systems)
-    projected = forces * power[batch_idx].unsqueeze(1) / force_squared[batch_idx].unsqueeze(1)
-    return torch.where((power < 0.0)[batch_idx].unsqueeze(1), torch.zeros_like(velocities), projected)
+    projected = (
+        forces
+        * segment_broadcast(power, batch_idx).unsqueeze(1)
+        / segment_broadcast(force_squared, batch_idx).unsqueeze(1)
+    )
+    return torch.where(
+        segment_broadcast(power < 0.0, batch_idx).unsqueeze(1), torch.zeros_like(velocities), projected
+    )
 
 
 def cap_longest_step(
@@ -68,7 +74,7 @@ def cap_longest_step(
     """MDMin's cap: ``dr · clip(maxstep / (1e-6 + max_i |dr_i|), 0, 1)`` per system, ``[N, 3]`` Å."""
     longest = segment_max(displacements.square().sum(dim=1).sqrt(), batch_idx, num_systems)
     scaling = torch.clamp(maxstep / (1e-6 + longest), 0.0, 1.0)
-    return displacements * scaling[batch_idx].unsqueeze(1)
+    return displacements * segment_broadcast(scaling, batch_idx).unsqueeze(1)
 
 
 def mdmin_step(
@@ -98,7 +104,7 @@ def mdmin_step(
     half = _per_atom(0.5 * dt, batch_idx)
     kicked = state.velocities + half * forces
     projected = project_velocities(kicked, forces, batch_idx, num_systems)
-    started = state.started[batch_idx].unsqueeze(1)
+    started = segment_broadcast(state.started, batch_idx).unsqueeze(1)
     velocities = torch.where(started, projected, torch.zeros_like(projected))
     velocities = velocities + half * forces
     displacements = _per_atom(dt, batch_idx) * velocities

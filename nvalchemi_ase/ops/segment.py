@@ -30,3 +30,13 @@ def segment_min(values: torch.Tensor, index: torch.Tensor, num_segments: int) ->
     out = torch.full((num_segments, *values.shape[1:]), highest, dtype=values.dtype, device=values.device)
     expanded = index.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
     return out.scatter_reduce_(0, expanded, values, reduce="amin", include_self=True)
+
+
+def segment_broadcast(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Each member's row of per-segment ``values[S, ...]``: ``[M, ...]`` by ``index[M]`` (``values[index]``).
+
+    ``index_select`` rather than ``values[index]``: on a CPU, advanced indexing
+    starts an OpenMP parallel region for even a few thousand rows, after which
+    torch's idle workers spin for milliseconds on cores the next kernel needs.
+    """
+    return values.index_select(0, index)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 
 def maxwell_boltzmann(masses: torch.Tensor, kT: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -18,4 +18,4 @@ def remove_drift(
     """Subtract each system's centre-of-mass velocity (its total momentum becomes zero)."""
     momentum = segment_sum(velocities * masses.unsqueeze(1), batch_idx, num_systems)
     total_mass = segment_sum(masses, batch_idx, num_systems)
-    return velocities - (momentum / total_mass.unsqueeze(1))[batch_idx]
+    return velocities - segment_broadcast(momentum / total_mass.unsqueeze(1), batch_idx)

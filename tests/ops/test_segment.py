@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nvalchemi_ase.ops import segment_max, segment_min, segment_sum
+from nvalchemi_ase.ops import segment_broadcast, segment_max, segment_min, segment_sum
 
 
 def _data():
@@ -35,3 +35,14 @@ def test_segment_max_and_min_equal_loop_and_mark_empty_segments():
 def test_segment_max_of_booleans_is_any():
     flags = torch.tensor([False, True, False, False])
     assert segment_max(flags, torch.tensor([0, 0, 1, 2]), 3).tolist() == [True, False, False]
+
+
+def test_segment_broadcast_gives_each_member_its_segments_row():
+    _, index = _data()
+    per_segment = torch.arange(4 * 2 * 3, dtype=torch.float64).view(4, 2, 3)
+    rows = segment_broadcast(per_segment, index)
+    assert rows.shape == (6, 2, 3)
+    for member, segment in enumerate(index.tolist()):
+        assert torch.equal(rows[member], per_segment[segment])
+    flags = torch.tensor([True, False, False, True])
+    assert segment_broadcast(flags, index).tolist() == [True, True, False, True, True, True]

@@ -16,7 +16,7 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import andersen
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 from nvalchemi_ase.ops.velocities import remove_drift
 from nvalchemi_ase.ops.verlet import drift, half_kick
 from nvalchemi_ase.units import kB
@@ -76,8 +76,10 @@ class Andersen(Thermostat):
         kT = self.per_system("temperature", batch, kB)
         total_mass = segment_sum(batch.masses, batch.batch_idx, batch.num_graphs)
         self._com_width = torch.sqrt(kT / total_mass).unsqueeze(1)
-        self._width = torch.sqrt(kT[batch.batch_idx] / batch.masses).unsqueeze(1)
-        self._probability = self.per_system("andersen_prob", batch)[batch.batch_idx].unsqueeze(1)
+        self._width = torch.sqrt(segment_broadcast(kT, batch.batch_idx) / batch.masses).unsqueeze(1)
+        self._probability = segment_broadcast(
+            self.per_system("andersen_prob", batch), batch.batch_idx
+        ).unsqueeze(1)
 
     def draw_center_of_mass_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's x and y for the random centre-of-mass velocity, ``[B, 3]`` uniforms in [0, 1) each.

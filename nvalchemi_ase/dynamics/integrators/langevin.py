@@ -15,7 +15,7 @@ import torch
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.base import BaseDynamics
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops import langevin
+from nvalchemi_ase.ops import langevin, segment_broadcast
 from nvalchemi_ase.units import fs, kB
 
 
@@ -73,7 +73,8 @@ class NVTLangevin(BaseDynamics):
         device, dtype = batch.device, batch.dtype
         per_system_kT = (self.temperature * kB).to(device=device, dtype=dtype).expand(batch.num_graphs)
         per_system_gamma = (self.friction / fs).to(device=device, dtype=dtype).expand(batch.num_graphs)
-        kT, gamma = per_system_kT[batch.batch_idx], per_system_gamma[batch.batch_idx]
+        kT = segment_broadcast(per_system_kT, batch.batch_idx)
+        gamma = segment_broadcast(per_system_gamma, batch.batch_idx)
         self._coefficients = langevin.coefficients(self.dt_internal, kT, gamma, batch.masses)
         self._counts = torch.as_tensor(batch.counts, dtype=dtype, device=device)
         if self._generator is None or self._generator.device != device:

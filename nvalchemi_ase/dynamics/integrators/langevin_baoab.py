@@ -15,7 +15,7 @@ import torch
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops import baoab
+from nvalchemi_ase.ops import baoab, segment_broadcast
 from nvalchemi_ase.ops.verlet import drift, half_kick
 from nvalchemi_ase.units import fs, kB
 
@@ -69,8 +69,8 @@ class LangevinBAOAB(Thermostat):
         kT = self.per_system("temperature", batch, kB)
         gamma = 1.0 / self.per_system("T_tau", batch, fs)
         decay, prefactor = baoab.ornstein_uhlenbeck_coefficients(self.dt_internal, kT, gamma)
-        self._decay = decay[batch.batch_idx].unsqueeze(1)
-        self._prefactor = prefactor[batch.batch_idx].unsqueeze(1)
+        self._decay = segment_broadcast(decay, batch.batch_idx).unsqueeze(1)
+        self._prefactor = segment_broadcast(prefactor, batch.batch_idx).unsqueeze(1)
 
     def draw_noise(self, batch: Batch) -> torch.Tensor:
         """This step's ξ, ``[N, 3]`` standard normals."""
