@@ -36,7 +36,10 @@ class LennardJones(PairPotential):
         Å, onset of the smooth switch; ``None`` means 0.66·rc. Read only when ``smooth``.
     smooth
         Switch mode (see the module docstring). Default False: shifted energy.
-    skin, max_neighbors, use_kernel
+    skin
+        Å, the neighbour list's reuse margin (keyword only; not in ASE).
+        ``None`` means 0.3σ, LAMMPS's default in LJ units (1.02 Å for argon).
+    max_neighbors, use_kernel
         Neighbour-list and evaluation settings (keyword only; not in ASE).
     """
 
@@ -48,11 +51,12 @@ class LennardJones(PairPotential):
         ro: float | None = None,
         smooth: bool = False,
         *,
-        skin: float = 0.5,
+        skin: float | None = None,
         max_neighbors: int | None = None,
         use_kernel: bool = True,
     ) -> None:
         rc = 3.0 * sigma if rc is None else rc
+        skin = 0.3 * sigma if skin is None else skin
         ro = 0.66 * rc if ro is None else ro
         if not sigma > 0.0 or not rc > 0.0:
             raise ValueError(f"sigma and rc must be positive, got sigma={sigma}, rc={rc}")

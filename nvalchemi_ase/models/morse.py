@@ -28,7 +28,10 @@ class Morse(PairPotential):
         Å, the minimum distance. Default 1.0.
     rcut1, rcut2
         Start and end of the smooth cutoff, in units of r0. Defaults 1.9 and 2.7.
-    skin, max_neighbors, use_kernel
+    skin
+        Å, the neighbour list's reuse margin (keyword only; not in ASE).
+        ``None`` means 0.3·r0 (as Lennard-Jones' 0.3σ).
+    max_neighbors, use_kernel
         Neighbour-list and evaluation settings (keyword only; not in ASE).
     """
 
@@ -40,12 +43,13 @@ class Morse(PairPotential):
         rcut1: float = 1.9,
         rcut2: float = 2.7,
         *,
-        skin: float = 0.5,
+        skin: float | None = None,
         max_neighbors: int | None = None,
         use_kernel: bool = True,
     ) -> None:
         if not r0 > 0.0 or not rcut2 > rcut1:
             raise ValueError(f"need r0 > 0 and rcut2 > rcut1, got r0={r0}, rcut1={rcut1}, rcut2={rcut2}")
+        skin = 0.3 * r0 if skin is None else skin
         super().__init__(rcut2 * r0, skin=skin, max_neighbors=max_neighbors, use_kernel=use_kernel)
         self.epsilon, self.rho0, self.r0, self.rcut1, self.rcut2 = epsilon, rho0, r0, rcut1, rcut2
 

@@ -23,6 +23,8 @@ _CAPACITY_MARGIN = 1.2
 """Room left per atom above the largest neighbour count seen, for density fluctuations."""
 _CAPACITY_SLACK = 16
 _FIRST_GUESS = 128
+_JOIN_FRACTION = 0.5
+"""On a host-checked update that rebuilds some systems, those that have used this share of their skin join."""
 
 
 class NeighborCapacityError(RuntimeError):
@@ -128,8 +130,10 @@ class NeighborList:
 
     ``update(batch)`` returns the pairs within ``cutoff + skin``. Between calls
     it rebuilds only the systems in which an atom moved more than ``skin / 2``
-    (or whose cell changed); the others keep their pairs. A change of batch
-    structure (atom counts, pbc, device, dtype) rebuilds everything.
+    (or whose cell changed); the others keep their pairs. When the host checks
+    (``sync_check``), systems that have used half of that margin are rebuilt
+    in the same call, which groups the calls. A change of batch structure
+    (atom counts, pbc, device, dtype) rebuilds everything.
 
     Parameters
     ----------
@@ -197,8 +201,10 @@ class NeighborList:
                 self._current = None
             else:
                 flags = self.needs_rebuild(batch)
-                if self._sync(batch) and self._current is not None and not bool(flags.any()):
-                    return self._current  # nothing moved past skin/2: the last pairs still hold
+                if self._sync(batch) and self._current is not None:
+                    if not bool(flags.any()):
+                        return self._current  # nothing moved past skin/2: the last pairs still hold
+                    flags = flags | self._due_soon(batch)
                 self._build(batch, flags)
             overflow = self._check_capacity(batch)
             self._current = self._neighbors(batch, overflow)
@@ -212,6 +218,18 @@ class NeighborList:
             batch.device,
             batch.dtype,
             batch.pbc.cpu().numpy().tobytes(),
+        )
+
+    def _due_soon(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` systems that have used ``_JOIN_FRACTION`` of their skin, to rebuild with the ones that must.
+
+        A rebuild call has a fixed cost (the cell list of the whole batch), and
+        at a finite temperature the systems cross their skin at scattered
+        steps: grouping them roughly halves the calls. Only where the host
+        decides whether to call at all (CPU); on CUDA every step calls anyway.
+        """
+        return moved_beyond_skin(
+            batch.positions, self._positions, batch.cell, self._cell, batch.batch_idx, self.skin * _JOIN_FRACTION
         )
 
     def _sync(self, batch: Batch) -> bool:

@@ -135,6 +135,26 @@ def test_skin_list_rebuilds_only_moved_systems_and_stays_exact():
     assert 1 <= nl.rebuilds - first <= 6  # system 1 only, and only when it moved past skin/2
 
 
+def test_systems_past_half_their_skin_join_a_rebuild():
+    systems = random_cells(3, seed=5)
+    for atoms in systems:
+        atoms.pbc = True
+    batch = Batch.from_atoms(systems, device="cpu")
+    nl = NeighborList(3.0, skin=0.4)  # a system must rebuild past 0.2 Å; past 0.1 Å it joins
+    nl.update(batch)
+    first = nl.rebuilds
+    moves = torch.tensor([0.21, 0.12, 0.08], dtype=torch.float64)  # must, joins, keeps its pairs
+    shift = moves[batch.batch_idx].unsqueeze(1) * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    batch.positions = batch.positions + shift
+    _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    assert nl.rebuilds - first == 2
+    assert torch.equal(nl.needs_rebuild(batch), torch.tensor([False, False, False]))
+    batch.positions = batch.positions + shift * 0.6  # system 2 has now moved 0.128 Å: still within
+    assert not bool(nl.needs_rebuild(batch).any())
+    nl.update(batch)
+    assert nl.rebuilds - first == 2  # nothing had to rebuild: no call, nobody joins
+
+
 def _assert_pairs_match_matscipy(neighbors, batch, cutoff):
     vectors = neighbors.vectors(batch.positions)
     inside = (neighbors.mask & (vectors.square().sum(dim=2) < cutoff**2)).reshape(-1)
