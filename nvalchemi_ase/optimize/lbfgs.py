@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO, Any
 
+import numpy as np
+import torch
 from ase import Atoms
 
 from nvalchemi_ase.dynamics import LBFGS as LBFGSEngine
-from nvalchemi_ase.optimize.optimize import Optimizer
+from nvalchemi_ase.optimize.optimize import Optimizer, restart_array
 
 __all__ = ["LBFGS"]
 
@@ -20,7 +22,7 @@ class LBFGS(Optimizer):
     ----------
     atoms, restart, logfile, trajectory
         As :class:`~nvalchemi_ase.optimize.optimize.Optimizer` (``logfile='-'``
-        by default). ``restart`` files are not supported (NotImplementedError).
+        by default).
     maxstep
         Largest per-atom displacement per step, Å (``None``: 0.2; above 1.0
         raises ValueError, as ASE).
@@ -34,6 +36,20 @@ class LBFGS(Optimizer):
         Not supported: ``True`` raises NotImplementedError.
     **kwargs
         ``append_trajectory``, ``master``, ``comm``, ``loginterval``.
+
+    Notes
+    -----
+    A restart file holds ASE's ``(iteration, s, y, rho, r0, f0, e0, task)``:
+    the step count, the stored pairs oldest first (flat arrays), the previous
+    flat positions and forces, and ``e0 = None``, ``task = 'START'`` (line
+    search only). Reading one restores the first six into the engine's
+    fixed-size history (pair ``j`` in slot ``j``). A file must hold
+    ``min(iteration - 1, memory)`` pairs: one written with another ``memory``
+    raises ValueError (ASE's LBFGS then mostly fails later with an IndexError or
+    recurses over a stale part of its history). Systems without a file start
+    fresh. A restored history is carried over as the engine carries any
+    history: its recursion visits all ``memory`` slots (the empty ones change
+    nothing).
     """
 
     def __init__(
@@ -51,8 +67,6 @@ class LBFGS(Optimizer):
     ) -> None:
         if use_line_search:
             raise NotImplementedError("LBFGS(use_line_search=True) is not supported by the batched LBFGS")
-        if restart is not None:
-            raise NotImplementedError("LBFGS(restart=...) is not supported by the batched LBFGS")
         self.maxstep = self.defaults["maxstep"] if maxstep is None else maxstep
         if self.maxstep > 1.0:
             raise ValueError(
@@ -65,4 +79,57 @@ class LBFGS(Optimizer):
     def _make_engine(self, model: Any) -> LBFGSEngine:
         return LBFGSEngine(
             model, maxstep=self.maxstep, memory=self.memory, damping=self.damping, alpha=self._alpha
+        )
+
+    def read(self) -> None:
+        """ASE's restart: iteration, history and previous positions and forces of each system with a file."""
+        batch = self.systems.batch
+        self.engine.init_state(batch)
+        s, y, rho = batch.lbfgs_s.clone(), batch.lbfgs_y.clone(), batch.lbfgs_rho.clone()
+        iteration = batch.lbfgs_iteration.clone()
+        positions0, forces0 = batch.lbfgs_positions0.clone(), batch.lbfgs_forces0.clone()
+        for b, path in enumerate(self._restart_paths):
+            if not path.is_file():
+                continue
+            i, s_list, y_list, rho_list, r0, f0, *_ = self.load(b)
+            pairs = min(max(int(i) - 1, 0), self.memory)
+            if not len(s_list) == len(y_list) == len(rho_list) == pairs:
+                raise ValueError(
+                    f"{path}: {len(s_list)} stored pairs at iteration {i}; LBFGS(memory={self.memory}) "
+                    f"needs {pairs} (was the file written with another memory?)"
+                )
+            rows, shape = self.systems.rows(b), (len(self.systems.atoms[b]), 3)
+            for j in range(pairs):
+                s[rows, j] = restart_array(s_list[j], shape, batch, path)
+                y[rows, j] = restart_array(y_list[j], shape, batch, path)
+            rho[b, :pairs] = restart_array(rho_list, (pairs,), batch, path)
+            iteration[b] = int(i)
+            positions0[rows] = restart_array(r0, shape, batch, path)
+            forces0[rows] = restart_array(f0, shape, batch, path)
+        batch.lbfgs_s, batch.lbfgs_y, batch.lbfgs_rho, batch.lbfgs_iteration = s, y, rho, iteration
+        batch.lbfgs_positions0, batch.lbfgs_forces0 = positions0, forces0
+
+    def _restart_tensors(self, batch: Any) -> dict[str, torch.Tensor]:
+        return {
+            "lbfgs_iteration": batch.lbfgs_iteration,
+            "lbfgs_s": batch.lbfgs_s,
+            "lbfgs_y": batch.lbfgs_y,
+            "lbfgs_rho": batch.lbfgs_rho,
+            "lbfgs_positions0": batch.lbfgs_positions0,
+            "lbfgs_forces0": batch.lbfgs_forces0,
+        }
+
+    def _restart_data(self, host: dict[str, np.ndarray], b: int) -> Any:
+        iteration, rows = int(host["lbfgs_iteration"][b]), self.systems.rows(b)
+        pairs = min(max(iteration - 1, 0), self.memory)
+        s, y = host["lbfgs_s"][rows], host["lbfgs_y"][rows]
+        return (
+            iteration,
+            [s[:, j].ravel() for j in range(pairs)],
+            [y[:, j].ravel() for j in range(pairs)],
+            [float(r) for r in host["lbfgs_rho"][b, :pairs]],
+            host["lbfgs_positions0"][rows].ravel(),
+            host["lbfgs_forces0"][rows].ravel(),
+            None,
+            "START",
         )

@@ -33,6 +33,20 @@ class RestartError(RuntimeError):
     """A restart file that cannot be read (as ``ase.optimize.optimize.RestartError``)."""
 
 
+def restart_array(values: Any, shape: tuple[int, ...], batch: Any, path: Any) -> torch.Tensor:
+    """A restart file's array as a tensor of ``shape`` on the batch's device and dtype.
+
+    ASE stores flat arrays (``(3n,)``) or ``(n, 3)`` ones; both fit. A wrong
+    size (a file written for another system) raises ValueError.
+    """
+    array = np.asarray(values, dtype=float)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(
+            f"{path}: an array of {array.size} values where {shape} was expected (another system?)"
+        )
+    return torch.as_tensor(array.reshape(shape), dtype=batch.dtype, device=batch.device)
+
+
 def _gradient_norm(forces: np.ndarray) -> float:
     return float(np.sqrt((np.asarray(forces).reshape(-1, 3) ** 2).sum(axis=1)).max())
 

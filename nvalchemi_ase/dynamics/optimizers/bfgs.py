@@ -70,7 +70,8 @@ class BFGS(BaseDynamics):
             raise ValueError(f"maxstep must be positive (Å), got {maxstep}")
         if not alpha > 0.0:
             raise ValueError(f"alpha must be positive (eV/Å²), got {alpha}")
-        self.maxstep = float(maxstep)
+        self.maxstep: float | torch.Tensor = float(maxstep)
+        """A float, or ``[B]`` per-system values (the ASE look-alike's restored restart files)."""
         self.alpha = float(alpha)
 
     @property
