@@ -221,15 +221,16 @@ class NeighborList:
         )
 
     def _due_soon(self, batch: Batch) -> torch.Tensor:
-        """``[B]`` systems that have used ``_JOIN_FRACTION`` of their skin, to rebuild with the ones that must.
+        """``[B]`` systems past ``_JOIN_FRACTION`` of their skin: they rebuild with the ones that must.
 
         A rebuild call has a fixed cost (the cell list of the whole batch), and
         at a finite temperature the systems cross their skin at scattered
         steps: grouping them roughly halves the calls. Only where the host
         decides whether to call at all (CPU); on CUDA every step calls anyway.
         """
+        skin = self.skin * _JOIN_FRACTION
         return moved_beyond_skin(
-            batch.positions, self._positions, batch.cell, self._cell, batch.batch_idx, self.skin * _JOIN_FRACTION
+            batch.positions, self._positions, batch.cell, self._cell, batch.batch_idx, skin
         )
 
     def _sync(self, batch: Batch) -> bool:
