@@ -10,6 +10,13 @@ system's atoms), on every step but the first::
 then on every step ``v ← v + dt F``, ``dr = dt v``, scaled down so that
 ``‖dr‖ ≤ maxstep`` (the norm of the whole system's 3N vector), and ``r ← r + dr``.
 
+ASE's ``downhill_check`` (:func:`fire_downhill_check`, before :func:`fire_step`):
+with E the energy at r, on every step but the first::
+
+    E > E_last:  r ← r_last, and the step takes the P ≤ 0 branch (with the forces at the uphill r)
+
+then on every step ``E_last ← E`` (kept when uphill: ASE re-evaluates it at r_last) and ``r_last ← r``.
+
 Reference: E. Bitzek, P. Koskinen, F. Gähler, M. Moseler and P. Gumbsch,
 Phys. Rev. Lett. 97, 170201 (2006), doi:10.1103/PhysRevLett.97.170201.
 """
@@ -44,14 +51,66 @@ class FireState(NamedTuple):
     n: torch.Tensor
 
 
+class DownhillState(NamedTuple):
+    """ASE's ``downhill_check`` memory: last accepted energy ``e_last [B]``, positions ``r_last [N, 3]``."""
+
+    e_last: torch.Tensor
+    r_last: torch.Tensor
+
+
+def fire_uphill(energy: torch.Tensor, e_last: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: systems past their first step whose energy ``[B]`` rose above ``e_last``."""
+    return (n >= 0) & (energy > e_last)
+
+
+def fire_downhill_check(
+    positions: torch.Tensor,
+    energy: torch.Tensor,
+    memory: DownhillState,
+    n: torch.Tensor,
+    batch_idx: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, DownhillState]:
+    """ASE's ``downhill_check``: systems that went uphill go back to ``r_last``.
+
+    Parameters
+    ----------
+    positions
+        ``[N, 3]`` current positions (Å).
+    energy
+        ``[B]`` energy at ``positions`` (eV), as ASE's ``get_value()``.
+    memory
+        The last accepted energy and positions.
+    n
+        ``[B]`` FIRE's step counter (−1 before the first step, which records only).
+    batch_idx
+        ``[N]`` system of each atom.
+
+    Returns
+    -------
+    positions, uphill, memory
+        The positions the step starts from (``r_last`` for the uphill
+        systems), the ``[B]`` uphill mask (pass it to :func:`fire_step`) and
+        the new memory (the energy and positions the step starts from).
+    """
+    uphill = fire_uphill(energy, memory.e_last, n)
+    back = segment_broadcast(uphill, batch_idx).unsqueeze(1)
+    positions = torch.where(back, memory.r_last, positions)
+    return positions, uphill, DownhillState(torch.where(uphill, memory.e_last, energy), positions)
+
+
 def fire_step(
     positions: torch.Tensor,
     forces: torch.Tensor,
     state: FireState,
     params: FireParameters,
     batch_idx: torch.Tensor,
+    uphill: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, FireState]:
-    """One FIRE step for every system; returns new positions and state (no host sync)."""
+    """One FIRE step for every system; returns new positions and state (no host sync).
+
+    ``uphill`` (``[B]`` bool, from :func:`fire_downhill_check`) sends those
+    systems down the P ≤ 0 branch whatever their power.
+    """
     num = state.dt.shape[0]
     started = state.n >= 0
     power = segment_sum((forces * state.velocities).sum(dim=1), batch_idx, num)
@@ -59,6 +118,8 @@ def fire_step(
     v_norm = segment_sum(state.velocities.square().sum(dim=1), batch_idx, num).sqrt()
 
     downhill = started & (power > 0.0)
+    if uphill is not None:
+        downhill = downhill & ~uphill
     uphill = started & ~downhill
     mixing = torch.where(downhill, state.a, 0.0)
     scale = torch.where(downhill, state.a * v_norm / torch.where(f_norm > 0, f_norm, 1.0), 0.0)

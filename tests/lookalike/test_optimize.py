@@ -149,8 +149,6 @@ def test_asesque_arguments():
         opt = FIRE(atoms, logfile=None, maxmove=0.1)
     assert opt.maxstep == 0.1
     assert FIRE(atoms, logfile=None).todict() == AseFIRE(theirs(argon_bulk(1)), logfile=None).todict()
-    with pytest.raises(NotImplementedError, match="downhill_check"):
-        FIRE(atoms, logfile=None, downhill_check=True)
 
 
 def test_appending_to_a_trajectory_skips_step_zero_as_ase(tmp_path):

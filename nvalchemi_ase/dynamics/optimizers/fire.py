@@ -14,7 +14,14 @@ import torch
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops.fire import FireParameters, FireState, fire_step
+from nvalchemi_ase.ops.fire import (
+    DownhillState,
+    FireParameters,
+    FireState,
+    fire_downhill_check,
+    fire_step,
+    fire_uphill,
+)
 
 
 class FIRE(BaseDynamics):
@@ -30,6 +37,10 @@ class FIRE(BaseDynamics):
         number, unconverted.
     maxstep, dtmax, Nmin, finc, fdec, astart, fa, a
         ASE's FIRE parameters and defaults (``a`` is the initial mixing).
+    downhill_check
+        ASE's ``downhill_check``: a system whose energy rose since its last
+        step goes back to the positions of that step and restarts its FIRE
+        velocities (see :func:`~nvalchemi_ase.ops.fire.fire_downhill_check`).
     n_steps, hooks
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
     convergence_hook
@@ -40,12 +51,14 @@ class FIRE(BaseDynamics):
     FIRE's velocities and its per-system ``dt``, ``a`` and step counter live
     on the batch as fields ``fire_velocities``, ``fire_dt``, ``fire_a`` and
     ``fire_n``, so they follow the systems when batches are sliced or refilled.
-    ``batch.velocities`` is not touched.
+    ``batch.velocities`` is not touched. With ``downhill_check`` the last
+    accepted energy and positions are fields too, ``fire_e_last`` and
+    ``fire_r_last``; the energy compared is :meth:`downhill_energy`.
     """
 
     default_fmax = 0.05
 
-    state_fields = ("fire_velocities", "fire_dt", "fire_a", "fire_n")
+    state_fields: tuple[str, ...] = ("fire_velocities", "fire_dt", "fire_a", "fire_n")
 
     def __init__(
         self,
@@ -59,6 +72,7 @@ class FIRE(BaseDynamics):
         astart: float = 0.1,
         fa: float = 0.99,
         a: float = 0.1,
+        downhill_check: bool = False,
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
@@ -71,22 +85,53 @@ class FIRE(BaseDynamics):
             raise ValueError(f"maxstep must be positive, got {maxstep}")
         self.parameters = FireParameters(maxstep, dtmax, Nmin, finc, fdec, astart, fa)
         self.a = a
+        self.downhill_check = downhill_check
+        self.energy_offset: torch.Tensor | None = None
+        """``[B]`` added to ``batch.energy`` for the downhill check (constraint energy terms), or None."""
+        if downhill_check:
+            self.state_fields = (*type(self).state_fields, "fire_e_last", "fire_r_last")
 
     @property
     def dt_internal(self) -> float:
         return self.dt  # FIRE's dt is ASE's unitless step parameter
 
     def init_state(self, batch: Batch) -> None:
-        if "fire_dt" in batch.field_names():
-            return  # carried over from an earlier run on this batch
+        """FIRE's fields, unless carried over from an earlier run on this batch.
+
+        ``fire_e_last`` starts at +inf: a system already started (restart
+        file, earlier run without the check) records before it compares.
+        """
+        names = batch.field_names()
         zeros = torch.zeros(batch.num_graphs, dtype=batch.dtype, device=batch.device)
-        batch.add_field("fire_velocities", torch.zeros_like(batch.positions), Scope.ATOM)
-        batch.add_field("fire_dt", zeros + self.dt, Scope.SYSTEM)
-        batch.add_field("fire_a", zeros + self.a, Scope.SYSTEM)
-        batch.add_field("fire_n", torch.full_like(zeros, -1, dtype=torch.long), Scope.SYSTEM)
+        if "fire_dt" not in names:
+            batch.add_field("fire_velocities", torch.zeros_like(batch.positions), Scope.ATOM)
+            batch.add_field("fire_dt", zeros + self.dt, Scope.SYSTEM)
+            batch.add_field("fire_a", zeros + self.a, Scope.SYSTEM)
+            batch.add_field("fire_n", torch.full_like(zeros, -1, dtype=torch.long), Scope.SYSTEM)
+        if self.downhill_check and "fire_e_last" not in names:
+            batch.add_field("fire_e_last", zeros + torch.inf, Scope.SYSTEM)
+            batch.add_field("fire_r_last", batch.positions.clone(), Scope.ATOM)
+
+    def downhill_energy(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` the energy the downhill check compares: ``batch.energy`` plus :attr:`energy_offset`."""
+        energy = batch.energy.view(-1)
+        return energy if self.energy_offset is None else energy + self.energy_offset
+
+    def uphill(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` bool: systems the next step sends back to ``fire_r_last`` (none without the check)."""
+        if not self.downhill_check:
+            return torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
+        return fire_uphill(self.downhill_energy(batch), batch.fire_e_last, batch.fire_n)
 
     def pre_update(self, batch: Batch) -> None:
         state = FireState(batch.fire_velocities, batch.fire_dt, batch.fire_a, batch.fire_n)
-        positions, state = fire_step(batch.positions, batch.forces, state, self.parameters, batch.batch_idx)
+        positions, uphill = batch.positions, None
+        if self.downhill_check:
+            memory = DownhillState(batch.fire_e_last, batch.fire_r_last)
+            positions, uphill, memory = fire_downhill_check(
+                positions, self.downhill_energy(batch), memory, batch.fire_n, batch.batch_idx
+            )
+            batch.fire_e_last, batch.fire_r_last = memory
+        positions, state = fire_step(positions, batch.forces, state, self.parameters, batch.batch_idx, uphill)
         batch.positions = positions
         batch.fire_velocities, batch.fire_dt, batch.fire_a, batch.fire_n = state
