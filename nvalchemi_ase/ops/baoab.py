@@ -35,13 +35,14 @@ def ornstein_uhlenbeck_coefficients(
 
 def ornstein_uhlenbeck(
     velocities: torch.Tensor,
-    masses: torch.Tensor,
+    sqrt_masses: torch.Tensor,
     decay: torch.Tensor,
     prefactor: torch.Tensor,
     noise: torch.Tensor,
 ) -> torch.Tensor:
     """O: ``c v + prefactor ξ / √m``.
 
-    Velocities and noise are ``[N, 3]``, masses ``[N]``, decay c and prefactor ``[N, 1]``.
+    Velocities and noise are ``[N, 3]``; ``sqrt_masses`` (√m), decay c and
+    prefactor are ``[N, 1]``.
     """
-    return velocities * decay + prefactor * (noise / torch.sqrt(masses).unsqueeze(1))
+    return velocities * decay + prefactor * (noise / sqrt_masses)

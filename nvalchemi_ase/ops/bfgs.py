@@ -119,7 +119,7 @@ def limit_longest_step(
 
     ``displacements [N, 3]`` Å; ``maxstep`` a float or ``[B]``. Shared by BFGS and LBFGS.
     """
-    longest = segment_max(displacements.square().sum(dim=1).sqrt(), batch_idx, num_systems)
+    longest = segment_max(displacements.square().sum(dim=1), batch_idx, num_systems).clamp(min=0.0).sqrt()
     too_long = longest >= maxstep
     scale = torch.where(too_long, maxstep / torch.where(too_long, longest, 1.0), 1.0)
     return torch.where(

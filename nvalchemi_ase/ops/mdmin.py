@@ -72,7 +72,7 @@ def cap_longest_step(
     num_systems: int,
 ) -> torch.Tensor:
     """MDMin's cap: ``dr · clip(maxstep / (1e-6 + max_i |dr_i|), 0, 1)`` per system, ``[N, 3]`` Å."""
-    longest = segment_max(displacements.square().sum(dim=1).sqrt(), batch_idx, num_systems)
+    longest = segment_max(displacements.square().sum(dim=1), batch_idx, num_systems).clamp(min=0.0).sqrt()
     scaling = torch.clamp(maxstep / (1e-6 + longest), 0.0, 1.0)
     return displacements * segment_broadcast(scaling, batch_idx).unsqueeze(1)
 

@@ -24,5 +24,9 @@ def temperature(kinetic: torch.Tensor, degrees_of_freedom: torch.Tensor) -> torc
 
 
 def max_force(forces: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
-    """``[B]`` largest per-atom force norm per system, eV/Å (ASE's ``fmax``)."""
-    return segment_max(forces.square().sum(dim=1).sqrt(), batch_idx, num_systems)
+    """``[B]`` largest per-atom force norm per system, eV/Å (ASE's ``fmax``; 0 for an empty system).
+
+    The root is taken after the maximum (the same bits: the square root is
+    monotonic and correctly rounded), on ``[B]`` values instead of ``[N]``.
+    """
+    return segment_max(forces.square().sum(dim=1), batch_idx, num_systems).clamp(min=0.0).sqrt()

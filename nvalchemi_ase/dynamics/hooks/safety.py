@@ -181,7 +181,7 @@ def clamp_forces(forces: torch.Tensor, max_force: float) -> tuple[torch.Tensor, 
     tuple
         The clamped ``[N, 3]`` forces and the ``[N]`` bool mask of clamped atoms.
     """
-    norms = forces.square().sum(dim=1, keepdim=True).sqrt()
+    norms = torch.linalg.vector_norm(forces, dim=1, keepdim=True)
     over = norms > max_force
     scale = max_force / torch.where(over, norms, torch.ones_like(norms))
     return torch.where(over, forces * scale, forces), over.reshape(-1)

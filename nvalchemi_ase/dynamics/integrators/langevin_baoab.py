@@ -71,6 +71,7 @@ class LangevinBAOAB(Thermostat):
         decay, prefactor = baoab.ornstein_uhlenbeck_coefficients(self.dt_internal, kT, gamma)
         self._decay = segment_broadcast(decay, batch.batch_idx).unsqueeze(1)
         self._prefactor = segment_broadcast(prefactor, batch.batch_idx).unsqueeze(1)
+        self._sqrt_masses = torch.sqrt(batch.masses).unsqueeze(1)
 
     def draw_noise(self, batch: Batch) -> torch.Tensor:
         """This step's ξ, ``[N, 3]`` standard normals."""
@@ -84,7 +85,7 @@ class LangevinBAOAB(Thermostat):
         velocities = half_kick(batch.velocities, batch.forces, batch.masses, self.dt_internal)
         positions = drift(batch.positions, velocities, half)
         velocities = baoab.ornstein_uhlenbeck(
-            velocities, batch.masses, self._decay, self._prefactor, self.draw_noise(batch)
+            velocities, self._sqrt_masses, self._decay, self._prefactor, self.draw_noise(batch)
         )
         batch.positions = drift(positions, velocities, half)
         batch.velocities = velocities
