@@ -136,6 +136,26 @@ def lbfgs_step(
         A host-side bound on ``min(memory, iteration)`` over the systems (saves
         visiting slots nobody filled yet); ``None``: all ``memory`` slots.
     """
+    direction, new_state = lbfgs_direction(positions, forces, state, alpha, batch_idx, loops)
+    displacements = limit_longest_step(direction, maxstep, batch_idx, state.rho.shape[0])
+    if isinstance(damping, torch.Tensor) and damping.dim() > 0:
+        damping = segment_broadcast(damping, batch_idx).unsqueeze(1)
+    return positions + displacements * damping, new_state
+
+
+def lbfgs_direction(
+    positions: torch.Tensor,
+    forces: torch.Tensor,
+    state: LBFGSState,
+    alpha: float,
+    batch_idx: torch.Tensor,
+    loops: int | None = None,
+) -> tuple[torch.Tensor, LBFGSState]:
+    """The history update and ASE's step direction ``p = −H g`` ``[N, 3]`` (uncapped), with the new state.
+
+    The state is what :func:`lbfgs_step` leaves (the pair appended, ``iteration + 1``,
+    ``positions0``/``forces0`` set to ``positions``/``forces``); the parameters are as there.
+    """
     num_systems, memory = state.rho.shape
     gradient = -forces
     s = positions - state.positions0
@@ -144,8 +164,4 @@ def lbfgs_step(
     s_all, y_all, rho_all = append_pair(state, s, y, rho, batch_idx)
     loops = memory if loops is None else min(loops, memory)
     z = two_loop(gradient, s_all, y_all, rho_all, 1.0 / alpha, batch_idx, loops)
-    displacements = limit_longest_step(-z, maxstep, batch_idx, num_systems)
-    if isinstance(damping, torch.Tensor) and damping.dim() > 0:
-        damping = segment_broadcast(damping, batch_idx).unsqueeze(1)
-    new_state = LBFGSState(s_all, y_all, rho_all, state.iteration + 1, positions, forces)
-    return positions + displacements * damping, new_state
+    return -z, LBFGSState(s_all, y_all, rho_all, state.iteration + 1, positions, forces)

@@ -59,8 +59,6 @@ def test_ases_warnings_and_errors():
         BFGS(atoms, logfile=None, maxstep=1.5)
     with pytest.raises(ValueError, match="too large"):
         LBFGS(atoms, logfile=None, maxstep=1.5)
-    with pytest.raises(NotImplementedError, match="use_line_search"):
-        LBFGS(atoms, logfile=None, use_line_search=True)
     assert MDMin(atoms, logfile=None, dt=0).dt == 0.2  # ASE's `dt or 0.2`
     np.testing.assert_equal(
         BFGS(atoms, logfile=None).todict(), AseBFGS(theirs(argon_bulk(1)), logfile=None).todict()
