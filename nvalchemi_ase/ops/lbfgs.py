@@ -65,10 +65,8 @@ def append_pair(
         torch.arange(memory, device=slot.device) == slot.unsqueeze(1)
     )
     full = state.iteration > memory
-    atom_write, atom_full = (
-        segment_broadcast(write, batch_idx).unsqueeze(2),
-        segment_broadcast(full, batch_idx).view(-1, 1, 1),
-    )
+    atom_write = segment_broadcast(write, batch_idx).unsqueeze(2)
+    atom_full = segment_broadcast(full, batch_idx).view(-1, 1, 1)
     s_all = torch.where(atom_full, state.s.roll(-1, dims=1), state.s)
     y_all = torch.where(atom_full, state.y.roll(-1, dims=1), state.y)
     rho_all = torch.where(full.unsqueeze(1), state.rho.roll(-1, dims=1), state.rho)

@@ -50,8 +50,8 @@ class LBFGS(Optimizer):
     the step count, the stored pairs oldest first (flat arrays), the previous
     flat positions and forces, ``e0`` (``None``; with the line search, the
     energy at the start of the last step) and ``task = 'START'``. Reading one
-    restores the first seven into the engine's
-    fixed-size history (pair ``j`` in slot ``j``). A file must hold
+    restores the first seven into the engine's fixed-size history (pair ``j``
+    in slot ``j``). A file must hold
     ``min(iteration - 1, memory)`` pairs: one written with another ``memory``
     raises ValueError (ASE's LBFGS then mostly fails later with an IndexError or
     recurses over a stale part of its history). Systems without a file start
