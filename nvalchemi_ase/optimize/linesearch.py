@@ -32,7 +32,7 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import LBFGS as LBFGSEngine
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.lookalike.systems import to_host
-from nvalchemi_ase.ops.lbfgs import LBFGSState, lbfgs_direction
+from nvalchemi_ase.ops.lbfgs import lbfgs_direction
 
 __all__ = ["LineSearchLBFGSEngine", "run_line_searches"]
 
@@ -223,28 +223,13 @@ class LineSearchLBFGSEngine(LBFGSEngine):
             self._members = None
 
     def pre_update(self, batch: Batch) -> None:
-        state = LBFGSState(
-            batch.lbfgs_s,
-            batch.lbfgs_y,
-            batch.lbfgs_rho,
-            batch.lbfgs_iteration,
-            batch.lbfgs_positions0,
-            batch.lbfgs_forces0,
-        )
         loops = min(self._history_bound, self.memory)
         direction, state = lbfgs_direction(
-            batch.positions, batch.forces, state, self.alpha, batch.batch_idx, loops=loops
+            batch.positions, batch.forces, self.state(batch), self.alpha, batch.batch_idx, loops=loops
         )
         batch.positions = self._line_search(batch, direction)
         self._history_bound = min(self._history_bound + 1, self.memory)
-        (
-            batch.lbfgs_s,
-            batch.lbfgs_y,
-            batch.lbfgs_rho,
-            batch.lbfgs_iteration,
-            batch.lbfgs_positions0,
-            batch.lbfgs_forces0,
-        ) = state
+        self.store(batch, state)
 
     def _line_search(self, batch: Batch, direction: torch.Tensor) -> torch.Tensor:
         """New positions ``[N, 3]``: each searching system at ASE's ``pos + alpha_k p``, the others kept."""

@@ -115,19 +115,11 @@ class LBFGS(BaseDynamics):
         self._history_bound = 0
 
     def pre_update(self, batch: Batch) -> None:
-        state = LBFGSState(
-            batch.lbfgs_s,
-            batch.lbfgs_y,
-            batch.lbfgs_rho,
-            batch.lbfgs_iteration,
-            batch.lbfgs_positions0,
-            batch.lbfgs_forces0,
-        )
         loops = min(self._history_bound, self.memory)
         positions, state = lbfgs_step(
             batch.positions,
             batch.forces,
-            state,
+            self.state(batch),
             self.alpha,
             self.maxstep,
             self.damping,
@@ -136,11 +128,15 @@ class LBFGS(BaseDynamics):
         )
         self._history_bound = min(self._history_bound + 1, self.memory)
         batch.positions = positions
-        (
-            batch.lbfgs_s,
-            batch.lbfgs_y,
-            batch.lbfgs_rho,
-            batch.lbfgs_iteration,
-            batch.lbfgs_positions0,
-            batch.lbfgs_forces0,
-        ) = state
+        self.store(batch, state)
+
+    @staticmethod
+    def state(batch: Batch) -> LBFGSState:
+        """The L-BFGS state the batch carries (its ``lbfgs_*`` fields)."""
+        return LBFGSState(*(getattr(batch, f"lbfgs_{name}") for name in LBFGSState._fields))
+
+    @staticmethod
+    def store(batch: Batch, state: LBFGSState) -> None:
+        """Put ``state`` back on the batch's ``lbfgs_*`` fields."""
+        for name, value in zip(LBFGSState._fields, state, strict=True):
+            setattr(batch, f"lbfgs_{name}", value)
