@@ -50,6 +50,47 @@ class _RngLangevin(NVTLangevin):
         return xi, eta
 
 
+class _PerSystem(list):
+    """One entry per system (a scalar or that system's per-atom array); ``*`` and ``/`` act per entry."""
+
+    def __mul__(self, other: Any) -> _PerSystem:
+        return _PerSystem(np.multiply(entry, other) for entry in self)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> _PerSystem:
+        return _PerSystem(np.divide(entry, other) for entry in self)
+
+
+def _per_atom(values: Any, name: str, count: int) -> float | np.ndarray:
+    """A float when all equal, else one value per atom ``[count]``, from what ASE's ``updatevars`` accepts.
+
+    ASE broadcasts the value against ``masses`` ``(N, 1)`` and then the
+    ``(N, 3)`` moves: an ``(N, 1)`` array is one value per atom; an ``(N,)``
+    one fails there (ValueError here); one that varies along the last axis
+    (``(N, 3)``, ``(3,)``) is per direction (NotImplementedError here).
+    """
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 0:
+        return float(array)
+    try:
+        full = np.broadcast_to(array, (count, 3))
+    except ValueError:
+        raise ValueError(
+            f"{name}: an array of shape {array.shape} does not broadcast against the masses "
+            f"({count}, 1) and moves ({count}, 3) (ASE fails with it); give a scalar or one "
+            f"value per atom of shape ({count}, 1)"
+        ) from None
+    if np.all(full == full.flat[0]):
+        return float(full.flat[0])
+    if np.any(full != full[:, :1]):
+        raise NotImplementedError(
+            f"{name}: values that differ per direction (shape {array.shape}) are not supported; "
+            f"give one value per atom, shape ({count}, 1)"
+        )
+    return full[:, 0].copy()
+
+
 def _xi_eta(rng: Any, count: int) -> tuple[np.ndarray, np.ndarray]:
     """One system's draws, as ASE's ``Langevin.step``: ξ, then η."""
     return rng.standard_normal(size=(count, 3)), rng.standard_normal(size=(count, 3))
@@ -85,8 +126,14 @@ class Langevin(MolecularDynamics):
 
     Notes
     -----
-    ``temperature_K`` and ``friction`` are scalars, or for a list one value
-    per system; per-atom values are not supported (NotImplementedError).
+    ``temperature_K`` and ``friction`` are scalars or, as in ASE, one value
+    per atom as an ``(N, 1)`` array (anything that broadcasts against
+    ``masses`` and the ``(N, 3)`` moves, with one value per atom). For a list
+    of systems: one value; one per system; a list with one entry per system,
+    each a scalar or that system's ``(n, 1)`` array; or an ``(N, 1)`` array
+    over all atoms in system order. An ``(N,)`` array fails in ASE and raises
+    ValueError here; per-direction values (``(N, 3)`` or ``(3,)`` arrays that
+    differ along the last axis) work in ASE but raise NotImplementedError.
     Constraints with ``redistribute_forces_md`` (``FixLinearTriatomic``) are
     not supported.
     """
@@ -107,10 +154,11 @@ class Langevin(MolecularDynamics):
     ) -> None:
         if friction is None:
             raise TypeError("Missing 'friction' argument.")
-        if isinstance(temperature_K, list | tuple):  # one per system (a list of Atoms)
-            temperature_K = np.asarray(temperature_K, dtype=float)
-        self.fr = np.asarray(friction, dtype=float) if isinstance(friction, list | tuple) else friction
-        self.temp = units.kB * process_temperature(temperature, temperature_K, "eV")
+        self._systems_given = None if isinstance(atoms, Atoms) else len(atoms)
+        self.fr = self._entries(friction)
+        self.temp = units.kB * process_temperature(
+            self._entries(temperature), self._entries(temperature_K), "eV"
+        )
         if fixcm:
             warnings.warn(_FIXCM_WARNING, FutureWarning, stacklevel=2)
         self.fix_com = fixcm
@@ -128,8 +176,8 @@ class Langevin(MolecularDynamics):
         return _RngLangevin(
             model,
             self.dt / units.fs,
-            temperature=self._per_system_value(np.asarray(self.temp) / units.kB, "temperature_K"),
-            friction=self._per_system_value(np.asarray(self.fr) * units.fs, "friction"),
+            temperature=self._langevin_value(self.temp / units.kB, "temperature_K"),
+            friction=self._langevin_value(self.fr * units.fs, "friction"),
             fixcm=bool(self.fix_com),
             rng=self.rng,
         )
@@ -143,19 +191,50 @@ class Langevin(MolecularDynamics):
 
     def set_temperature(self, temperature: float | None = None, temperature_K: float | None = None) -> None:
         """Change the target temperature (``temperature`` in eV is deprecated, as in ASE)."""
-        self.temp = units.kB * process_temperature(temperature, temperature_K, "eV")
+        self.temp = units.kB * process_temperature(
+            self._entries(temperature), self._entries(temperature_K), "eV"
+        )
         self._engine.temperature = torch.as_tensor(
-            self._per_system_value(np.asarray(self.temp) / units.kB, "temperature_K"), dtype=torch.float64
+            self._langevin_value(self.temp / units.kB, "temperature_K"), dtype=torch.float64
         )
         self._parameters_changed()
 
-    def set_friction(self, friction: float) -> None:
-        """Change the friction (1/ASE time)."""
-        self.fr = friction
+    def set_friction(self, friction: Any) -> None:
+        """Change the friction (1/ASE time; the forms ``friction`` takes at construction)."""
+        self.fr = self._entries(friction)
         self._engine.friction = torch.as_tensor(
-            self._per_system_value(np.asarray(friction) * units.fs, "friction"), dtype=torch.float64
+            self._langevin_value(self.fr * units.fs, "friction"), dtype=torch.float64
         )
         self._parameters_changed()
+
+    # ------------------------------------------------------------------ per-atom values
+    def _entries(self, values: Any) -> Any:
+        """A list/tuple as an array; a ``_PerSystem`` for a list of Atoms (one entry each, some arrays)."""
+        if not isinstance(values, list | tuple):
+            return values
+        per_system = self._systems_given is not None and len(values) == self._systems_given
+        if per_system and any(np.ndim(entry) > 0 for entry in values):
+            return _PerSystem(values)
+        return np.asarray(values, dtype=float)
+
+    def _langevin_value(self, values: Any, name: str) -> float | torch.Tensor:
+        """The engine's temperature/friction: a float, ``[B]`` per system or ``[N]`` per atom."""
+        atoms = self.systems.atoms
+        if isinstance(values, _PerSystem):
+            counts = [len(system) for system in atoms]
+            parts = [
+                _per_atom(value, f"{name}[{b}]", count)
+                for b, (value, count) in enumerate(zip(values, counts, strict=True))
+            ]
+            if all(isinstance(part, float) for part in parts):
+                return self._per_system_value(np.asarray(parts), name)
+            per_atom = [np.broadcast_to(part, count) for part, count in zip(parts, counts, strict=True)]
+            return torch.as_tensor(np.concatenate(per_atom))
+        values = np.asarray(values, dtype=float)
+        if values.shape == (len(atoms),):  # one per system (one Atoms: a one-element array)
+            return self._per_system_value(values, name)
+        part = _per_atom(values, name, sum(len(a) for a in atoms))
+        return part if isinstance(part, float) else torch.as_tensor(part)
 
     @property
     def _engine(self) -> NVTLangevin:

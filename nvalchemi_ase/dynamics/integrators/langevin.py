@@ -1,6 +1,6 @@
 """NVT Langevin dynamics in ASE's scheme (see :mod:`nvalchemi_ase.ops.langevin`).
 
-Per-system temperature and friction; the noise comes from a seeded torch
+Temperature and friction per system or per atom; the noise comes from a seeded torch
 generator on the batch's device (override :meth:`NVTLangevin.draw_noise` to feed
 other random numbers, as the ASE look-alike does to reproduce ASE's stream).
 """
@@ -29,9 +29,10 @@ class NVTLangevin(BaseDynamics):
     dt
         Time step in fs.
     temperature
-        Target temperature in K: a float, or one per system (``[B]`` tensor or sequence).
+        Target temperature in K: a float, one per system (``[B]`` tensor or
+        sequence) or one per atom (``[N]``, all systems' atoms in batch order).
     friction
-        Friction γ in 1/fs: a float or one per system.
+        Friction γ in 1/fs: a float, one per system (``[B]``) or one per atom (``[N]``).
     seed
         Seed of the torch generator the noise is drawn from (``None``: a random seed).
     fixcm
@@ -67,14 +68,18 @@ class NVTLangevin(BaseDynamics):
         self._generator: torch.Generator | None = None
 
     def init_state(self, batch: Batch) -> None:
+        """Check ``temperature``/``friction`` against the batch; per-atom coefficients; seed the noise.
+
+        Raises
+        ------
+        ValueError
+            When ``temperature`` or ``friction`` is neither a float, ``[B]`` nor ``[N]``.
+        """
         for name, value in (("temperature", self.temperature), ("friction", self.friction)):
-            if value.dim() > 0 and value.shape != (batch.num_graphs,):
-                raise ValueError(f"{name} has {value.shape[0]} values for {batch.num_graphs} systems")
+            _check_shape(name, value, batch)
         device, dtype = batch.device, batch.dtype
-        per_system_kT = (self.temperature * kB).to(device=device, dtype=dtype).expand(batch.num_graphs)
-        per_system_gamma = (self.friction / fs).to(device=device, dtype=dtype).expand(batch.num_graphs)
-        kT = segment_broadcast(per_system_kT, batch.batch_idx)
-        gamma = segment_broadcast(per_system_gamma, batch.batch_idx)
+        kT = _per_atom((self.temperature * kB).to(device=device, dtype=dtype), batch)
+        gamma = _per_atom((self.friction / fs).to(device=device, dtype=dtype), batch)
         self._coefficients = langevin.coefficients(self.dt_internal, kT, gamma, batch.masses)
         self._counts = torch.as_tensor(batch.counts, dtype=dtype, device=device)
         if self._generator is None or self._generator.device != device:
@@ -110,3 +115,24 @@ class NVTLangevin(BaseDynamics):
         batch.velocities = langevin.velocity_half(
             batch.velocities, batch.forces, batch.masses, c1, c2, self._rnd_vel
         )
+
+
+def _check_shape(name: str, value: torch.Tensor, batch: Batch) -> None:
+    """Raise ValueError unless ``value`` is a scalar, ``[B]`` or ``[N]``."""
+    if value.dim() == 0 or value.shape in ((batch.num_graphs,), (batch.num_nodes,)):
+        return
+    if value.dim() == 1:
+        count = f"{value.shape[0]} values"
+    else:
+        count = f"shape {tuple(value.shape)}"
+    raise ValueError(
+        f"{name} has {count} for {batch.num_graphs} systems and {batch.num_nodes} atoms: "
+        f"give a float, one value per system ([{batch.num_graphs}]) or one per atom ([{batch.num_nodes}])"
+    )
+
+
+def _per_atom(values: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``[N]`` from a scalar, ``[B]`` (broadcast over each system's atoms) or ``[N]`` (as is)."""
+    if values.shape == (batch.num_nodes,):  # with B == N, the same values either way
+        return values
+    return segment_broadcast(values.expand(batch.num_graphs), batch.batch_idx)
