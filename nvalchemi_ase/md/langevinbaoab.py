@@ -12,12 +12,28 @@ import torch
 from ase import Atoms, units
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics import NVE, BaseDynamics
+from nvalchemi_ase.dynamics import NVE, BaseDynamics, LangevinBAOABNPT
 from nvalchemi_ase.dynamics import LangevinBAOAB as BAOABEngine
 from nvalchemi_ase.lookalike.random import check_rng, draw_per_system
+from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.md.md import MolecularDynamics
+from nvalchemi_ase.ops.baoab import external_stress_tensor
 
 __all__ = ["LangevinBAOAB"]
+
+
+def _numpy_draws(rng: Any, batch: Batch, atoms: bool, cell: int) -> list[torch.Tensor]:
+    """ASE's draws of a step, per system: ``normal(size=(n, 3))``, then the cell's (``cell``: 0, 1, 3)."""
+
+    def draw(generator: Any, n: int) -> tuple[np.ndarray, ...]:
+        values: tuple[np.ndarray, ...] = (generator.normal(size=(n, 3)),) if atoms else ()
+        if cell == 1:
+            values += (np.reshape(generator.normal(), (1, 1, 1)),)
+        elif cell == 3:
+            values += (generator.normal(size=(3, 3))[None],)
+        return values
+
+    return draw_per_system(rng, batch, draw)
 
 
 class _RngBAOAB(BAOABEngine):
@@ -31,7 +47,26 @@ class _RngBAOAB(BAOABEngine):
         if isinstance(self.rng, torch.Generator):
             shape = (batch.num_nodes, 3)
             return torch.randn(shape, generator=self.rng, dtype=batch.dtype, device=batch.device)
-        return draw_per_system(self.rng, batch, lambda rng, n: (rng.normal(size=(n, 3)),))[0]
+        return _numpy_draws(self.rng, batch, True, 0)[0]
+
+
+class _RngBAOABNPT(LangevinBAOABNPT):
+    """The variable-cell engine with ASE's draws: the atoms' ``normal(size=(n, 3))``, then the cell's."""
+
+    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rng = rng
+
+    def draw_noise(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.rng is None or isinstance(self.rng, torch.Generator):
+            if isinstance(self.rng, torch.Generator):
+                self._generator = self.rng
+            return super().draw_noise(batch)
+        cell = (1 if self.hydrostatic else 3) if self.cell_langevin else 0
+        draws = _numpy_draws(self.rng, batch, self.thermostatted, cell) if self.thermostatted else []
+        xi = draws[0] if self.thermostatted else None
+        eta = draws[-1] if cell else None
+        return xi, eta
 
 
 def _generator(rng: Any) -> Any:
@@ -42,7 +77,7 @@ def _generator(rng: Any) -> Any:
 
 
 class LangevinBAOAB(MolecularDynamics):
-    """Langevin dynamics in the BAOAB splitting, ASE's signature and numbers (constant volume).
+    """Langevin dynamics in the BAOAB splitting, ASE's signature and numbers (NVE/NVT, NPH/NPT).
 
     Parameters
     ----------
@@ -50,13 +85,20 @@ class LangevinBAOAB(MolecularDynamics):
         As :class:`~nvalchemi_ase.md.md.MolecularDynamics` (``timestep`` in ASE time units).
     temperature_K
         Temperature in K (one per system allowed for a list); ``None``: no
-        thermostat (velocity Verlet, as ASE's BAOAB without the O step).
-    externalstress, hydrostatic, P_tau, P_mass, P_mass_factor, disable_cell_langevin
-        ASE's variable-cell options: ``externalstress`` other than None raises
-        NotImplementedError (no batched barostat yet).
+        thermostat (velocity Verlet, as ASE's BAOAB without the O step; NPH
+        with ``externalstress``).
+    externalstress
+        Target stress in ASE units (the same for every system), enabling a
+        variable cell: a scalar (required when ``hydrostatic``), 3 values
+        (diagonal), 6 (Voigt) or a 3×3 matrix.
+    hydrostatic
+        Scale the cell (volume only) rather than strain it freely.
     T_tau
         Velocity relaxation time in ASE time units (``None``: 50 ``timestep``,
         with ASE's warning).
+    P_tau, P_mass, P_mass_factor, disable_cell_langevin
+        ASE's barostat options (``P_tau`` default 20 ``T_tau``, or 1000
+        ``timestep``; ``P_mass`` default ASE's heuristic, per system).
     rng
         A ``numpy.random.Generator``, or a seed for one (ASE's rule; ``None``:
         a random seed, with ASE's warning); a list gives one per system; a
@@ -67,7 +109,9 @@ class LangevinBAOAB(MolecularDynamics):
     Notes
     -----
     Constraints raise NotImplementedError (ASE's class uses constraint-projected
-    forces here, unlike the other integrators).
+    forces here, unlike the other integrators). With a variable cell, the
+    ``Atoms``' cells are written whenever their positions are; cells edited on
+    the host between steps are not sent to the device.
     """
 
     def __init__(
@@ -79,16 +123,18 @@ class LangevinBAOAB(MolecularDynamics):
         externalstress: Any = None,
         hydrostatic: bool = False,
         T_tau: Any = None,
-        P_tau: float | None = None,
-        P_mass: float | None = None,
+        P_tau: Any = None,
+        P_mass: Any = None,
         P_mass_factor: float = 1.0,
         disable_cell_langevin: bool = False,
         rng: Any = None,
         **kwargs: Any,
     ) -> None:
+        self.hydrostatic = hydrostatic
+        self.externalstress: Any = None
         if externalstress is not None:
-            raise NotImplementedError("LangevinBAOAB(externalstress=...) (variable cell) is not supported")
-        self.externalstress, self.hydrostatic = None, hydrostatic
+            stress = external_stress_tensor(externalstress, hydrostatic).numpy()
+            self.externalstress = stress[0, 0] if hydrostatic else stress
         self.disable_cell_langevin = disable_cell_langevin
         self.temperature_K = temperature_K
         self.rng = [_generator(r) for r in rng] if isinstance(rng, list | tuple) else _generator(rng)
@@ -107,10 +153,61 @@ class LangevinBAOAB(MolecularDynamics):
         if T_tau is not None and np.any(np.asarray(T_tau) <= 0):
             raise ValueError(f"Invalid T_tau {T_tau} <= 0")
         self.T_tau = T_tau
+        if self.externalstress is not None:
+            self._set_barostat(atoms, timestep, P_tau, P_mass, P_mass_factor)
         super().__init__(atoms, timestep, **kwargs)
+        if self.externalstress is not None:
+            self.Ndof = self._one_or_many(self.systems.degrees_of_freedom())
+
+    def _set_barostat(self, atoms: Any, timestep: float, P_tau: Any, P_mass: Any, factor: float) -> None:
+        """ASE's ``P_tau`` default, check and warnings, and ``barostat_mass`` (heuristic per system)."""
+        if P_tau is None:
+            if self.T_tau is not None:
+                P_tau = self._one_or_many(20.0 * np.asarray(self.T_tau))
+                warnings.warn(
+                    "Got `externalstress` but missing `P_tau`, got `T_tau`, "
+                    f"defaulting to 20 * `T_tau` = {P_tau}",
+                    stacklevel=3,
+                )
+            else:
+                P_tau = 1000.0 * timestep
+                warnings.warn(
+                    "Got `externalstress` but missing `P_tau` and `T_tau`, "
+                    f"defaulting to 1000 * `timestep` = {P_tau}",
+                    stacklevel=3,
+                )
+        self.P_tau = P_tau
+        if np.any(np.asarray(P_tau) <= 0):
+            raise ValueError(f"Invalid P_tau {P_tau} <= 0")
+        self.p_eps_initial = 0.0
+        if P_mass is None:
+            counts = np.array([len(a) for a in ([atoms] if isinstance(atoms, Atoms) else atoms)], dtype=float)
+            mass = (((np.asarray(P_tau) / 4.0) / (1.66 * units.fs)) * (counts ** (1.0 / 6.0))) ** 2
+            mass = self._one_or_many(mass)
+            warnings.warn(f"Using heuristic P_mass {mass} from P_tau {P_tau}", stacklevel=3)
+            P_mass = mass * factor
+        self.barostat_mass = P_mass
+
+    @staticmethod
+    def _one_or_many(values: Any) -> Any:
+        """A float for a single value (one system), else the array."""
+        values = np.asarray(values, dtype=float)
+        return float(values.flat[0]) if values.size == 1 else values
+
+    @property
+    def p_eps(self) -> Any:
+        """ASE's ``p_eps``: a float (hydrostatic) or 3×3 per system, stacked ``[B, ...]`` for a list."""
+        p_eps = getattr(self.engine, "p_eps", None)
+        if p_eps is None:
+            return 0.0
+        value = to_host([p_eps])[0]
+        value = value[:, 0, 0] if self.hydrostatic else value
+        return self._one_or_many(value) if self.hydrostatic else (value[0] if len(value) == 1 else value)
 
     def _make_engine(self, model: Any) -> BaseDynamics:
         self._forbid_constraints("LangevinBAOAB applies no constraints")
+        if self.externalstress is not None:
+            return self._make_barostat(model)
         if self.temperature_K is None:
             return NVE(model, dt=self.dt / units.fs)
         check_rng(self.rng, len(self.systems), self.systems.device)
@@ -121,3 +218,34 @@ class LangevinBAOAB(MolecularDynamics):
             T_tau=self._per_system_value(np.asarray(self.T_tau) / units.fs, "T_tau"),
             rng=self.rng,
         )
+
+    def _make_barostat(self, model: Any) -> BaseDynamics:
+        thermostatted = self.temperature_K is not None
+        if thermostatted:
+            check_rng(self.rng, len(self.systems), self.systems.device)
+        return _RngBAOABNPT(
+            model,
+            self.dt / units.fs,
+            torch.as_tensor(self.externalstress),
+            hydrostatic=self.hydrostatic,
+            temperature=self._per_system_value(self.temperature_K, "temperature_K")
+            if thermostatted
+            else None,
+            T_tau=self._per_system_value(np.asarray(self.T_tau) / units.fs, "T_tau")
+            if thermostatted
+            else None,
+            P_tau=self._per_system_value(np.asarray(self.P_tau) / units.fs, "P_tau"),
+            P_mass=torch.as_tensor(np.asarray(self.barostat_mass, dtype=float)),
+            disable_cell_langevin=self.disable_cell_langevin,
+            rng=self.rng if thermostatted else None,
+        )
+
+    def _report(
+        self, state: bool, log: bool, observe: bool, extras: bool = True, everyone: bool = False
+    ) -> None:
+        """Variable cell: the device cells go to the ``Atoms`` before their positions (and caches)."""
+        if state and self.externalstress is not None:
+            cells = to_host([self.systems.batch.cell])[0]
+            for b, atoms in enumerate(self.systems.atoms):
+                atoms.set_cell(cells[b], scale_atoms=False, apply_constraint=False)
+        super()._report(state, log, observe, extras, everyone)

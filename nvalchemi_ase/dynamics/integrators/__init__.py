@@ -7,6 +7,7 @@ from nvalchemi_ase.dynamics.integrators.berendsen import NVTBerendsen
 from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin import NVTLangevin
 from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
+from nvalchemi_ase.dynamics.integrators.langevin_baoab_npt import LangevinBAOABNPT
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.dynamics.integrators.nve import NVE, DemoDynamics
 
@@ -16,6 +17,7 @@ __all__ = [
     "Bussi",
     "DemoDynamics",
     "LangevinBAOAB",
+    "LangevinBAOABNPT",
     "NVTBerendsen",
     "NVTLangevin",
     "NoseHooverChainNVT",
