@@ -17,6 +17,7 @@ from nvalchemi_ase.dynamics import LangevinBAOAB as BAOABEngine
 from nvalchemi_ase.lookalike.random import check_rng, draw_per_system
 from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.md.md import MolecularDynamics
+from nvalchemi_ase.md.nose_hoover_chain import only_fixatoms
 from nvalchemi_ase.ops.baoab import external_stress_tensor
 
 __all__ = ["LangevinBAOAB"]
@@ -108,8 +109,10 @@ class LangevinBAOAB(MolecularDynamics):
 
     Notes
     -----
-    Constraints raise NotImplementedError (ASE's class uses constraint-projected
-    forces here, unlike the other integrators). With a variable cell, the
+    ``FixAtoms`` runs as in ASE at constant cell (the fixed atoms stay put with
+    zero momenta; ASE's noise draws still cover them). Other constraints, and
+    ``FixAtoms`` with a variable cell (ASE's class scales the fixed atoms with
+    the cell), raise NotImplementedError. With a variable cell, the
     ``Atoms``' cells are written whenever their positions are; cells edited on
     the host between steps are not sent to the device.
     """
@@ -205,8 +208,12 @@ class LangevinBAOAB(MolecularDynamics):
         return self._one_or_many(value) if self.hydrostatic else (value[0] if len(value) == 1 else value)
 
     def _make_engine(self, model: Any) -> BaseDynamics:
-        self._forbid_constraints("LangevinBAOAB applies no constraints")
+        only_fixatoms(self.systems.atoms, type(self).__name__)
         if self.externalstress is not None:
+            self._forbid_constraints(
+                "with externalstress, ASE's LangevinBAOAB scales FixAtoms atoms with the cell "
+                "(they move); not reproduced here"
+            )
             return self._make_barostat(model)
         if self.temperature_K is None:
             return NVE(model, dt=self.dt / units.fs)

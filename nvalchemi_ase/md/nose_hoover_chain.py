@@ -7,11 +7,23 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixAtoms
 
 from nvalchemi_ase.dynamics import NoseHooverChainNVT as NoseHooverEngine
 from nvalchemi_ase.md.md import MolecularDynamics
 
-__all__ = ["NoseHooverChainNVT"]
+__all__ = ["NoseHooverChainNVT", "only_fixatoms"]
+
+
+def only_fixatoms(systems: Sequence[Atoms], name: str) -> None:
+    """Raise NotImplementedError naming the first constraint that is not ``FixAtoms``."""
+    for index, atoms in enumerate(systems):
+        for constraint in atoms.constraints:
+            if type(constraint) is not FixAtoms:
+                raise NotImplementedError(
+                    f"atoms[{index}] has a {type(constraint).__name__} constraint: "
+                    f"{name} supports only FixAtoms"
+                )
 
 
 class NoseHooverChainNVT(MolecularDynamics):
@@ -32,9 +44,12 @@ class NoseHooverChainNVT(MolecularDynamics):
 
     Notes
     -----
-    ASE's class keeps private copies of positions and momenta, so it ignores
-    constraints in its thermostat and overwrites edits made between runs.
-    Here edits are taken into account, and constraints raise NotImplementedError.
+    ASE's class keeps private copies of positions and momenta and overwrites
+    edits made between runs; here edits are taken into account. ``FixAtoms``
+    runs as in ASE: the fixed atoms stay put with zero momenta, while their
+    private momenta (kicked by the forces, scaled by the chain) count in the
+    chain's kinetic energy, and the chain drives 3N degrees of freedom, fixed
+    atoms included. Other constraints raise NotImplementedError.
     """
 
     def __init__(
@@ -52,7 +67,7 @@ class NoseHooverChainNVT(MolecularDynamics):
         super().__init__(atoms, timestep, **kwargs)
 
     def _make_engine(self, model: Any) -> NoseHooverEngine:
-        self._forbid_constraints("NoseHooverChainNVT does not apply constraints (ASE's ignores them)")
+        only_fixatoms(self.systems.atoms, type(self).__name__)
         return NoseHooverEngine(
             model,
             self.dt / units.fs,
@@ -60,6 +75,7 @@ class NoseHooverChainNVT(MolecularDynamics):
             tdamp=self._per_system_value(np.asarray(self.tdamp) / units.fs, "tdamp"),
             tchain=self.tchain,
             tloop=self.tloop,
+            frozen_momenta=True,
         )
 
     def get_conserved_energy(self) -> float | np.ndarray:

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.data import AtomCategory, Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops import nose_hoover
+from nvalchemi_ase.ops import nose_hoover, segment_broadcast
 from nvalchemi_ase.ops.thermo import kinetic_energy
 from nvalchemi_ase.ops.verlet import drift, half_kick
 from nvalchemi_ase.units import fs, kB
@@ -38,6 +38,12 @@ class NoseHooverChainNVT(Thermostat):
         Number of thermostats in each chain (>= 1).
     tloop
         Number of sub-steps of each chain half step (>= 1).
+    frozen_momenta
+        Keep ASE's private velocities of frozen (``FixAtoms``) atoms in a
+        ``nhc_frozen_velocities`` field: ASE's class kicks them with the forces
+        and scales them with the chain, whose kinetic energy counts them, while
+        the atoms themselves stay put at zero momentum. False: the chain sees
+        frozen atoms at rest.
     n_steps, hooks, convergence_hook, **options
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
 
@@ -50,7 +56,7 @@ class NoseHooverChainNVT(Thermostat):
     to a conserved quantity.
     """
 
-    state_fields = ("nhc_eta", "nhc_p_eta")
+    state_fields: tuple[str, ...] = ("nhc_eta", "nhc_p_eta")
     tdamp = PerSystemParameter("fs", positive=True)
 
     def __init__(
@@ -61,6 +67,7 @@ class NoseHooverChainNVT(Thermostat):
         tdamp: ParameterValue,
         tchain: int = 3,
         tloop: int = 1,
+        frozen_momenta: bool = False,
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
@@ -73,10 +80,13 @@ class NoseHooverChainNVT(Thermostat):
         self.tdamp = tdamp
         self.tchain = tchain
         self.tloop = tloop
+        self.frozen_momenta = bool(frozen_momenta)
+        if self.frozen_momenta:
+            self.state_fields = (*type(self).state_fields, "nhc_frozen_velocities")
 
     def init_state(self, batch: Batch) -> None:
         super().init_state(batch)
-        for name in self.state_fields:
+        for name in ("nhc_eta", "nhc_p_eta"):
             if name not in batch.field_names():
                 zeros = torch.zeros(batch.num_graphs, self.tchain, dtype=batch.dtype, device=batch.device)
                 batch.add_field(name, zeros, Scope.SYSTEM)
@@ -85,6 +95,8 @@ class NoseHooverChainNVT(Thermostat):
                     f"batch field {name} holds chains of {getattr(batch, name).shape[1]}, "
                     f"this engine's tchain is {self.tchain}"
                 )
+        if self.frozen_momenta and "nhc_frozen_velocities" not in batch.field_names():
+            batch.add_field("nhc_frozen_velocities", batch.velocities.clone(), Scope.ATOM)
 
     def prepare(self, batch: Batch) -> None:
         self._kT = self.per_system("temperature", batch, kB)
@@ -114,16 +126,31 @@ class NoseHooverChainNVT(Thermostat):
             delta,
             self.tloop,
         )
-        batch.velocities = batch.velocities * scale[index].unsqueeze(1)
+        batch.velocities = batch.velocities * segment_broadcast(scale, index).unsqueeze(1)
+
+    def _resume_frozen(self, batch: Batch) -> None:
+        """``frozen_momenta``: give the frozen atoms back their private velocities."""
+        if self.frozen_momenta:
+            frozen = (batch.atom_categories == AtomCategory.FROZEN.value).unsqueeze(1)
+            batch.velocities = torch.where(frozen, batch.nhc_frozen_velocities, batch.velocities)
+
+    def _keep_frozen(self, batch: Batch) -> None:
+        """``frozen_momenta``: remember the frozen atoms' velocities (a freeze hook zeroes them next)."""
+        if self.frozen_momenta:
+            batch.nhc_frozen_velocities = batch.velocities.clone()
 
     def pre_update(self, batch: Batch) -> None:
         dt = self.dt_internal
+        self._resume_frozen(batch)
         self.integrate_chain(batch, dt / 2)
         velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
         batch.positions = drift(batch.positions, velocities, dt)
         batch.velocities = velocities
+        self._keep_frozen(batch)
 
     def post_update(self, batch: Batch) -> None:
         dt = self.dt_internal
+        self._resume_frozen(batch)
         batch.velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
         self.integrate_chain(batch, dt / 2)
+        self._keep_frozen(batch)
