@@ -174,7 +174,7 @@ class NativeConstraintHook:
             lam = segment_sum(masses.unsqueeze(1) * forces, idx, count)
             lam = lam / segment_sum(masses.square(), idx, count).unsqueeze(1)
             lam = torch.where(self.com.unsqueeze(1), lam, torch.zeros_like(lam))
-            forces = forces - masses.unsqueeze(1) * lam[idx]
+            forces = forces - masses.unsqueeze(1) * segment_broadcast(lam, idx)
         return forces
 
     def _velocities(self, batch: Batch, velocities: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ def to_padded(values: torch.Tensor, index: torch.Tensor, num_systems: int, width
 
 def from_padded(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Per-system rows ``[B, width]`` back to per-atom values ``[N, 3]``."""
-    return rows.reshape(-1)[index]
+    return rows.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def initial_hessian(num_systems: int, width: int, alpha: float, like: torch.Tensor) -> torch.Tensor:

@@ -110,7 +110,7 @@ class Andersen(Thermostat):
         velocities = batch.velocities
         if self.fixcm:
             com_velocity = andersen.box_muller(self._com_width, *self.draw_center_of_mass_uniforms(batch))
-            velocities = velocities + com_velocity[index]
+            velocities = velocities + segment_broadcast(com_velocity, index)
         velocities = half_kick(velocities, batch.forces, batch.masses, dt)
         x, y, chance = self.draw_collision_uniforms(batch)
         random_velocities = andersen.box_muller(self._width, x, y)

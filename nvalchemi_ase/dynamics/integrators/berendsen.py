@@ -14,7 +14,7 @@ import torch
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops import berendsen
+from nvalchemi_ase.ops import berendsen, segment_broadcast
 from nvalchemi_ase.ops.thermo import kinetic_energy, temperature
 from nvalchemi_ase.ops.verlet import drift, half_kick
 from nvalchemi_ase.units import fs
@@ -76,7 +76,7 @@ class NVTBerendsen(Thermostat):
         kinetic = kinetic_energy(batch.velocities, batch.masses, index, batch.num_graphs)
         current = temperature(kinetic, self.degrees_of_freedom(batch))
         scale = berendsen.velocity_scale(current, self._target, self.dt_internal, self._taut)
-        batch.velocities = batch.velocities * scale[index].unsqueeze(1)
+        batch.velocities = batch.velocities * segment_broadcast(scale, index).unsqueeze(1)
         return scale
 
     def pre_update(self, batch: Batch) -> None:

@@ -16,7 +16,7 @@ import torch
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops import bussi
+from nvalchemi_ase.ops import bussi, segment_broadcast
 from nvalchemi_ase.ops.thermo import kinetic_energy
 from nvalchemi_ase.ops.verlet import drift, half_kick
 from nvalchemi_ase.units import fs, kB
@@ -104,7 +104,7 @@ class Bussi(Thermostat):
         normal, gamma = self.draw_noise(batch, shape)
         chi_square = bussi.chi_square(gamma, shape)
         alpha = bussi.rescaling_factor(kinetic, self._kT, dof, self._decay, normal, chi_square)
-        batch.velocities = batch.velocities * alpha[index].unsqueeze(1)
+        batch.velocities = batch.velocities * segment_broadcast(alpha, index).unsqueeze(1)
         batch.bussi_transferred_energy = batch.bussi_transferred_energy + bussi.transferred_energy(
             alpha, kinetic
         )
