@@ -156,5 +156,25 @@ class HostConstraintHook:
             adjusted[rows] = mirror.get_momenta() / masses
         batch.velocities = self._put(batch.velocities, adjusted)
 
+    @property
+    def noise_systems(self) -> list[int]:
+        """The systems with a constraint that redistributes Langevin noise (``redistribute_forces_md``)."""
+        return [
+            b
+            for b, mirror in zip(self.selected, self.mirrors, strict=True)
+            if any(hasattr(c, "redistribute_forces_md") for c in mirror.constraints)
+        ]
+
+    def redistribute_noise(self, system: int, noise: np.ndarray) -> None:
+        """As ASE's ``Langevin.step``: ``redistribute_forces_md(atoms, noise, rand=True)``, in place.
+
+        ``noise`` is system ``system``'s ``[n, 3]`` draw. The mirror holds
+        the positions of the last constraint call (those of this step's start).
+        """
+        mirror = self.mirrors[self.selected.index(system)]
+        for constraint in mirror.constraints:
+            if hasattr(constraint, "redistribute_forces_md"):
+                constraint.redistribute_forces_md(mirror, noise, rand=True)
+
     def __repr__(self) -> str:
         return f"HostConstraintHook(systems={self.selected}, md={self.md})"

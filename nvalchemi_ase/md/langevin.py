@@ -8,7 +8,7 @@ constraints) and, given the same ``rng``, the same numbers: every step draws
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,9 @@ from ase import Atoms, units
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import NVTLangevin
+from nvalchemi_ase.lookalike.host_constraints import HostConstraintHook
 from nvalchemi_ase.lookalike.random import check_rng, draw_per_system
+from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
 
 __all__ = ["Langevin"]
@@ -39,15 +41,59 @@ class _RngLangevin(NVTLangevin):
     def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rng = rng
+        self.redistribution: _NoiseRedistribution | None = None
 
     def draw_noise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = self.rng
+        rng, redistribution = self.rng, self.redistribution
         if isinstance(rng, torch.Generator):
             shape = (batch.num_nodes, 3)
             xi = torch.randn(shape, generator=rng, dtype=batch.dtype, device=batch.device)
-            return xi, torch.randn(shape, generator=rng, dtype=batch.dtype, device=batch.device)
-        xi, eta = draw_per_system(rng, batch, _xi_eta)
+            eta = torch.randn(shape, generator=rng, dtype=batch.dtype, device=batch.device)
+            return (xi, eta) if redistribution is None else redistribution.on_device(xi, eta)
+        draw = _xi_eta if redistribution is None else redistribution.draw(batch.num_graphs)
+        xi, eta = draw_per_system(rng, batch, draw)
         return xi, eta
+
+
+class _NoiseRedistribution:
+    """ASE's redistribution of ξ and η within linear triatomics, on the host, for the systems that need it.
+
+    ASE's ``Langevin.step`` draws ξ, η, then lets each constraint with
+    ``redistribute_forces_md`` redistribute them (``rand=True``) before they
+    are used. Only the systems carrying such constraints do this host work.
+    """
+
+    def __init__(self, hook: HostConstraintHook, starts: np.ndarray, device: torch.device) -> None:
+        self.hook = hook
+        self.systems = hook.noise_systems
+        rows = [np.arange(starts[b], starts[b + 1]) for b in self.systems]
+        local = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+        self.local = [slice(int(local[k]), int(local[k + 1])) for k in range(len(rows))]
+        self.index = torch.as_tensor(np.concatenate(rows), dtype=torch.long, device=device)
+
+    def draw(self, count: int) -> Callable[[Any, int], tuple[np.ndarray, np.ndarray]]:
+        """A ``draw_per_system`` function: ξ, η for system 0, 1, ... redistributed for those systems."""
+        systems = iter(range(count))
+        targets = set(self.systems)
+
+        def draw(rng: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+            b = next(systems)
+            xi, eta = _xi_eta(rng, n)
+            if b in targets:
+                self.hook.redistribute_noise(b, xi)
+                self.hook.redistribute_noise(b, eta)
+            return xi, eta
+
+        return draw
+
+    def on_device(self, xi: torch.Tensor, eta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device draws (a ``torch.Generator``): those systems' rows redistributed on the host."""
+        host_xi, host_eta = to_host([xi.index_select(0, self.index), eta.index_select(0, self.index)])
+        for b, rows in zip(self.systems, self.local, strict=True):
+            self.hook.redistribute_noise(b, host_xi[rows])
+            self.hook.redistribute_noise(b, host_eta[rows])
+        put = lambda t, v: t.index_copy(0, self.index, torch.as_tensor(v, dtype=t.dtype).to(t.device))  # noqa: E731
+        return put(xi, host_xi), put(eta, host_eta)
 
 
 class _PerSystem(list):
@@ -134,8 +180,9 @@ class Langevin(MolecularDynamics):
     over all atoms in system order. An ``(N,)`` array fails in ASE and raises
     ValueError here; per-direction values (``(N, 3)`` or ``(3,)`` arrays that
     differ along the last axis) work in ASE but raise NotImplementedError.
-    Constraints with ``redistribute_forces_md`` (``FixLinearTriatomic``) are
-    not supported.
+    Constraints with ``redistribute_forces_md`` (``FixLinearTriatomic``)
+    redistribute ξ and η on the host, as ASE does, for the systems that carry
+    them (host work for those systems only).
     """
 
     _lgv_version = 5
@@ -164,14 +211,13 @@ class Langevin(MolecularDynamics):
         self.fix_com = fixcm
         self.rng = np.random if rng is None else rng
         super().__init__(atoms, timestep, **kwargs)
+        hook = self._host_constraints
+        if hook is not None and hook.noise_systems:
+            self._rng_engine.redistribution = _NoiseRedistribution(
+                hook, self.systems.starts, self.systems.device
+            )
 
     def _make_engine(self, model: Any) -> _RngLangevin:
-        for index, atoms in enumerate(self.systems.atoms):
-            if any(hasattr(c, "redistribute_forces_md") for c in atoms.constraints):
-                raise NotImplementedError(
-                    f"atoms[{index}]: constraints that redistribute the Langevin noise "
-                    "(FixLinearTriatomic) are not supported"
-                )
         check_rng(self.rng, len(self.systems), self.systems.device)
         return _RngLangevin(
             model,
@@ -235,6 +281,11 @@ class Langevin(MolecularDynamics):
             return self._per_system_value(values, name)
         part = _per_atom(values, name, sum(len(a) for a in atoms))
         return part if isinstance(part, float) else torch.as_tensor(part)
+
+    @property
+    def _rng_engine(self) -> _RngLangevin:
+        assert isinstance(self.engine, _RngLangevin)
+        return self.engine
 
     @property
     def _engine(self) -> NVTLangevin:
