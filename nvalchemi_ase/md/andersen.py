@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 from ase import Atoms, units
+from ase.constraints import FixAtoms, FixBondLengths, FixCartesian, FixCom, Hookean
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import AtomCategory, Batch
 from nvalchemi_ase.dynamics import Andersen as AndersenEngine
 from nvalchemi_ase.lookalike.random import check_rng, draw_per_system, to_device
 from nvalchemi_ase.md.md import MolecularDynamics
@@ -20,9 +21,15 @@ __all__ = ["Andersen"]
 class _RngAndersen(AndersenEngine):
     """The Andersen engine with ASE's uniforms: ``rng.random(3)`` ×2, then ``rng.random((n, 3))`` ×3."""
 
+    held: torch.Tensor | None = None
+    """``[N, 3]`` bool: components FixAtoms/FixCartesian hold (``fixcm`` only), or None."""
+
     def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rng = rng
+
+    def keep_held(self, positions: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+        return moved if self.held is None else torch.where(self.held, positions, moved)
 
     def draw_center_of_mass_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.rng, torch.Generator):
@@ -42,6 +49,26 @@ class _RngAndersen(AndersenEngine):
             return draws[0], draws[1], draws[2]
         x, y, chance = draw_per_system(self.rng, batch, _collision_uniforms)
         return x, y, chance
+
+
+HELD = (FixAtoms, FixCartesian)
+"""With ``fixcm``: constraints that hold positions, applied around the centre-of-mass restore as ASE does."""
+SHIFT_FREE = (FixCom, Hookean, FixBondLengths)
+"""With ``fixcm``: constraints a rigid shift leaves alone (order with the restore does not matter)."""
+
+
+def _check_fixcm_constraints(systems: Sequence[Atoms]) -> None:
+    """``fixcm=True``: each system's constraints all in ``HELD`` or all in ``SHIFT_FREE``."""
+    for index, atoms in enumerate(systems):
+        kinds = {type(constraint) for constraint in atoms.constraints}
+        if kinds <= set(HELD) or kinds <= set(SHIFT_FREE):
+            continue
+        names = ", ".join(sorted(kind.__name__ for kind in kinds))
+        raise NotImplementedError(
+            f"atoms[{index}] has constraints {names}: Andersen(fixcm=True) supports FixAtoms and "
+            "FixCartesian, or FixCom, Hookean and FixBondLength(s) (ASE applies the others before and "
+            "after its centre-of-mass restore; not reproduced here); use fixcm=False"
+        )
 
 
 def _collision_uniforms(rng: Any, count: int) -> tuple[np.ndarray, ...]:
@@ -71,9 +98,14 @@ class Andersen(MolecularDynamics):
 
     Notes
     -----
-    Constraints are supported with ``fixcm=False`` (ASE's order of the
-    centre-of-mass restore and the constraints is not reproduced with
-    ``fixcm=True``: NotImplementedError).
+    Constraints are supported with ``fixcm=False``. With ``fixcm=True`` (ASE
+    applies the constraints to the drift, restores the centre of mass, and
+    applies them again), each system may carry ``FixAtoms`` and
+    ``FixCartesian`` (the held atoms stay put, so the centre of mass moves a
+    little, as in ASE), or ``FixCom``, ``Hookean`` and ``FixBondLength(s)``;
+    other constraints and mixtures (``FixedPlane``, ``Hookean`` with
+    ``FixAtoms``, ...) raise NotImplementedError (ASE applies them before and
+    after the restore; not reproduced here).
     """
 
     def __init__(
@@ -94,9 +126,7 @@ class Andersen(MolecularDynamics):
 
     def _make_engine(self, model: Any) -> _RngAndersen:
         if self.fix_com:
-            self._forbid_constraints(
-                "Andersen(fixcm=True) with constraints is not supported; use fixcm=False"
-            )
+            _check_fixcm_constraints(self.systems.atoms)
         check_rng(self.rng, len(self.systems), self.systems.device)
         return _RngAndersen(
             model,
@@ -106,6 +136,15 @@ class Andersen(MolecularDynamics):
             fixcm=bool(self.fix_com),
             rng=self.rng,
         )
+
+    def _install_hooks(self) -> None:
+        super()._install_hooks()
+        plan, batch = self.constraint_plan, self.systems.batch
+        if self.fix_com and (plan.frozen or plan.fixed_components is not None):
+            held = (batch.atom_categories == AtomCategory.FROZEN.value).unsqueeze(1).expand(-1, 3)
+            if plan.fixed_components is not None:
+                held = held | torch.as_tensor(plan.fixed_components, device=batch.device)
+            self._andersen.held = held
 
     def set_temperature(self, temperature_K: float) -> None:
         self.temp = units.kB * np.asarray(temperature_K, dtype=float)

@@ -17,7 +17,7 @@ from nvalchemi_ase.dynamics import LangevinBAOAB as BAOABEngine
 from nvalchemi_ase.lookalike.random import check_rng, draw_per_system
 from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.md.md import MolecularDynamics
-from nvalchemi_ase.md.nose_hoover_chain import only_fixatoms
+from nvalchemi_ase.md.nose_hoover_chain import SUPPORTED, no_fixcom_mixture, only_constraints
 from nvalchemi_ase.ops.baoab import external_stress_tensor
 
 __all__ = ["LangevinBAOAB"]
@@ -110,7 +110,13 @@ class LangevinBAOAB(MolecularDynamics):
     Notes
     -----
     ``FixAtoms`` runs as in ASE at constant cell (the fixed atoms stay put with
-    zero momenta; ASE's noise draws still cover them). Other constraints, and
+    zero momenta; ASE's noise draws still cover them), and so do
+    ``FixCartesian``, ``FixCom``, ``FixedPlane`` and ``Hookean`` (ASE projects
+    the velocities after each kick and noise; here the positions and the
+    final velocities are projected, which gives the same numbers). Other
+    constraints (``FixBondLength(s)``: ASE lets the bonds drift), ``FixCom``
+    next to anything but ``Hookean`` (ASE's ``FixCom`` moves atoms the other
+    constraint holds), and
     ``FixAtoms`` with a variable cell (ASE's class scales the fixed atoms with
     the cell), raise NotImplementedError. With a variable cell, the
     ``Atoms``' cells are written whenever their positions are; cells edited on
@@ -208,7 +214,13 @@ class LangevinBAOAB(MolecularDynamics):
         return self._one_or_many(value) if self.hydrostatic else (value[0] if len(value) == 1 else value)
 
     def _make_engine(self, model: Any) -> BaseDynamics:
-        only_fixatoms(self.systems.atoms, type(self).__name__)
+        only_constraints(
+            self.systems.atoms,
+            type(self).__name__,
+            SUPPORTED,
+            "ASE moves the positions without applying other constraints to them: bonds drift",
+        )
+        no_fixcom_mixture(self.systems.atoms, type(self).__name__)
         if self.externalstress is not None:
             self._forbid_constraints(
                 "with externalstress, ASE's LangevinBAOAB scales FixAtoms atoms with the cell "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import units
-from ase.constraints import FixAtoms, FixBondLength, FixCom
+from ase.constraints import FixAtoms, FixBondLength, FixCom, FixedPlane
 from ase.md.andersen import Andersen as AseAndersen
 from ase.md.bussi import Bussi as AseBussi
 from ase.md.nose_hoover_chain import NoseHooverChainNVT as AseNoseHoover
@@ -95,7 +95,7 @@ def test_ase_checks_and_unsupported_cases():
     with pytest.raises(TypeError, match="taut"):
         NVTBerendsen(still, DT, temperature_K=80)
     fixed = ours(argon_bulk(1))
-    fixed.set_constraint(FixAtoms(indices=[0]))
+    fixed.set_constraint(FixedPlane([0], [0, 0, 1]))
     with pytest.raises(NotImplementedError, match="fixcm"):
         Andersen(fixed, DT, temperature_K=80, andersen_prob=0.1)
     moving = ours(with_velocities([argon_bulk(1)])[0])

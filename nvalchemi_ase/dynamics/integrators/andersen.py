@@ -104,6 +104,16 @@ class Andersen(Thermostat):
         chance = torch.rand(shape, generator=generator, dtype=batch.dtype, device=batch.device)
         return x, y, chance
 
+    def keep_held(self, positions: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+        """With ``fixcm``: the positions that constraints hold keep ``positions`` (none here).
+
+        Called on the drifted positions before and after the centre-of-mass
+        restore, as ASE's ``set_positions`` and ``set_center_of_mass`` apply
+        the constraints; the look-alike overrides it for ``FixAtoms`` and
+        ``FixCartesian``.
+        """
+        return moved
+
     def pre_update(self, batch: Batch) -> None:
         self.refresh(batch)
         dt, index, count = self.dt_internal, batch.batch_idx, batch.num_graphs
@@ -120,8 +130,10 @@ class Andersen(Thermostat):
             old_center = andersen.center_of_mass(positions, batch.masses, index, count)
             velocities = remove_drift(velocities, batch.masses, index, count)
         moved = drift(positions, velocities, dt)
-        if self.fixcm:
+        if self.fixcm:  # ASE: set_positions (constraints), then set_center_of_mass (constraints again)
+            moved = self.keep_held(positions, moved)
             moved = andersen.move_center_of_mass(moved, old_center, batch.masses, index)
+            moved = self.keep_held(positions, moved)
         batch.positions, batch.velocities = moved, (moved - positions) / dt
 
     def post_update(self, batch: Batch) -> None:
