@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from ase import units
 from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLennardJones
-from ase.md.verlet import VelocityVerlet
-from common import machine
+from common import ase_verlet_per_system_step, machine, time_nve
 
-from nvalchemi_ase import Batch, LennardJones
-from nvalchemi_ase.dynamics import NVE, HostMemory
+from nvalchemi_ase import LennardJones
+from nvalchemi_ase.dynamics import HostMemory
 from nvalchemi_ase.dynamics.hooks import LoggingHook, MaxForceClampHook, NaNDetectorHook, SnapshotHook
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
@@ -43,28 +40,6 @@ def argon_systems(count: int) -> list:
     return systems
 
 
-def ours(systems: list, steps: int, device: str, dtype: torch.dtype, hooks: list) -> float:
-    batch = Batch.from_atoms(systems, device=device, dtype=dtype)
-    engine = NVE(LennardJones(**ARGON), dt=2.0, hooks=hooks)
-    engine.run(batch, n_steps=2)  # prime forces, build lists, load kernels
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    engine.run(batch, n_steps=steps)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def ase_per_system_step(systems: list, steps: int) -> float:
-    start = time.perf_counter()
-    for atoms in systems:
-        atoms = atoms.copy()
-        atoms.calc = AseLennardJones(**ARGON)
-        VelocityVerlet(atoms, 2.0 * units.fs).run(steps)
-    return (time.perf_counter() - start) / (len(systems) * steps)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -76,9 +51,9 @@ def main() -> None:
     systems = argon_systems(args.systems)
     print(f"machine: {machine()}; device {args.device}, {args.dtype}")
 
-    bare = ours(systems, args.steps, args.device, dtype, hooks=[])
+    bare = time_nve(LennardJones(**ARGON), systems, args.steps, args.device, dtype)
     per_step = bare / (args.systems * args.steps)
-    reference = ase_per_system_step(systems[:4], 10)
+    reference = ase_verlet_per_system_step(systems[:4], lambda: AseLennardJones(**ARGON), 10)
     atom_steps = args.systems * 108 * args.steps / bare
     print(
         f"NVE {args.systems} x 108 Ar, {args.steps} steps: ours {bare:.2f} s "
@@ -95,7 +70,7 @@ def main() -> None:
             LoggingHook(frequency=100, backend="csv", log_path=str(Path(folder) / "log.csv")),
             SnapshotHook(sink=sink, frequency=100),
         ]
-        hooked = ours(systems, args.steps, args.device, dtype, hooks=hooks)
+        hooked = time_nve(LennardJones(**ARGON), systems, args.steps, args.device, dtype, hooks)
     print(
         f"with NaN + clamp + logging/100 + snapshots/100: {hooked:.2f} s vs bare {bare:.2f} s -> "
         f"overhead {100 * (hooked / bare - 1):.1f}%"

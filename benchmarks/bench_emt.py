@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 import torch
-from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT as AseEMT
-from ase.md.verlet import VelocityVerlet
-from common import machine, measure
+from common import ase_verlet_per_system_step, machine, measure, time_nve
 
 from nvalchemi_ase import Batch
-from nvalchemi_ase.dynamics import NVE
 from nvalchemi_ase.models import evaluate
 from nvalchemi_ase.models.emt import EMT
 
@@ -60,28 +56,6 @@ def forces(systems: list, device: str, dtype: torch.dtype) -> tuple[float, float
     return batched, ase_s, float(np.abs(ours - np.concatenate(reference)).max())
 
 
-def ours_nve(systems: list, steps: int, device: str, dtype: torch.dtype) -> float:
-    batch = Batch.from_atoms(systems, device=device, dtype=dtype)
-    engine = NVE(EMT(), dt=2.0)
-    engine.run(batch, n_steps=2)  # prime forces, build lists, load kernels
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    engine.run(batch, n_steps=steps)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def ase_per_system_step(systems: list, steps: int) -> float:
-    start = time.perf_counter()
-    for atoms in systems:
-        atoms = atoms.copy()
-        atoms.calc = AseEMT()
-        VelocityVerlet(atoms, 2.0 * units.fs).run(steps)
-    return (time.perf_counter() - start) / (len(systems) * steps)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -105,9 +79,9 @@ def main() -> None:
         f"({atoms / batched:.3g} atoms/s); largest force difference {difference:.1e} eV/Å"
     )
 
-    ours = ours_nve(systems, args.steps, args.device, dtype)
+    ours = time_nve(EMT(), systems, args.steps, args.device, dtype)
     per_step = ours / (args.systems * args.steps)
-    reference = ase_per_system_step(systems[:4], 10)
+    reference = ase_verlet_per_system_step(systems[:4], AseEMT, 10)
     print(
         f"NVE {args.systems} x 108 Cu, {args.steps} steps of 2 fs: ours {ours:.2f} s "
         f"({per_step * 1e3:.3f} ms per system-step, {atoms * args.steps / ours:.3g} atom-steps/s); "
