@@ -1,12 +1,13 @@
-"""Shared checks of batched optimizers against ASE's: the reference set-up and the run-to-convergence test."""
+"""Batched optimizers against ASE's: the reference set-up, runs to convergence, refilled batches."""
 
 from __future__ import annotations
 
 import numpy as np
+from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLennardJones
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics import ConvergenceHook
+from nvalchemi_ase.dynamics import ConvergenceHook, FusedStage, InflightSampler
 from nvalchemi_ase.models import LennardJones
 from tests.structures import argon_bulk, ragged_systems
 
@@ -52,3 +53,23 @@ def assert_stops_where_ase_stops(engine_class, ase_class, systems, fmax: float, 
         )
     assert engine.step_count == max(counts)
     assert len(set(counts)) > 1
+
+
+def assert_refills_equal_ase_alone(engine_class, ase_class) -> None:
+    """Eight structures (4 or 8 atoms) streamed three at a time: each relaxation, carried through
+    the refills (slicing and joining its state), ends where ASE's optimizer ends on it alone."""
+    structures = []
+    for k in range(8):
+        atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((1 + k % 2, 1, 1))
+        atoms.rattle(0.05 + 0.02 * k, seed=k)
+        structures.append(atoms)
+    engine = engine_class(
+        LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01), n_steps=300
+    )
+    results = FusedStage([engine]).run_inflight(InflightSampler(structures, max_systems=3, device="cpu"))
+    for k, (atoms, result) in enumerate(zip(structures, results, strict=True)):
+        reference, optimizer = ase_reference(ase_class, atoms)
+        assert optimizer.run(fmax=0.01, steps=300)
+        np.testing.assert_allclose(
+            result.positions, reference.positions, rtol=0, atol=1e-9, err_msg=f"structure {k}"
+        )

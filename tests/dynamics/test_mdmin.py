@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
 from ase.optimize import MDMin as AseMDMin
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics import ConvergenceHook, FusedStage, InflightSampler
+from nvalchemi_ase.dynamics import ConvergenceHook
 from nvalchemi_ase.dynamics.optimizers.mdmin import MDMin
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
 from tests.dynamics.optimizer_checks import (
     ARGON,
     ase_reference,
+    assert_refills_equal_ase_alone,
     assert_stops_where_ase_stops,
     relax_systems,
 )
@@ -51,21 +51,7 @@ def test_run_stops_each_system_where_ase_converges():
 
 
 def test_refilled_batches_equal_ase_alone():
-    # Eight structures (4 or 8 atoms) streamed three at a time: each relaxation, carried through
-    # the refills (slicing and joining its state), ends where ASE's MDMin ends on it alone.
-    structures = []
-    for k in range(8):
-        atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((1 + k % 2, 1, 1))
-        atoms.rattle(0.05 + 0.02 * k, seed=k)
-        structures.append(atoms)
-    engine = MDMin(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(0.01), n_steps=300)
-    results = FusedStage([engine]).run_inflight(InflightSampler(structures, max_systems=3, device="cpu"))
-    for k, (atoms, result) in enumerate(zip(structures, results, strict=True)):
-        reference, optimizer = ase_reference(AseMDMin, atoms)
-        assert optimizer.run(fmax=0.01, steps=300)
-        np.testing.assert_allclose(
-            result.positions, reference.positions, rtol=0, atol=1e-9, err_msg=f"structure {k}"
-        )
+    assert_refills_equal_ase_alone(MDMin, AseMDMin)
 
 
 def test_first_step_is_half_kick_and_maxstep_caps_longest_atom():
