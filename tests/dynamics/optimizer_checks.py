@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+import torch
 from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLennardJones
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import ConvergenceHook, FusedStage, InflightSampler
 from nvalchemi_ase.models import LennardJones
+from tests.cuda import no_syncs
 from tests.structures import argon_bulk, ragged_systems
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
@@ -73,3 +77,38 @@ def assert_refills_equal_ase_alone(engine_class, ase_class) -> None:
         np.testing.assert_allclose(
             result.positions, reference.positions, rtol=0, atol=1e-9, err_msg=f"structure {k}"
         )
+
+
+def step_along_with_ase(engine_class, ase_class, params: dict, steps: int, fmax: float, atol: float):
+    """Our engine and ASE's optimizer (each system alone) step together on ``relax_systems()``;
+    positions agree to ``atol`` after every step. Returns the batch and ASE's ``(atoms, optimizer)`` pairs."""
+    systems = relax_systems()
+    batch = Batch.from_atoms(systems, device="cpu")
+    engine = engine_class(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(fmax), **params)
+    engine.run(batch, n_steps=0)
+    references = [ase_reference(ase_class, atoms, **params) for atoms in systems]
+    ptr = batch.ptr.tolist()
+    for step in range(steps):
+        engine.step()
+        for b, (reference, optimizer) in enumerate(references):
+            ase_step(reference, optimizer, fmax)
+            ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
+            np.testing.assert_allclose(
+                ours, reference.positions, rtol=0, atol=atol, err_msg=f"step {step}, system {b}"
+            )
+    return batch, references
+
+
+def assert_cuda_steps_do_not_sync_and_equal_cpu(engine_class, fmax: float) -> None:
+    """Ten steps on CUDA raise no hidden sync and end where the same ten steps on the CPU end."""
+    results = []
+    for device in ("cpu", "cuda"):
+        batch = Batch.from_atoms(relax_systems(), device=device)
+        hook = ConvergenceHook.from_fmax(fmax, frequency=1000)  # the host check stays out of the window
+        engine = engine_class(LennardJones(**ARGON), convergence_hook=hook)
+        engine.run(batch, n_steps=3)
+        with no_syncs() if device == "cuda" else contextlib.nullcontext():
+            for _ in range(10):
+                engine.step(batch)
+        results.append(batch.positions.cpu())
+    assert torch.allclose(results[0], results[1], rtol=0, atol=1e-9)

@@ -20,6 +20,7 @@ from tests.dynamics.optimizer_checks import (
     ase_step,
     assert_stops_where_ase_stops,
     relax_systems,
+    step_along_with_ase,
 )
 from tests.tolerances import FLOAT64_ATOL
 
@@ -40,20 +41,8 @@ def _one_torch_thread():
 
 @pytest.mark.parametrize("params", [{}, {"maxstep": 0.05, "alpha": 30.0}])
 def test_equals_ase_bfgs_step_by_step(params):
-    systems = relax_systems()
-    batch = Batch.from_atoms(systems, device="cpu")
-    engine = BFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(TIGHT_FMAX), **params)
-    engine.run(batch, n_steps=0)
-    references = [ase_reference(AseBFGS, atoms, **params) for atoms in systems]
+    batch, references = step_along_with_ase(BFGS, AseBFGS, params, 30, TIGHT_FMAX, STEP_ATOL)
     ptr = batch.ptr.tolist()
-    for step in range(30):
-        engine.step()
-        for b, (reference, optimizer) in enumerate(references):
-            ase_step(reference, optimizer, TIGHT_FMAX)
-            ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
-            np.testing.assert_allclose(
-                ours, reference.positions, rtol=0, atol=STEP_ATOL, err_msg=f"step {step}, system {b}"
-            )
     for b, (_, optimizer) in enumerate(references):
         dofs = 3 * (ptr[b + 1] - ptr[b])
         hessian = batch.bfgs_hessian[b].numpy()

@@ -6,8 +6,6 @@ steps they fire; these runs use none, or fire them outside the checked window.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
@@ -16,21 +14,12 @@ from nvalchemi_ase.dynamics import NVE, NVTLangevin
 from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook, MaxForceClampHook
 from nvalchemi_ase.hooks import NeighborListHook, WrapPeriodicHook
 from nvalchemi_ase.models import LennardJones
+from tests.cuda import no_syncs
 from tests.structures import argon_bulk
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
 
 pytestmark = pytest.mark.gpu
-
-
-@contextlib.contextmanager
-def no_syncs():
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
 
 
 def _batch():

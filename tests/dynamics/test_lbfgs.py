@@ -14,11 +14,11 @@ from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.ops.lbfgs import LBFGSState, lbfgs_step, two_loop
 from tests.dynamics.optimizer_checks import (
     ARGON,
-    ase_reference,
-    ase_step,
+    assert_cuda_steps_do_not_sync_and_equal_cpu,
     assert_refills_equal_ase_alone,
     assert_stops_where_ase_stops,
     relax_systems,
+    step_along_with_ase,
 )
 from tests.tolerances import FLOAT64_ATOL
 
@@ -34,20 +34,8 @@ TIGHT_FMAX = 1e-9
     ids=["defaults", "short-memory"],
 )
 def test_equals_ase_lbfgs_step_by_step(params):
-    systems = relax_systems()
-    batch = Batch.from_atoms(systems, device="cpu")
-    engine = LBFGS(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(TIGHT_FMAX), **params)
-    engine.run(batch, n_steps=0)
-    references = [ase_reference(AseLBFGS, atoms, **params) for atoms in systems]
+    batch, references = step_along_with_ase(LBFGS, AseLBFGS, params, 50, TIGHT_FMAX, STEP_ATOL)
     ptr = batch.ptr.tolist()
-    for step in range(50):
-        engine.step()
-        for b, (reference, optimizer) in enumerate(references):
-            ase_step(reference, optimizer, TIGHT_FMAX)
-            ours = batch.positions[ptr[b] : ptr[b + 1]].numpy()
-            np.testing.assert_allclose(
-                ours, reference.positions, rtol=0, atol=STEP_ATOL, err_msg=f"step {step}, system {b}"
-            )
     for b, (_, optimizer) in enumerate(references):
         assert batch.lbfgs_iteration[b].item() == optimizer.state.iteration
         kept = len(optimizer.state.rho)  # min(memory, iterations), oldest first
@@ -142,21 +130,4 @@ def test_memory_mismatch_with_carried_state():
 
 @pytest.mark.gpu
 def test_cuda_steps_do_not_sync_and_equal_cpu():
-    systems = relax_systems()
-    results = []
-    for device in ("cpu", "cuda"):
-        batch = Batch.from_atoms(systems, device=device)
-        hook = ConvergenceHook.from_fmax(TIGHT_FMAX, frequency=1000)  # the host check stays out of the window
-        engine = LBFGS(LennardJones(**ARGON), convergence_hook=hook)
-        engine.run(batch, n_steps=3)
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-        try:
-            for _ in range(10):
-                engine.step(batch)
-        finally:
-            if device == "cuda":
-                torch.cuda.set_sync_debug_mode(0)
-        results.append(batch.positions.cpu())
-    assert torch.allclose(results[0], results[1], rtol=0, atol=1e-9)
+    assert_cuda_steps_do_not_sync_and_equal_cpu(LBFGS, TIGHT_FMAX)

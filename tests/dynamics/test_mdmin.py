@@ -15,6 +15,7 @@ from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
 from tests.dynamics.optimizer_checks import (
     ARGON,
     ase_reference,
+    assert_cuda_steps_do_not_sync_and_equal_cpu,
     assert_refills_equal_ase_alone,
     assert_stops_where_ase_stops,
     relax_systems,
@@ -96,21 +97,4 @@ def test_bad_parameters(name, value):
 
 @pytest.mark.gpu
 def test_cuda_steps_do_not_sync_and_equal_cpu():
-    systems = relax_systems()
-    results = []
-    for device in ("cpu", "cuda"):
-        batch = Batch.from_atoms(systems, device=device)
-        hook = ConvergenceHook.from_fmax(1e-9, frequency=1000)  # the host check stays out of the window
-        engine = MDMin(LennardJones(**ARGON), convergence_hook=hook)
-        engine.run(batch, n_steps=3)
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-        try:
-            for _ in range(10):
-                engine.step(batch)
-        finally:
-            if device == "cuda":
-                torch.cuda.set_sync_debug_mode(0)
-        results.append(batch.positions.cpu())
-    assert torch.allclose(results[0], results[1], rtol=0, atol=1e-9)
+    assert_cuda_steps_do_not_sync_and_equal_cpu(MDMin, 1e-9)

@@ -19,6 +19,7 @@ from nvalchemi_ase.dynamics.sinks import (
     TrajectorySink,
 )
 from nvalchemi_ase.models import LennardJones, evaluate
+from tests.cuda import no_syncs
 from tests.structures import ragged_systems
 from tests.tolerances import EXTXYZ_ATOL
 
@@ -244,11 +245,8 @@ def test_gpu_buffer_on_cuda_without_host_syncs(batch):
     sink = GPUBuffer(capacity=12)
     sink.write(cuda, mask=_mask(0, 4).cuda())  # allocates; a device mask costs one sync
     assert all(tensor.is_cuda for tensor in sink.buffers.values())
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with no_syncs():
         sink.write(cuda)  # the whole batch: index copies only
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     read = sink.read()
     assert read.device.type == "cuda"
     assert_same_systems(read, batch.index_select([0, 4, 0, 1, 2, 3, 4, 5]))

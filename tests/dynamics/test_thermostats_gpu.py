@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
@@ -14,6 +12,7 @@ from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.models import LennardJones
+from tests.cuda import no_syncs
 from tests.structures import argon_bulk
 from tests.tolerances import DEVICE_MATCH_ATOL
 
@@ -30,16 +29,6 @@ ENGINES = {
     "nose-hoover": lambda: NoseHooverChainNVT(LennardJones(**ARGON), 2.0, TEMPERATURES, tdamp=20.0, **START),
     "baoab": lambda: LangevinBAOAB(LennardJones(**ARGON), 2.0, TEMPERATURES, T_tau=20.0, seed=0, **START),
 }
-
-
-@contextlib.contextmanager
-def no_syncs():
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
 
 
 def _batch(device: str) -> Batch:

@@ -17,6 +17,7 @@ from nvalchemi_ase.hooks.bias import BiasedPotentialHook
 from nvalchemi_ase.hooks.protocol import Hook, HookContext
 from nvalchemi_ase.models import LennardJones, evaluate
 from nvalchemi_ase.ops import segment_sum
+from tests.cuda import no_syncs
 from tests.structures import argon_bulk
 from tests.tolerances import FLOAT64_ATOL, FLOAT64_RTOL
 
@@ -180,10 +181,7 @@ def test_the_bias_on_cuda_adds_without_host_syncs():
     cuda = cpu.to("cuda")
     hook = BiasedPotentialHook(harmonic_restraint)
     _fire(hook, cpu)
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with no_syncs():
         _fire(hook, cuda)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(cuda.energy.cpu(), cpu.energy, rtol=1e-12, atol=0)
     torch.testing.assert_close(cuda.forces.cpu(), cpu.forces, rtol=0, atol=FLOAT64_ATOL)

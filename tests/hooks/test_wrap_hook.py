@@ -14,6 +14,7 @@ from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.hooks.periodic import WrapPeriodicHook, wrap_positions
 from nvalchemi_ase.hooks.protocol import Hook, HookContext
 from nvalchemi_ase.models import LennardJones, evaluate
+from tests.cuda import no_syncs
 from tests.structures import argon_bulk, ragged_systems, random_cells
 from tests.tolerances import FLOAT64_ATOL
 
@@ -146,9 +147,6 @@ def test_wrapping_on_cuda_equals_cpu_without_host_syncs():
     cpu = Batch.from_atoms(systems, device="cpu")
     cuda = cpu.to("cuda")
     _wrap(cpu)
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with no_syncs():
         _wrap(cuda)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(cuda.positions.cpu(), cpu.positions, rtol=0, atol=POSITION_ATOL)

@@ -8,8 +8,6 @@ the same steps, to the same positions.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
@@ -23,6 +21,7 @@ from nvalchemi_ase.dynamics import FIRE as FIREEngine
 from nvalchemi_ase.dynamics import ConvergenceHook
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.optimize import FIRE
+from tests.cuda import no_syncs
 from tests.lookalike.common import ARGON, TRAJECTORY_ATOL, assert_same_state, ours, theirs
 from tests.structures import argon_bulk, ragged_systems
 from tests.tolerances import FLOAT64_RTOL
@@ -167,10 +166,7 @@ def test_downhill_steps_do_not_sync_on_cuda():
         **BIG_STEPS,
     )
     engine.run(batch, n_steps=3)  # set-up (may sync)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    with contextlib.ExitStack() as stack:
-        stack.callback(torch.cuda.set_sync_debug_mode, 0)
+    with no_syncs():
         for _ in range(20):
             engine.step(batch)
     torch.cuda.synchronize()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
@@ -13,20 +11,11 @@ from ase.constraints import FixAtoms, FixCartesian, FixCom
 from nvalchemi_ase import BatchedCalculator
 from nvalchemi_ase.md import Langevin, VelocityVerlet
 from nvalchemi_ase.models import LennardJones
+from tests.cuda import no_syncs
 from tests.lookalike.common import ARGON, TRAJECTORY_ATOL, with_velocities
 from tests.structures import argon_bulk
 
 pytestmark = pytest.mark.gpu
-
-
-@contextlib.contextmanager
-def no_syncs():
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
 
 
 def _systems(device):
