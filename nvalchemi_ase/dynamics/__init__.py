@@ -18,7 +18,7 @@ from nvalchemi_ase.dynamics.integrators import (
     NVTLangevin,
 )
 from nvalchemi_ase.dynamics.optimizers import BFGS, FIRE, LBFGS, MDMin
-from nvalchemi_ase.dynamics.sinks import (
+from nvalchemi_ase.sinks import (
     DataSink,
     GPUBuffer,
     HostMemory,

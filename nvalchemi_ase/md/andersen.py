@@ -10,9 +10,9 @@ import torch
 from ase import Atoms, units
 from ase.constraints import FixAtoms, FixBondLengths, FixCartesian, FixCom, Hookean
 
+from nvalchemi_ase._lookalike.random import check_rng, draw_per_system, to_device
 from nvalchemi_ase.data import AtomCategory, Batch
 from nvalchemi_ase.dynamics import Andersen as AndersenEngine
-from nvalchemi_ase.lookalike.random import check_rng, draw_per_system, to_device
 from nvalchemi_ase.md.md import MolecularDynamics
 
 __all__ = ["Andersen"]

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
+from nvalchemi_ase._lookalike.engines import AseDegreesOfFreedom
+from nvalchemi_ase._lookalike.random import check_rng, to_device
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import Bussi as BussiEngine
-from nvalchemi_ase.lookalike.engines import AseDegreesOfFreedom
-from nvalchemi_ase.lookalike.random import check_rng, to_device
 from nvalchemi_ase.md.verlet import VelocityVerlet
 
 __all__ = ["Bussi"]

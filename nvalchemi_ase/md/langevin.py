@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
+from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
+from nvalchemi_ase._lookalike.random import check_rng, draw_per_system
 from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import NVTLangevin
-from nvalchemi_ase.lookalike.host_constraints import HostConstraintHook
-from nvalchemi_ase.lookalike.random import check_rng, draw_per_system
-from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
 
 __all__ = ["Langevin"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ase.md.logger import MDLogger
 
-from nvalchemi_ase.lookalike.outputs import system_paths
+from nvalchemi_ase._lookalike.outputs import system_paths
 
 __all__ = ["MDLogger", "MDLoggers", "attach_md_logger"]
 

@@ -16,7 +16,7 @@ from ase import Atoms, units
 from ase.md.md import process_temperature
 from ase.parallel import world
 
-from nvalchemi_ase.lookalike.base import LookalikeDynamics
+from nvalchemi_ase._lookalike.base import LookalikeDynamics
 from nvalchemi_ase.md.logger import attach_md_logger
 
 __all__ = ["MolecularDynamics", "process_temperature"]

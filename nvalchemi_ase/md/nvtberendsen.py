@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 
+from nvalchemi_ase._lookalike.engines import AseDegreesOfFreedom
 from nvalchemi_ase.dynamics import NVTBerendsen as BerendsenEngine
-from nvalchemi_ase.lookalike.engines import AseDegreesOfFreedom
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
 
 __all__ = ["NVTBerendsen"]

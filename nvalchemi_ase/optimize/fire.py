@@ -12,10 +12,10 @@ from ase.optimize.fire import _forbid_maxmove
 from ase.optimize.optimize import OptimizableAtoms
 from ase.utils import deprecated
 
+from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import FIRE as FIREEngine
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.optimize.optimize import Optimizer
 
 __all__ = ["FIRE"]

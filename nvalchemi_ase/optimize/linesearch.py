@@ -29,9 +29,9 @@ import torch
 from ase.utils.linesearch import LineSearch
 
 from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import LBFGS as LBFGSEngine
 from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.lookalike.systems import to_host
 from nvalchemi_ase.ops.lbfgs import lbfgs_direction
 
 __all__ = ["LineSearchLBFGSEngine", "run_line_searches"]

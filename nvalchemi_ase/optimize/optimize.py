@@ -19,9 +19,9 @@ import torch
 from ase import Atoms
 from ase.parallel import world
 
+from nvalchemi_ase._lookalike.base import LookalikeDynamics
+from nvalchemi_ase._lookalike.outputs import OptimizerLog, system_paths
 from nvalchemi_ase.dynamics import ConvergenceHook
-from nvalchemi_ase.lookalike.base import LookalikeDynamics
-from nvalchemi_ase.lookalike.outputs import OptimizerLog, system_paths
 from nvalchemi_ase.ops.thermo import max_force
 
 __all__ = ["DEFAULT_MAX_STEPS", "Optimizer", "RestartError"]
@@ -64,7 +64,7 @@ class Optimizer(LookalikeDynamics):
         as the trajectories are).
     logfile
         ``None``, ``'-'`` (stdout), a path or an open file: ASE's log lines
-        (see :class:`~nvalchemi_ase.lookalike.outputs.OptimizerLog` for lists).
+        (see :class:`~nvalchemi_ase._lookalike.outputs.OptimizerLog` for lists).
     trajectory
         Path, open writer, or list of them (one ``.traj`` per system for a list).
     append_trajectory, master, comm, loginterval

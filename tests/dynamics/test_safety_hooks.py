@@ -11,8 +11,8 @@ import torch
 from nvalchemi_ase import Batch, LennardJones
 from nvalchemi_ase.dynamics import DemoDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.hooks import MaxForceClampHook, NaNDetectorHook
-from nvalchemi_ase.dynamics.hooks.safety import NonFiniteError, clamp_forces
 from nvalchemi_ase.hooks import HookContext
+from nvalchemi_ase.hooks.safety import NonFiniteError, clamp_forces
 from tests.structures import argon_bulk
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
-from nvalchemi_ase.dynamics.sinks import (
+from nvalchemi_ase.models import LennardJones, evaluate
+from nvalchemi_ase.sinks import (
     DataSink,
     GPUBuffer,
     HostMemory,
@@ -18,7 +19,6 @@ from nvalchemi_ase.dynamics.sinks import (
     SinkFullError,
     TrajectorySink,
 )
-from nvalchemi_ase.models import LennardJones, evaluate
 from tests.cuda import no_syncs
 from tests.structures import ragged_systems
 from tests.tolerances import EXTXYZ_ATOL

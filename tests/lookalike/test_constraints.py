@@ -11,7 +11,7 @@ from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 from ase.optimize import FIRE as AseFIRE
 
 from nvalchemi_ase import BatchedCalculator
-from nvalchemi_ase.lookalike import HostConstraintHook, NativeConstraintHook
+from nvalchemi_ase._lookalike import HostConstraintHook, NativeConstraintHook
 from nvalchemi_ase.md import Langevin, VelocityVerlet
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.optimize import FIRE

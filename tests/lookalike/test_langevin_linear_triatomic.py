@@ -11,7 +11,7 @@ from ase.constraints import FixLinearTriatomic
 from ase.md.langevin import Langevin as AseLangevin
 
 from nvalchemi_ase import BatchedCalculator
-from nvalchemi_ase.lookalike import HostConstraintHook
+from nvalchemi_ase._lookalike import HostConstraintHook
 from nvalchemi_ase.md import Langevin
 from nvalchemi_ase.models import LennardJones
 from tests.lookalike.common import assert_same_state

@@ -1,4 +1,4 @@
-"""Built-in dynamics hooks: observers, safety checks and constraints.
+"""Built-in dynamics hooks (re-exported from :mod:`nvalchemi_ase.hooks`, where they live).
 
 Observers (``AFTER_STEP``): :class:`LoggingHook`, :class:`SnapshotHook`,
 :class:`EnergyDriftMonitorHook`; :class:`ConvergedSnapshotHook` (``ON_CONVERGE``);
@@ -9,12 +9,12 @@ Observers (``AFTER_STEP``): :class:`LoggingHook`, :class:`SnapshotHook`,
 
 from __future__ import annotations
 
-from nvalchemi_ase.dynamics.hooks.drift import EnergyDriftError, EnergyDriftMonitorHook, EnergyDriftWarning
-from nvalchemi_ase.dynamics.hooks.freeze import FreezeAtomsHook
-from nvalchemi_ase.dynamics.hooks.logging import LoggingHook
-from nvalchemi_ase.dynamics.hooks.profiler import ProfilerHook
-from nvalchemi_ase.dynamics.hooks.safety import MaxForceClampHook, NaNDetectorHook, NonFiniteError
-from nvalchemi_ase.dynamics.hooks.snapshot import ConvergedSnapshotHook, SnapshotHook
+from nvalchemi_ase.hooks.drift import EnergyDriftError, EnergyDriftMonitorHook, EnergyDriftWarning
+from nvalchemi_ase.hooks.freeze import FreezeAtomsHook
+from nvalchemi_ase.hooks.logging import LoggingHook
+from nvalchemi_ase.hooks.profiler import ProfilerHook
+from nvalchemi_ase.hooks.safety import MaxForceClampHook, NaNDetectorHook, NonFiniteError
+from nvalchemi_ase.hooks.snapshot import ConvergedSnapshotHook, SnapshotHook
 
 __all__ = [
     "ConvergedSnapshotHook",

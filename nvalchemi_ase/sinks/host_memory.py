@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics.sinks.base import DataSink, check_capacity
+from nvalchemi_ase.sinks.base import DataSink, check_capacity
 
 _CPU = torch.device("cpu")
 

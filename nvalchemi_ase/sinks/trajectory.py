@@ -13,7 +13,7 @@ import torch
 from ase.io.trajectory import Trajectory, TrajectoryWriter
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics.sinks.base import DataSink, check_capacity
+from nvalchemi_ase.sinks.base import DataSink, check_capacity
 
 _SUFFIXES = {"traj": ".traj", "extxyz": ".extxyz"}
 

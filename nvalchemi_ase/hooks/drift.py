@@ -15,8 +15,8 @@ import warnings
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.ops.thermo import kinetic_energy
 
 METRICS = {"absolute": "eV", "per_atom": "eV/atom", "per_atom_per_step": "eV/atom/step"}

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.data import FIELDS, Batch, Field, Kind, Scope, SystemMeta
-from nvalchemi_ase.dynamics.sinks.base import DataSink, SinkFullError, check_capacity
+from nvalchemi_ase.sinks.base import DataSink, SinkFullError, check_capacity
 
 
 @dataclass(frozen=True)

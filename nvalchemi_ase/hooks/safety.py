@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
-from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.ops.segment import segment_sum
 
 CLAMP_LOGGER = logging.getLogger("nvalchemi_ase.clamp")

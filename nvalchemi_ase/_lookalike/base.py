@@ -1,6 +1,6 @@
 """``LookalikeDynamics``: what ASE's ``BaseDynamics`` gives, over a batched engine.
 
-The look-alike owns the systems (:class:`~nvalchemi_ase.lookalike.systems.Systems`),
+The look-alike owns the systems (:class:`~nvalchemi_ase._lookalike.systems.Systems`),
 an engine from :mod:`nvalchemi_ase.dynamics` built by the subclass
 (:meth:`LookalikeDynamics._make_engine`), ASE's observer list, trajectory
 files and constraint routing. One engine hook fires after every step; it
@@ -21,14 +21,15 @@ from ase import Atoms
 from ase.parallel import world
 from ase.utils import IOContext
 
+from nvalchemi_ase._lookalike.constraints import NativeConstraintHook, plan_constraints, release_host_systems
+from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
+from nvalchemi_ase._lookalike.outputs import TrajectoryOutput
+from nvalchemi_ase._lookalike.systems import Systems
+from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import BaseDynamics
 from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.lookalike.constraints import NativeConstraintHook, plan_constraints, release_host_systems
-from nvalchemi_ase.lookalike.host_constraints import HostConstraintHook
-from nvalchemi_ase.lookalike.outputs import TrajectoryOutput
-from nvalchemi_ase.lookalike.systems import Systems, to_host
 
 __all__ = ["LookalikeDynamics"]
 
@@ -61,7 +62,7 @@ class LookalikeDynamics(IOContext):
         One ``ase.Atoms`` or a list of them, advanced together in one batch.
     trajectory
         ``None``, a path (one ``.traj`` per system for a list, see
-        :func:`~nvalchemi_ase.lookalike.outputs.system_paths`), an open writer
+        :func:`~nvalchemi_ase._lookalike.outputs.system_paths`), an open writer
         (one system), or a list of paths or writers (one per system).
     append_trajectory
         Append to existing trajectory files instead of replacing them.

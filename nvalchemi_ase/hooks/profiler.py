@@ -17,8 +17,8 @@ import time
 import nvtx
 import torch
 
-from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.hooks.stages import DynamicsStage
 
 PROFILED_STAGES = tuple(s for s in DynamicsStage if s <= DynamicsStage.AFTER_STEP)
 """BEFORE_STEP ... AFTER_STEP: the eight stages of a step (ON_CONVERGE is not timed)."""

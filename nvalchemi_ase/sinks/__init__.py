@@ -9,9 +9,9 @@ sink raises :class:`SinkEmptyError`.
 
 from __future__ import annotations
 
-from nvalchemi_ase.dynamics.sinks.base import DataSink, SinkEmptyError, SinkFullError
-from nvalchemi_ase.dynamics.sinks.gpu_buffer import GPUBuffer
-from nvalchemi_ase.dynamics.sinks.host_memory import HostMemory
-from nvalchemi_ase.dynamics.sinks.trajectory import TrajectorySink
+from nvalchemi_ase.sinks.base import DataSink, SinkEmptyError, SinkFullError
+from nvalchemi_ase.sinks.gpu_buffer import GPUBuffer
+from nvalchemi_ase.sinks.host_memory import HostMemory
+from nvalchemi_ase.sinks.trajectory import TrajectorySink
 
 __all__ = ["DataSink", "GPUBuffer", "HostMemory", "SinkEmptyError", "SinkFullError", "TrajectorySink"]

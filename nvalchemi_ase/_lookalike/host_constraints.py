@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.lookalike.systems import to_host
 
 __all__ = ["HostConstraintHook"]
 

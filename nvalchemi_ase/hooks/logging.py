@@ -21,8 +21,8 @@ from typing import IO, Any
 import torch
 
 from nvalchemi_ase.data import AtomCategory, Batch
-from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.ops.segment import segment_sum
 from nvalchemi_ase.ops.thermo import kinetic_energy, max_force, temperature
 

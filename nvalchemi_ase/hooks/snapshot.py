@@ -1,7 +1,7 @@
 """Write the batch to a data sink: every ``frequency`` steps, or each system once, as it converges.
 
 A sink is anything with ``write(batch, mask=None)`` (see
-:mod:`nvalchemi_ase.dynamics.sinks`); the sink makes whatever copy it keeps,
+:mod:`nvalchemi_ase.sinks`); the sink makes whatever copy it keeps,
 the hooks hand it the live batch.
 """
 
@@ -12,8 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.hooks.stages import DynamicsStage
 
 
 @runtime_checkable

@@ -8,12 +8,12 @@ constraint on the host) and ASE's output formats.
 
 from __future__ import annotations
 
-from nvalchemi_ase.lookalike.base import LookalikeDynamics
-from nvalchemi_ase.lookalike.constraints import ConstraintPlan, NativeConstraintHook, plan_constraints
-from nvalchemi_ase.lookalike.host_constraints import HostConstraintHook
-from nvalchemi_ase.lookalike.outputs import OptimizerLog, TrajectoryOutput, system_paths
-from nvalchemi_ase.lookalike.random import check_rng, draw_per_system, to_device
-from nvalchemi_ase.lookalike.systems import Systems
+from nvalchemi_ase._lookalike.base import LookalikeDynamics
+from nvalchemi_ase._lookalike.constraints import ConstraintPlan, NativeConstraintHook, plan_constraints
+from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
+from nvalchemi_ase._lookalike.outputs import OptimizerLog, TrajectoryOutput, system_paths
+from nvalchemi_ase._lookalike.random import check_rng, draw_per_system, to_device
+from nvalchemi_ase._lookalike.systems import Systems
 
 __all__ = [
     "ConstraintPlan",

@@ -10,7 +10,7 @@ Routing, per system (decided once, at construction):
 * anything else (``FixBondLengths``, ``Hookean``, ``FixedPlane``,
   ``ExternalForce``, ``FixSubsetCom``, mixtures, ...): the whole list, in
   order, on the host through ASE's own ``adjust_*`` methods
-  (:class:`~nvalchemi_ase.lookalike.host_constraints.HostConstraintHook`).
+  (:class:`~nvalchemi_ase._lookalike.host_constraints.HostConstraintHook`).
 
 What is applied where follows ASE: MD (``md=True``) moves positions through
 the constraints, re-derives velocities from the constrained displacement and
