@@ -1,7 +1,7 @@
 """``FusedStage``: several engines in one loop (relax + md), one shared force call per step.
 
 ``status[b]`` says which sub-stage system b is in; ``len(stages)`` means done.
-One fused step, as the spec draws it:
+One fused step, in order:
 
 1. each sub-stage's BEFORE_STEP hooks;
 2. for each sub-stage: BEFORE_PRE_UPDATE hooks, then its ``pre_update`` for its

@@ -60,7 +60,7 @@ class HookContext:
 
     @property
     def workflow(self) -> Any:
-        """The engine (the spec's name for ``dynamics``)."""
+        """The engine (also reachable as ``dynamics``)."""
         return self.dynamics
 
 

@@ -2,7 +2,7 @@
 
 It lives in the hook core so that hooks can name their stages without
 importing the engines; ``nvalchemi_ase.dynamics.base.DynamicsStage`` is the
-same class (the spec's import path).
+same class (the import path the engines' users know).
 """
 
 from __future__ import annotations

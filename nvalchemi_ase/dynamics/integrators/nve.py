@@ -35,4 +35,4 @@ class NVE(BaseDynamics):
 
 
 class DemoDynamics(NVE):
-    """The spec's name for velocity-Verlet dynamics (``dt`` in fs), identical to :class:`NVE`."""
+    """Another name for velocity-Verlet dynamics (``dt`` in fs), identical to :class:`NVE`."""

@@ -1,12 +1,11 @@
-"""The spec's hook usage examples, as written there (``nvalchemi`` renamed ``nvalchemi_ase``), runnable.
+"""Hook recipes: logging, snapshots, safety checks, a bias, profiling and drift monitoring, runnable.
 
-Each snippet expects ``model``, ``batch`` and ``DemoDynamics`` to exist, as in
-the spec; :func:`main` provides them (a small argon crystal and Lennard-Jones)
-and runs every snippet in a temporary folder. ``tests/test_spec_examples.py``
-checks that the snippets are still the spec's, line for line, and what each
-one produces.
+Each recipe is a short snippet that expects ``model``, ``batch`` and
+``DemoDynamics`` to exist; :func:`main` provides them (a small argon crystal and
+Lennard-Jones) and runs every recipe in a temporary folder.
+``tests/test_hook_recipes.py`` checks what each one produces.
 
-Run:  python examples/spec_hook_examples.py [--only logging,snapshots,...]
+Run:  python examples/hook_recipes.py [--only logging,snapshots,...]
 """
 
 from __future__ import annotations
@@ -84,7 +83,7 @@ dynamics = DemoDynamics(model=model, dt=0.5, hooks=[hook])
 
 
 def namespace() -> dict:
-    """What the spec's snippets assume: a model, a one-system batch (the bias example's energy is [1, 1])."""
+    """What the recipes assume: a model, a one-system batch (the bias example's energy is [1, 1])."""
     atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
     atoms.rattle(0.05, seed=0)
     atoms.set_velocities(np.random.default_rng(0).normal(scale=0.002, size=(len(atoms), 3)))
@@ -97,7 +96,7 @@ def namespace() -> dict:
 
 def run(name: str, scope: dict) -> dict:
     """Execute one snippet in ``scope`` (which it extends) and return the scope."""
-    exec(compile(EXAMPLES[name], f"spec example '{name}'", "exec"), scope)
+    exec(compile(EXAMPLES[name], f"hook recipe '{name}'", "exec"), scope)
     return scope
 
 
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         try:
             for name in args.only.split(","):
                 done[name] = run(name, namespace())
-                print(f"ran the spec's '{name}' example")
+                print(f"ran the '{name}' hook recipe")
         finally:
             os.chdir(here)
     return done
