@@ -57,7 +57,7 @@ class PairPotential(BatchedModel):
     """A ``wp.func`` ``(r2, params) -> vec2d(u, du)`` for the fused kernel (see ``pair_kernel``), or None."""
 
     def kernel_parameters(self) -> torch.Tensor:
-        """The float64 parameter vector ``kernel_terms`` reads."""
+        """The float64 parameter vector ``kernel_terms`` reads, on the host (copied to the device once)."""
         raise NotImplementedError
 
     def forward(
@@ -91,10 +91,24 @@ class PairPotential(BatchedModel):
         from nvalchemi_ase.models.pair_kernel import pair_sums
 
         energies, forces, virials = pair_sums(
-            self.kernel_terms, self.kernel_parameters(), batch.positions, neighbors, self.cutoff, with_virials
+            self.kernel_terms,
+            self._parameters_on(batch.device),
+            batch.positions,
+            neighbors,
+            self.cutoff,
+            with_virials,
         )
         dtype = batch.dtype
         return energies.to(dtype), forces.to(dtype), None if virials is None else virials.to(dtype)
+
+    def _parameters_on(self, device: torch.device) -> torch.Tensor:
+        """``kernel_parameters()`` on ``device``, the same tensor while the values stay the same."""
+        values = self.kernel_parameters()  # a host tensor: comparing it costs no device sync
+        key = (values.numpy().tobytes(), device)
+        cached = getattr(self, "_parameters_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._parameters_cache = (key, values.to(device=device, dtype=torch.float64))
+        return cached[1]
 
     def _torch_sums(
         self, batch: Batch, neighbors: Neighbors, with_virials: bool

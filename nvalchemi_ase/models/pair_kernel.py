@@ -134,23 +134,83 @@ def _launch(kernel: Any, rows: int, inputs: list[Any], device: torch.device) -> 
     """
     threads = min(torch.get_num_threads(), rows // _ROWS_PER_THREAD)
     if device.type != "cpu" or threads < 2:
-        stream = wp.stream_from_torch(device) if device.type == "cuda" else None
-        wp.launch(kernel, dim=rows, inputs=[0, *inputs], device=wp.device_from_torch(device), stream=stream)
+        _recorded(kernel, 0, rows, device, inputs).launch()
         return
     _load_on_cpu(kernel)  # compiling or loading must not race between the threads
     bounds = [rows * k // threads for k in range(threads + 1)]
     pool = _cpu_threads(threads)
     launches = [
-        pool.submit(wp.launch, kernel, dim=end - start, inputs=[start, *inputs], device="cpu")
+        pool.submit(_recorded(kernel, start, end - start, device, inputs).launch)
         for start, end in itertools.pairwise(bounds)
     ]
     for launch in launches:
         launch.result()
 
 
+_DESCRIPTORS: dict[tuple, Any] = {}
+_LAUNCHES: dict[tuple, tuple[Any, list[Any]]] = {}
+_CACHE_SIZE = 1024
+
+
+def _descriptor(tensor: torch.Tensor, dtype: Any = None) -> Any:
+    """Warp's view of ``tensor`` (no copy, no reference to the tensor), cached by address and layout.
+
+    ``wp.from_torch`` costs about 15 µs per argument, and a launch has ten: on a
+    small system that was most of a step. A view depends only on the address,
+    shape, strides, dtype and device, so a cached one is exactly right for any
+    later tensor with the same memory and layout (tensors freed and allocated
+    again at the same address included). The caller keeps the tensor alive
+    while the kernel runs.
+    """
+    key = (tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype, tensor.device, dtype)
+    found = _DESCRIPTORS.get(key)
+    if found is None:
+        if len(_DESCRIPTORS) >= _CACHE_SIZE:
+            _DESCRIPTORS.clear()
+        found = _DESCRIPTORS[key] = wp.from_torch(tensor, dtype=dtype, return_ctype=True)
+    return found
+
+
+def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: list[Any]) -> Any:
+    """A recorded warp launch of ``kernel`` over rows ``first .. first + rows`` with ``inputs`` set.
+
+    Packing every argument again costs more than the kernel on small systems;
+    a recorded launch re-packs only the arguments whose view changed since its
+    last use (positions and outputs, typically).
+    """
+    key = (kernel, first, rows, device)
+    found = _LAUNCHES.get(key)
+    if found is None:
+        if len(_LAUNCHES) >= _CACHE_SIZE:
+            _LAUNCHES.clear()
+        stream = wp.stream_from_torch(device) if device.type == "cuda" else None
+        command = wp.launch(
+            kernel,
+            dim=rows,
+            inputs=[first, *inputs],
+            device=wp.device_from_torch(device),
+            stream=stream,
+            record_cmd=True,
+        )
+        _LAUNCHES[key] = (command, list(inputs))
+        return command
+    command, current = found
+    for index, value in enumerate(inputs):
+        if value is not current[index]:
+            command.set_param_at_index(index + 1, value)
+            current[index] = value
+    return command
+
+
 @functools.cache
 def _load_on_cpu(kernel: Any) -> None:
     wp.load_module(kernel.module, device="cpu")
+
+
+@functools.lru_cache(maxsize=64)
+def _float64(value: float) -> Any:
+    """One warp scalar per value, so a recorded launch sees the same object while it is unchanged."""
+    return wp.float64(value)
 
 
 def pair_sums(
@@ -171,6 +231,7 @@ def pair_sums(
     """
     device = positions.device
     f64 = torch.float64
+    params = params.to(device=device, dtype=f64).contiguous()
     positions = positions.detach().to(f64).contiguous()
     cell = neighbors.cell.detach().to(f64).contiguous()
     n = positions.shape[0]
@@ -178,17 +239,17 @@ def pair_sums(
     forces = torch.empty(n, 3, dtype=f64, device=device)
     virials = torch.empty(n if with_virials else 0, 3, 3, dtype=f64, device=device)
     inputs = [
-        wp.from_torch(positions, dtype=wp.vec3d),
-        wp.from_torch(neighbors.raw_matrix),
-        wp.from_torch(neighbors.raw_counts),
-        wp.from_torch(neighbors.raw_shifts, dtype=wp.vec3i),
-        wp.from_torch(cell, dtype=wp.vec3d),
-        wp.from_torch(neighbors.batch_idx),
-        wp.from_torch(params.to(device=device, dtype=f64).contiguous()),
-        wp.float64(cutoff * cutoff),
-        wp.from_torch(energies),
-        wp.from_torch(forces, dtype=wp.vec3d),
-        wp.from_torch(virials, dtype=wp.mat33d),
+        _descriptor(positions, wp.vec3d),
+        _descriptor(neighbors.raw_matrix),
+        _descriptor(neighbors.raw_counts),
+        _descriptor(neighbors.raw_shifts, wp.vec3i),
+        _descriptor(cell, wp.vec3d),
+        _descriptor(neighbors.batch_idx),
+        _descriptor(params),
+        _float64(cutoff * cutoff),
+        _descriptor(energies),
+        _descriptor(forces, wp.vec3d),
+        _descriptor(virials, wp.mat33d),
     ]
     _launch(_kernel(terms, with_virials), n, inputs, device)
     return energies, forces, virials if with_virials else None
