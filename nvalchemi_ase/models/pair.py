@@ -69,20 +69,22 @@ class PairPotential(BatchedModel):
             energies, forces, atom_virials = self._kernel_sums(batch, neighbors, with_virials)
         else:
             energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
-        energy = segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1)
-        poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         outputs = {
-            "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy),
-            "forces": torch.where(
-                segment_broadcast(poisoned, batch.batch_idx).unsqueeze(1), torch.nan, forces
-            ),
+            "energy": segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1),
+            "forces": forces,
             "energies": energies,
         }
         if atom_virials is not None:  # stress was asked for
             virial = segment_sum(atom_virials, batch.batch_idx, batch.num_graphs)
             volume = volumes(batch.cell).view(-1, 1, 1)
-            stress = torch.where(volume > 0, virial / volume, torch.nan)
-            outputs["stress"] = torch.where(poisoned.view(-1, 1, 1), torch.nan, stress)
+            outputs["stress"] = torch.where(volume > 0, virial / volume, torch.nan)
+        if not neighbors.complete:  # incomplete pair sets must not pass for results
+            poisoned = neighbors.overflow
+            outputs["energy"] = torch.where(poisoned.unsqueeze(1), torch.nan, outputs["energy"])
+            atoms = segment_broadcast(poisoned, batch.batch_idx).unsqueeze(1)
+            outputs["forces"] = torch.where(atoms, torch.nan, forces)
+            if "stress" in outputs:
+                outputs["stress"] = torch.where(poisoned.view(-1, 1, 1), torch.nan, outputs["stress"])
         return outputs
 
     def _kernel_sums(
@@ -98,17 +100,22 @@ class PairPotential(BatchedModel):
             self.cutoff,
             with_virials,
         )
+        if batch.dtype == torch.float64:  # the kernel's own precision: nothing to convert
+            return energies, forces, virials
         dtype = batch.dtype
         return energies.to(dtype), forces.to(dtype), None if virials is None else virials.to(dtype)
 
     def _parameters_on(self, device: torch.device) -> torch.Tensor:
-        """``kernel_parameters()`` on ``device``, the same tensor while the values stay the same."""
-        values = self.kernel_parameters()  # a host tensor: comparing it costs no device sync
-        key = (values.numpy().tobytes(), device)
-        cached = getattr(self, "_parameters_cache", None)
-        if cached is None or cached[0] != key:
-            cached = self._parameters_cache = (key, values.to(device=device, dtype=torch.float64))
-        return cached[1]
+        """``kernel_parameters()`` on ``device``, made again only after an attribute was assigned."""
+        cached = self.__dict__.get("_parameters_cache")
+        if cached is None or cached.device != device:
+            cached = self.kernel_parameters().to(device=device, dtype=torch.float64)
+            self.__dict__["_parameters_cache"] = cached
+        return cached
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__["_parameters_cache"] = None  # sigma, epsilon, ...: the kernel's vector is stale
+        super().__setattr__(name, value)
 
     def _torch_sums(
         self, batch: Batch, neighbors: Neighbors, with_virials: bool

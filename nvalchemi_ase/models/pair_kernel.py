@@ -207,6 +207,13 @@ def _load_on_cpu(kernel: Any) -> None:
     wp.load_module(kernel.module, device="cpu")
 
 
+def _float64_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as a contiguous float64 tensor without autograd history (itself when it already is)."""
+    if tensor.dtype == torch.float64 and not tensor.requires_grad and tensor.is_contiguous():
+        return tensor  # attribute checks cost less than three no-op dispatches
+    return tensor.detach().to(torch.float64).contiguous()
+
+
 @functools.lru_cache(maxsize=64)
 def _float64(value: float) -> Any:
     """One warp scalar per value, so a recorded launch sees the same object while it is unchanged."""
@@ -231,9 +238,8 @@ def pair_sums(
     """
     device = positions.device
     f64 = torch.float64
-    params = params.to(device=device, dtype=f64).contiguous()
-    positions = positions.detach().to(f64).contiguous()
-    cell = neighbors.cell.detach().to(f64).contiguous()
+    params, positions = _float64_tensor(params), _float64_tensor(positions)
+    cell = _float64_tensor(neighbors.cell)
     n = positions.shape[0]
     energies = torch.empty(n, dtype=f64, device=device)
     forces = torch.empty(n, 3, dtype=f64, device=device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch
@@ -54,6 +55,9 @@ class Neighbors:
     overflow
         ``[B]`` bool, systems with an atom that had more neighbours than ``K``
         (their pair set is incomplete).
+    complete
+        True when the host has checked that no system overflowed (the CPU
+        path): models may then skip masking their results with ``overflow``.
     """
 
     def __init__(
@@ -65,11 +69,13 @@ class Neighbors:
         batch_idx: torch.Tensor,
         cutoff: float,
         overflow: torch.Tensor,
+        complete: bool = False,
     ) -> None:
         self.raw_matrix, self.raw_shifts, self.raw_counts = raw_matrix, raw_shifts, raw_counts
         self.cell, self.batch_idx = cell, batch_idx
         self.cutoff = cutoff
         self.overflow = overflow
+        self.complete = complete
 
     @functools.cached_property
     def counts(self) -> torch.Tensor:
@@ -174,6 +180,8 @@ class NeighborList:
         self._key: tuple | None = None
         self._current: Neighbors | None = None
         self._pending_overflow: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+        self._cell_seen: tuple[torch.Tensor | None, int] = (None, -1)
+        """The cell tensor (and its version) last found equal to the one of the last build."""
 
     @property
     def search_radius(self) -> float:
@@ -186,8 +194,27 @@ class NeighborList:
 
     def needs_rebuild(self, batch: Batch) -> torch.Tensor:
         """``[B]`` bool: systems whose list is stale (all of them after a structure change)."""
-        if self._key != self._structure_key(batch):
+        if not self._same_structure(batch):
             return torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device)
+        return self._moved(batch)
+
+    def _any_moved(self, batch: Batch) -> bool:
+        """Host-checked path: whether any atom moved past ``skin / 2`` or any cell changed.
+
+        The per-step question of a CPU run, asked with as few operations as it
+        takes: a cell that is the tensor of the last build, unwritten since,
+        is not compared again.
+        """
+        cell: torch.Tensor = batch.cell
+        seen, version = self._cell_seen
+        if seen is not cell or cell._version != version:
+            if not torch.equal(cell, self._cell):
+                return True
+            self._cell_seen = (cell, cell._version)
+        displacement_sq = (batch.positions - self._positions).square().sum(dim=1)
+        return bool((displacement_sq > (0.5 * self.skin) ** 2).any())
+
+    def _moved(self, batch: Batch) -> torch.Tensor:
         return moved_beyond_skin(
             batch.positions, self._positions, batch.cell, self._cell, batch.batch_idx, self.skin
         )
@@ -196,29 +223,46 @@ class NeighborList:
         """Pairs within ``cutoff + skin`` for the batch as it is now."""
         with torch.no_grad():
             self._raise_pending_overflow()
-            if self._key != self._structure_key(batch):
+            if not self._same_structure(batch):
                 self._first_build(batch)
                 self._current = None
             else:
-                flags = self.needs_rebuild(batch)
                 if self._sync(batch) and self._current is not None:
-                    if not bool(flags.any()):
+                    if not self._any_moved(batch):
                         return self._current  # nothing moved past skin/2: the last pairs still hold
-                    flags = flags | self._due_soon(batch)
+                    flags = self._moved(batch) | self._due_soon(batch)
+                else:
+                    flags = self._moved(batch)
                 self._build(batch, flags)
             overflow = self._check_capacity(batch)
             self._current = self._neighbors(batch, overflow)
             return self._current
 
     # ------------------------------------------------------------------ internals
+    def _same_structure(self, batch: Batch) -> bool:
+        """Whether ``batch`` has the atom counts, device, dtype and ``pbc`` of the last full build.
+
+        Called every step, so it reads ``pbc`` (a device tensor) only when it is
+        another tensor than last time or was written in place: a device sync
+        once per change, never per step.
+        """
+        key = self._key
+        if key is None:
+            return False
+        counts, device, dtype, pbc, version, pbc_values = key
+        if device != batch.device or dtype != batch.dtype or not np.array_equal(counts, batch.counts):
+            return False
+        if batch.pbc is pbc and batch.pbc._version == version:
+            return True
+        if batch.pbc.cpu().numpy().tobytes() != pbc_values:
+            return False
+        self._key = self._structure_key(batch)  # same values in a new tensor: remember that one
+        return True
+
     @staticmethod
     def _structure_key(batch: Batch) -> tuple:
-        return (
-            tuple(batch.counts.tolist()),
-            batch.device,
-            batch.dtype,
-            batch.pbc.cpu().numpy().tobytes(),
-        )
+        pbc = batch.pbc
+        return (batch.counts, batch.device, batch.dtype, pbc, pbc._version, pbc.cpu().numpy().tobytes())
 
     def _due_soon(self, batch: Batch) -> torch.Tensor:
         """``[B]`` systems past ``_JOIN_FRACTION`` of their skin: they rebuild with the ones that must.
@@ -303,6 +347,7 @@ class NeighborList:
         atom_flags = segment_broadcast(flags, batch.batch_idx).unsqueeze(1)
         self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
         self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
+        self._cell_seen = (None, -1)  # compare the cell at the next update
         if self._sync(batch):
             self.rebuilds += int(flags.sum())
 
@@ -380,6 +425,7 @@ class NeighborList:
             batch_idx=batch.batch_idx,
             cutoff=self.search_radius,
             overflow=overflow,
+            complete=self._sync(batch),  # the host grew the room until every atom fitted
         )
 
 

@@ -18,9 +18,13 @@ def half_kick(
     velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: torch.Tensor | float
 ) -> torch.Tensor:
     """``v + ½ dt F/m``: velocities ``[N, 3]``, forces ``[N, 3]``, masses ``[N]``, dt scalar or ``[N, 1]``."""
+    if isinstance(dt, float):  # one fused operation for the common case (a scalar step)
+        return torch.addcdiv(velocities, forces, masses.unsqueeze(1), value=0.5 * dt)
     return velocities + (0.5 * dt) * forces / masses.unsqueeze(1)
 
 
 def drift(positions: torch.Tensor, velocities: torch.Tensor, dt: torch.Tensor | float) -> torch.Tensor:
     """``r + dt v``."""
+    if isinstance(dt, float):
+        return torch.add(positions, velocities, alpha=dt)
     return positions + dt * velocities
