@@ -240,18 +240,12 @@ class Langevin(MolecularDynamics):
         self.temp = units.kB * process_temperature(
             self._entries(temperature), self._entries(temperature_K), "eV"
         )
-        self._engine.temperature = torch.as_tensor(
-            self._langevin_value(self.temp / units.kB, "temperature_K"), dtype=torch.float64
-        )
-        self._parameters_changed()
+        self._engine.temperature = self._langevin_value(self.temp / units.kB, "temperature_K")
 
     def set_friction(self, friction: Any) -> None:
         """Change the friction (1/ASE time; the forms ``friction`` takes at construction)."""
         self.fr = self._entries(friction)
-        self._engine.friction = torch.as_tensor(
-            self._langevin_value(self.fr * units.fs, "friction"), dtype=torch.float64
-        )
-        self._parameters_changed()
+        self._engine.friction = self._langevin_value(self.fr * units.fs, "friction")
 
     # ------------------------------------------------------------------ per-atom values
     def _entries(self, values: Any) -> Any:

@@ -83,12 +83,7 @@ class MolecularDynamics(LookalikeDynamics):
     def dt(self, timestep: float) -> None:
         self._dt = float(timestep)
         if hasattr(self, "engine"):
-            self.engine.dt = self._dt / units.fs
-            self._parameters_changed()
-
-    def _parameters_changed(self) -> None:
-        """Tell the engine that parameters changed (e.g. recompute coefficients)."""
-        self.engine.init_state(self.systems.batch)
+            self.engine.dt = self._dt / units.fs  # the engine's thermostat refreshes its coefficients
 
     def _per_system_value(self, values: Any, name: str) -> float | torch.Tensor:
         """An engine parameter: a float, or one value per system (per-atom values must agree per system)."""

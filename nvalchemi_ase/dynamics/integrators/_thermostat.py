@@ -18,7 +18,7 @@ import torch
 from nvalchemi_ase.data import AtomCategory, Batch
 from nvalchemi_ase.dynamics.base import BaseDynamics
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops.segment import segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 ParameterValue = float | torch.Tensor | Iterable[float]
 """A float, or one value per system (a ``[B]`` tensor or a sequence)."""
@@ -35,12 +35,17 @@ class PerSystemParameter:
         Require values > 0 (else >= 0).
     maximum
         Largest allowed value (inclusive), or ``None``.
+    per_atom
+        Also accept one value per atom (``[N]``, all systems' atoms in batch order).
     """
 
-    def __init__(self, unit: str, *, positive: bool = False, maximum: float | None = None) -> None:
+    def __init__(
+        self, unit: str, *, positive: bool = False, maximum: float | None = None, per_atom: bool = False
+    ) -> None:
         self.unit = unit
         self.positive = positive
         self.maximum = maximum
+        self.per_atom = per_atom
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -57,7 +62,10 @@ class PerSystemParameter:
         except (TypeError, ValueError, RuntimeError) as error:
             raise TypeError(f"{self.name} must be a float or one per system, got {value!r}") from error
         if tensor.dim() > 1 or tensor.numel() == 0:
-            raise ValueError(f"{self.name} must be a float or a 1-D sequence, one per system, got {value!r}")
+            each = "one per system or atom" if self.per_atom else "one per system"
+            raise ValueError(
+                f"{self.name} has shape {tuple(tensor.shape)}: give a float or a 1-D sequence, {each}"
+            )
         low_ok = (tensor > 0) if self.positive else (tensor >= 0)
         high_ok = tensor <= (math.inf if self.maximum is None else self.maximum)
         if not (torch.isfinite(tensor) & low_ok & high_ok).all():
@@ -136,6 +144,19 @@ class Thermostat(BaseDynamics):
             raise ValueError(f"{name} has {value.shape[0]} values for {batch.num_graphs} systems")
         value = (value * scale).to(device=batch.device, dtype=batch.dtype)
         return value.expand(batch.num_graphs).contiguous()
+
+    def per_atom(self, name: str, batch: Batch, scale: float = 1.0) -> torch.Tensor:
+        """``[N]`` values of parameter ``name`` (a float, ``[B]`` or ``[N]``; times ``scale``)."""
+        value: torch.Tensor = getattr(self, name)
+        if value.shape == (batch.num_nodes,):  # with B == N, the same values either way
+            return (value * scale).to(device=batch.device, dtype=batch.dtype)
+        if value.dim() > 0 and value.shape != (batch.num_graphs,):
+            raise ValueError(
+                f"{name} has {value.shape[0]} values for {batch.num_graphs} systems and "
+                f"{batch.num_nodes} atoms: give a float, one value per system ([{batch.num_graphs}]) "
+                f"or one per atom ([{batch.num_nodes}])"
+            )
+        return segment_broadcast(self.per_system(name, batch, scale), batch.batch_idx)
 
     def generator(self, batch: Batch) -> torch.Generator:
         """The torch generator on the batch's device, seeded once (a refilled batch continues the stream)."""

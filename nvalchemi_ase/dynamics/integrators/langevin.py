@@ -13,13 +13,13 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.models.base import Model
-from nvalchemi_ase.ops import langevin, segment_broadcast
+from nvalchemi_ase.ops import langevin
 from nvalchemi_ase.units import fs, kB
 
 
-class NVTLangevin(BaseDynamics):
+class NVTLangevin(Thermostat):
     """Langevin thermostat, ASE's integrator (Vanden-Eijnden & Ciccotti 2006).
 
     Parameters
@@ -39,14 +39,21 @@ class NVTLangevin(BaseDynamics):
         Remove the noise's centre-of-mass motion per system, as ASE's ``fixcm``.
     n_steps, hooks, convergence_hook, **options
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics` (``initial_temperature``, ``velocity_seed``).
+
+    Notes
+    -----
+    Assigning ``temperature``, ``friction`` or ``dt`` later takes effect at the next step.
     """
+
+    temperature = PerSystemParameter("K", per_atom=True)
+    friction = PerSystemParameter("1/fs", per_atom=True)
 
     def __init__(
         self,
         model: Model,
         dt: float,
-        temperature: float | torch.Tensor | Iterable[float],
-        friction: float | torch.Tensor | Iterable[float],
+        temperature: ParameterValue,
+        friction: ParameterValue,
         seed: int | None = None,
         fixcm: bool = False,
         n_steps: int | None = None,
@@ -54,50 +61,32 @@ class NVTLangevin(BaseDynamics):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        super().__init__(
-            model, dt, n_steps=n_steps, hooks=hooks, convergence_hook=convergence_hook, **options
-        )
-        self.temperature = torch.as_tensor(temperature, dtype=torch.float64)
-        self.friction = torch.as_tensor(friction, dtype=torch.float64)
-        if (self.temperature < 0).any() or not torch.isfinite(self.temperature).all():
-            raise ValueError(f"temperature must be finite and non-negative (K), got {temperature!r}")
-        if (self.friction < 0).any() or not torch.isfinite(self.friction).all():
-            raise ValueError(f"friction must be finite and non-negative (1/fs), got {friction!r}")
-        self.seed = seed
+        super().__init__(model, dt, temperature, seed, n_steps, hooks, convergence_hook, **options)
+        self.friction = friction
         self.fixcm = fixcm
-        self._generator: torch.Generator | None = None
 
-    def init_state(self, batch: Batch) -> None:
-        """Check ``temperature``/``friction`` against the batch; per-atom coefficients; seed the noise.
+    def prepare(self, batch: Batch) -> None:
+        """Per-atom coefficients from ``temperature``, ``friction`` and ``dt``.
 
         Raises
         ------
         ValueError
             When ``temperature`` or ``friction`` is neither a float, ``[B]`` nor ``[N]``.
         """
-        for name, value in (("temperature", self.temperature), ("friction", self.friction)):
-            _check_shape(name, value, batch)
-        device, dtype = batch.device, batch.dtype
-        kT = _per_atom((self.temperature * kB).to(device=device, dtype=dtype), batch)
-        gamma = _per_atom((self.friction / fs).to(device=device, dtype=dtype), batch)
+        kT = self.per_atom("temperature", batch, kB)
+        gamma = self.per_atom("friction", batch, 1.0 / fs)
         self._coefficients = langevin.coefficients(self.dt_internal, kT, gamma, batch.masses)
-        self._counts = torch.as_tensor(batch.counts, dtype=dtype, device=device)
-        if self._generator is None or self._generator.device != device:
-            # Seeded once: a refilled batch continues the same random stream.
-            self._generator = torch.Generator(device=device)
-            if self.seed is None:
-                self._generator.seed()
-            else:
-                self._generator.manual_seed(self.seed)
+        self._counts = torch.as_tensor(batch.counts, dtype=batch.dtype, device=batch.device)
 
     def draw_noise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's ξ and η, ``[N, 3]`` standard normals each (ξ drawn first)."""
-        shape = (batch.num_nodes, 3)
-        xi = torch.randn(shape, generator=self._generator, dtype=batch.dtype, device=batch.device)
-        eta = torch.randn(shape, generator=self._generator, dtype=batch.dtype, device=batch.device)
+        shape, generator = (batch.num_nodes, 3), self.generator(batch)
+        xi = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
+        eta = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
         return xi, eta
 
     def pre_update(self, batch: Batch) -> None:
+        self.refresh(batch)
         c1, c2, c3, c4, c5 = self._coefficients
         rnd_vel, rnd_pos = langevin.random_moves(*self.draw_noise(batch), c3, c4, c5)
         if self.fixcm:
@@ -115,24 +104,3 @@ class NVTLangevin(BaseDynamics):
         batch.velocities = langevin.velocity_half(
             batch.velocities, batch.forces, batch.masses, c1, c2, self._rnd_vel
         )
-
-
-def _check_shape(name: str, value: torch.Tensor, batch: Batch) -> None:
-    """Raise ValueError unless ``value`` is a scalar, ``[B]`` or ``[N]``."""
-    if value.dim() == 0 or value.shape in ((batch.num_graphs,), (batch.num_nodes,)):
-        return
-    if value.dim() == 1:
-        count = f"{value.shape[0]} values"
-    else:
-        count = f"shape {tuple(value.shape)}"
-    raise ValueError(
-        f"{name} has {count} for {batch.num_graphs} systems and {batch.num_nodes} atoms: "
-        f"give a float, one value per system ([{batch.num_graphs}]) or one per atom ([{batch.num_nodes}])"
-    )
-
-
-def _per_atom(values: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """``[N]`` from a scalar, ``[B]`` (broadcast over each system's atoms) or ``[N]`` (as is)."""
-    if values.shape == (batch.num_nodes,):  # with B == N, the same values either way
-        return values
-    return segment_broadcast(values.expand(batch.num_graphs), batch.batch_idx)
