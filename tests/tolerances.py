@@ -21,8 +21,9 @@ ASE_MD_ATOL = 1e-10
 BATH_ENERGY_RTOL = 1e-9
 """Bussi's transferred energy and the Nose-Hoover chain energy against ASE's."""
 
-CONSERVED_ENERGY_ATOL = 2e-5
-"""A thermostat's conserved quantity over 100 steps of 1 fs, eV."""
+CONSERVED_ENERGY_ATOL = 5e-5
+"""A thermostat's conserved quantity over 100 steps of 1 fs, eV (the integrator's error: for 32
+argon atoms heated from 50 K it spans 1e-5 to 4.6e-5 over initial-velocity and noise seeds)."""
 
 DEVICE_MATCH_ATOL = 1e-9
 """CUDA against CPU after 30 steps, Å."""

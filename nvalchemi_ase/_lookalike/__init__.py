@@ -12,7 +12,7 @@ from nvalchemi_ase._lookalike.base import LookalikeDynamics
 from nvalchemi_ase._lookalike.constraints import ConstraintPlan, NativeConstraintHook, plan_constraints
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
 from nvalchemi_ase._lookalike.outputs import OptimizerLog, TrajectoryOutput, system_paths
-from nvalchemi_ase._lookalike.random import check_rng, draw_per_system, to_device
+from nvalchemi_ase._lookalike.random import ase_noise, check_rng
 from nvalchemi_ase._lookalike.systems import Systems
 
 __all__ = [
@@ -23,9 +23,8 @@ __all__ = [
     "OptimizerLog",
     "Systems",
     "TrajectoryOutput",
+    "ase_noise",
     "check_rng",
-    "draw_per_system",
     "plan_constraints",
     "system_paths",
-    "to_device",
 ]

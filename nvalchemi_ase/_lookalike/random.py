@@ -1,22 +1,21 @@
-"""ASE's random numbers on the device: the same draws, in the same order, as ASE's classes make.
+"""The look-alikes' ``rng=``: turned into the engine's noise source.
 
 ASE's thermostats take ``rng`` (``numpy.random`` by default) and draw per
-step from it. :func:`draw_per_system` makes those draws for every system, in
-system order (one generator per system, or one shared), and :func:`to_device`
-moves them to the batch's device without waiting for it.
+step from it. :func:`ase_noise` gives the engine a
+:class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` over it (one generator, or
+one per system: ASE's numbers), or, for a ``torch.Generator``, device noise
+(:class:`~nvalchemi_ase.dynamics.noise.CounterNoise` seeded from it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.dynamics.noise import CounterNoise, NoiseSource, NumpyNoise
 
-__all__ = ["check_rng", "draw_per_system", "to_device"]
+__all__ = ["ase_noise", "check_rng"]
 
 
 def check_rng(rng: Any, count: int, device: torch.device) -> None:
@@ -27,22 +26,17 @@ def check_rng(rng: Any, count: int, device: torch.device) -> None:
         raise ValueError(f"rng is a torch.Generator on {rng.device}, the systems are on {device}")
 
 
-def to_device(values: np.ndarray, batch: Batch) -> torch.Tensor:
-    """Host draws onto the batch's device and dtype (pinned and non-blocking on CUDA: no sync)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(values)).to(batch.dtype)
-    if batch.device.type == "cuda":
-        return tensor.pin_memory().to(batch.device, non_blocking=True)
-    return tensor.to(batch.device)
+def ase_noise(rng: Any, count: int, device: torch.device) -> NoiseSource:
+    """The noise source for a look-alike's ``rng`` (checked against ``count`` systems on ``device``).
 
-
-def draw_per_system(
-    rng: Any, batch: Batch, draw: Callable[[Any, int], Sequence[np.ndarray]]
-) -> list[torch.Tensor]:
-    """``draw(generator, n_atoms)`` for system 0, 1, ...; each returned array joined over systems.
-
-    ``rng`` is one generator (shared, drawn from system after system) or a
-    list with one per system. Returns the joined arrays on the batch's device.
+    ``None`` gives device noise with a random seed; a ``torch.Generator``
+    device noise seeded by one draw from it (not ASE's numbers); anything
+    else numpy draws in ASE's order.
     """
-    generators = rng if isinstance(rng, list | tuple) else [rng] * batch.num_graphs
-    parts = [draw(generator, int(n)) for generator, n in zip(generators, batch.counts, strict=True)]
-    return [to_device(np.concatenate(column), batch) for column in zip(*parts, strict=True)]
+    check_rng(rng, count, device)
+    if rng is None:
+        return CounterNoise()
+    if isinstance(rng, torch.Generator):
+        seed = torch.randint(0, 2**62, (1,), generator=rng, device=rng.device)
+        return CounterNoise(int(seed))
+    return NumpyNoise(rng)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import AtomCategory, Batch, Scope
+from nvalchemi_ase.dynamics.noise import CounterNoise, Draw
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.base import Model, evaluate
@@ -56,7 +57,9 @@ class BaseDynamics(HookRegistryMixin):
         this engine: at the start of a standalone run, or on migrating into it
         inside a ``FusedStage``.
     velocity_seed
-        Seed of those draws (``None``: random).
+        Seed of those draws (``None``: random); a system's velocities depend
+        on the seed and its ``system_id`` only (see
+        :class:`~nvalchemi_ase.dynamics.noise.CounterNoise`).
 
     Notes
     -----
@@ -108,7 +111,7 @@ class BaseDynamics(HookRegistryMixin):
         self.convergence_hook = convergence_hook
         self.initial_temperature = initial_temperature
         self.velocity_seed = velocity_seed
-        self._velocity_generator: torch.Generator | None = None
+        self._velocity_noise = CounterNoise(velocity_seed, counter=None)
         self.step_count = 0
         self.batch: Batch | None = None
         self.properties: set[str] = {"energy", "forces"}
@@ -242,9 +245,9 @@ class BaseDynamics(HookRegistryMixin):
 
     def hold(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Copies of what an update changes: positions, velocities and this engine's state fields."""
-        return {
-            name: getattr(batch, name).clone() for name in ("positions", "velocities", *self.state_fields)
-        }
+        names = ("positions", "velocities", *self.state_fields, "noise_counter")
+        present = set(batch.field_names())
+        return {name: getattr(batch, name).clone() for name in names if name in present}
 
     @staticmethod
     def restore(batch: Batch, held: dict[str, torch.Tensor], systems: torch.Tensor) -> None:
@@ -272,15 +275,7 @@ class BaseDynamics(HookRegistryMixin):
         give them Maxwell–Boltzmann velocities at that temperature (zero total momentum per system)."""
         if self.initial_temperature is None:
             return
-        if self._velocity_generator is None or self._velocity_generator.device != batch.device:
-            self._velocity_generator = torch.Generator(device=batch.device)
-            if self.velocity_seed is None:
-                self._velocity_generator.seed()
-            else:
-                self._velocity_generator.manual_seed(self.velocity_seed)
-        noise = torch.randn(
-            batch.positions.shape, generator=self._velocity_generator, dtype=batch.dtype, device=batch.device
-        )
+        (noise,) = self._velocity_noise.draw(batch, [Draw("standard_normal", per_atom=True, shape=(3,))])
         kT = torch.full_like(batch.masses, self.initial_temperature * kB)
         drawn = velocities.maxwell_boltzmann(batch.masses, kT, noise)
         drawn = velocities.remove_drift(drawn, batch.masses, batch.batch_idx, batch.num_graphs)

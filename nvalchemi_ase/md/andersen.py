@@ -10,45 +10,12 @@ import torch
 from ase import Atoms, units
 from ase.constraints import FixAtoms, FixBondLengths, FixCartesian, FixCom, Hookean
 
-from nvalchemi_ase._lookalike.random import check_rng, draw_per_system, to_device
-from nvalchemi_ase.data import AtomCategory, Batch
+from nvalchemi_ase._lookalike.random import ase_noise
+from nvalchemi_ase.data import AtomCategory
 from nvalchemi_ase.dynamics import Andersen as AndersenEngine
 from nvalchemi_ase.md.md import MolecularDynamics
 
 __all__ = ["Andersen"]
-
-
-class _RngAndersen(AndersenEngine):
-    """The Andersen engine with ASE's uniforms: ``rng.random(3)`` ×2, then ``rng.random((n, 3))`` ×3."""
-
-    held: torch.Tensor | None = None
-    """``[N, 3]`` bool: components FixAtoms/FixCartesian hold (``fixcm`` only), or None."""
-
-    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rng = rng
-
-    def keep_held(self, positions: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-        return moved if self.held is None else torch.where(self.held, positions, moved)
-
-    def draw_center_of_mass_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.rng, torch.Generator):
-            shape = (batch.num_graphs, 3)
-            x = torch.rand(shape, generator=self.rng, dtype=batch.dtype, device=batch.device)
-            return x, torch.rand(shape, generator=self.rng, dtype=batch.dtype, device=batch.device)
-        rngs = self.rng if isinstance(self.rng, list | tuple) else [self.rng] * batch.num_graphs
-        draws = np.array([(r.random(size=3), r.random(size=3)) for r in rngs])  # [B, 2, 3]
-        return to_device(draws[:, 0], batch), to_device(draws[:, 1], batch)
-
-    def draw_collision_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if isinstance(self.rng, torch.Generator):
-            shape = (batch.num_nodes, 3)
-            draws = [
-                torch.rand(shape, generator=self.rng, dtype=batch.dtype, device=batch.device) for _ in "xyc"
-            ]
-            return draws[0], draws[1], draws[2]
-        x, y, chance = draw_per_system(self.rng, batch, _collision_uniforms)
-        return x, y, chance
 
 
 HELD = (FixAtoms, FixCartesian)
@@ -69,10 +36,6 @@ def _check_fixcm_constraints(systems: Sequence[Atoms]) -> None:
             "FixCartesian, or FixCom, Hookean and FixBondLength(s) (ASE applies the others before and "
             "after its centre-of-mass restore; not reproduced here); use fixcm=False"
         )
-
-
-def _collision_uniforms(rng: Any, count: int) -> tuple[np.ndarray, ...]:
-    return tuple(rng.random(size=(count, 3)) for _ in range(3))
 
 
 class Andersen(MolecularDynamics):
@@ -124,17 +87,16 @@ class Andersen(MolecularDynamics):
         self.rng = np.random if rng is None else rng
         super().__init__(atoms, timestep, **kwargs)
 
-    def _make_engine(self, model: Any) -> _RngAndersen:
+    def _make_engine(self, model: Any) -> AndersenEngine:
         if self.fix_com:
             _check_fixcm_constraints(self.systems.atoms)
-        check_rng(self.rng, len(self.systems), self.systems.device)
-        return _RngAndersen(
+        return AndersenEngine(
             model,
             self.dt / units.fs,
             temperature=self._per_system_value(self.temp / units.kB, "temperature_K"),
             andersen_prob=self._per_system_value(self.andersen_prob, "andersen_prob"),
             fixcm=bool(self.fix_com),
-            rng=self.rng,
+            noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
 
     def _install_hooks(self) -> None:
@@ -158,6 +120,6 @@ class Andersen(MolecularDynamics):
         self.dt = timestep
 
     @property
-    def _andersen(self) -> _RngAndersen:
-        assert isinstance(self.engine, _RngAndersen)
+    def _andersen(self) -> AndersenEngine:
+        assert isinstance(self.engine, AndersenEngine)
         return self.engine

@@ -6,37 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from ase import Atoms, units
 
-from nvalchemi_ase._lookalike.engines import AseDegreesOfFreedom
-from nvalchemi_ase._lookalike.random import check_rng, to_device
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.dynamics import Bussi as BussiEngine
 from nvalchemi_ase.md.verlet import VelocityVerlet
 
 __all__ = ["Bussi"]
-
-
-class _RngBussi(AseDegreesOfFreedom, BussiEngine):
-    """The Bussi engine with ASE's degrees of freedom and ASE's draws: R₁, then Γ((N_f − 1)/2), per system."""
-
-    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rng = rng
-
-    def draw_noise(self, batch: Batch, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.rng, torch.Generator):
-            normal = torch.randn(batch.num_graphs, generator=self.rng, dtype=batch.dtype, device=batch.device)
-            return normal, torch._standard_gamma(shape.clamp(min=0.0), generator=self.rng)
-        rngs = self.rng if isinstance(self.rng, list | tuple) else [self.rng] * batch.num_graphs
-        draws = np.array(
-            [
-                (r.standard_normal(), r.standard_gamma(0.5 * (n - 1)))
-                for r, n in zip(rngs, self.ase_dof, strict=True)
-            ]
-        )
-        return to_device(draws[:, 0], batch), to_device(draws[:, 1], batch)
 
 
 class Bussi(VelocityVerlet):
@@ -86,16 +62,15 @@ class Bussi(VelocityVerlet):
                     "Please set the initial velocities before running Bussi NVT."
                 )
 
-    def _make_engine(self, model: Any) -> _RngBussi:
-        check_rng(self.rng, len(self.systems), self.systems.device)
-        engine = _RngBussi(
+    def _make_engine(self, model: Any) -> BussiEngine:
+        engine = BussiEngine(
             model,
             self.dt / units.fs,
             temperature=self._per_system_value(self.temp / units.kB, "temperature_K"),
             taut=self._per_system_value(np.asarray(self.taut) / units.fs, "taut"),
-            rng=self.rng,
+            noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
-        engine.ase_dof = self.systems.degrees_of_freedom()
+        engine.fixed_degrees_of_freedom = self.systems.degrees_of_freedom()
         return engine
 
     @property

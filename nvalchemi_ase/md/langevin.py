@@ -8,7 +8,7 @@ constraints) and, given the same ``rng``, the same numbers: every step draws
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,11 @@ import torch
 from ase import Atoms, units
 
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
-from nvalchemi_ase._lookalike.random import check_rng, draw_per_system
+from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import NVTLangevin
+from nvalchemi_ase.dynamics.noise import Draw, NoiseSource
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
 
 __all__ = ["Langevin"]
@@ -35,35 +36,20 @@ _FIXCM_WARNING = (
 )
 
 
-class _RngLangevin(NVTLangevin):
-    """NVTLangevin whose ξ, η come from an ASE-style ``rng`` (or a torch generator on the device)."""
-
-    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rng = rng
-        self.redistribution: _NoiseRedistribution | None = None
-
-    def draw_noise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        rng, redistribution = self.rng, self.redistribution
-        if isinstance(rng, torch.Generator):
-            shape = (batch.num_nodes, 3)
-            xi = torch.randn(shape, generator=rng, dtype=batch.dtype, device=batch.device)
-            eta = torch.randn(shape, generator=rng, dtype=batch.dtype, device=batch.device)
-            return (xi, eta) if redistribution is None else redistribution.on_device(xi, eta)
-        draw = _xi_eta if redistribution is None else redistribution.draw(batch.num_graphs)
-        xi, eta = draw_per_system(rng, batch, draw)
-        return xi, eta
-
-
-class _NoiseRedistribution:
+class _RedistributedNoise:
     """ASE's redistribution of ξ and η within linear triatomics, on the host, for the systems that need it.
 
     ASE's ``Langevin.step`` draws ξ, η, then lets each constraint with
     ``redistribute_forces_md`` redistribute them (``rand=True``) before they
-    are used. Only the systems carrying such constraints do this host work.
+    are used. This noise source wraps the engine's: those systems' rows of
+    every per-atom draw go to the host, are redistributed, and come back;
+    the other systems do no host work.
     """
 
-    def __init__(self, hook: HostConstraintHook, starts: np.ndarray, device: torch.device) -> None:
+    def __init__(
+        self, inner: NoiseSource, hook: HostConstraintHook, starts: np.ndarray, device: torch.device
+    ) -> None:
+        self.inner = inner
         self.hook = hook
         self.systems = hook.noise_systems
         rows = [np.arange(starts[b], starts[b + 1]) for b in self.systems]
@@ -71,29 +57,16 @@ class _NoiseRedistribution:
         self.local = [slice(int(local[k]), int(local[k + 1])) for k in range(len(rows))]
         self.index = torch.as_tensor(np.concatenate(rows), dtype=torch.long, device=device)
 
-    def draw(self, count: int) -> Callable[[Any, int], tuple[np.ndarray, np.ndarray]]:
-        """A ``draw_per_system`` function: ξ, η for system 0, 1, ... redistributed for those systems."""
-        systems = iter(range(count))
-        targets = set(self.systems)
+    def draw(self, batch: Batch, draws: Sequence[Draw]) -> list[torch.Tensor]:
+        values = self.inner.draw(batch, draws)
+        return [self.redistribute(v) if d.per_atom else v for v, d in zip(values, draws, strict=True)]
 
-        def draw(rng: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-            b = next(systems)
-            xi, eta = _xi_eta(rng, n)
-            if b in targets:
-                self.hook.redistribute_noise(b, xi)
-                self.hook.redistribute_noise(b, eta)
-            return xi, eta
-
-        return draw
-
-    def on_device(self, xi: torch.Tensor, eta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Device draws (a ``torch.Generator``): those systems' rows redistributed on the host."""
-        host_xi, host_eta = to_host([xi.index_select(0, self.index), eta.index_select(0, self.index)])
+    def redistribute(self, noise: torch.Tensor) -> torch.Tensor:
+        """``[N, 3]`` noise with the constrained systems' rows redistributed on the host."""
+        (host,) = to_host([noise.index_select(0, self.index)])
         for b, rows in zip(self.systems, self.local, strict=True):
-            self.hook.redistribute_noise(b, host_xi[rows])
-            self.hook.redistribute_noise(b, host_eta[rows])
-        put = lambda t, v: t.index_copy(0, self.index, torch.as_tensor(v, dtype=t.dtype).to(t.device))  # noqa: E731
-        return put(xi, host_xi), put(eta, host_eta)
+            self.hook.redistribute_noise(b, host[rows])
+        return noise.index_copy(0, self.index, torch.as_tensor(host, dtype=noise.dtype).to(noise.device))
 
 
 class _PerSystem(list):
@@ -135,11 +108,6 @@ def _per_atom(values: Any, name: str, count: int) -> float | np.ndarray:
             f"give one value per atom, shape ({count}, 1)"
         )
     return full[:, 0].copy()
-
-
-def _xi_eta(rng: Any, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """One system's draws, as ASE's ``Langevin.step``: ξ, then η."""
-    return rng.standard_normal(size=(count, 3)), rng.standard_normal(size=(count, 3))
 
 
 class Langevin(MolecularDynamics):
@@ -213,19 +181,17 @@ class Langevin(MolecularDynamics):
         super().__init__(atoms, timestep, **kwargs)
         hook = self._host_constraints
         if hook is not None and hook.noise_systems:
-            self._rng_engine.redistribution = _NoiseRedistribution(
-                hook, self.systems.starts, self.systems.device
-            )
+            engine = self._engine
+            engine.noise = _RedistributedNoise(engine.noise, hook, self.systems.starts, self.systems.device)
 
-    def _make_engine(self, model: Any) -> _RngLangevin:
-        check_rng(self.rng, len(self.systems), self.systems.device)
-        return _RngLangevin(
+    def _make_engine(self, model: Any) -> NVTLangevin:
+        return NVTLangevin(
             model,
             self.dt / units.fs,
             temperature=self._langevin_value(self.temp / units.kB, "temperature_K"),
             friction=self._langevin_value(self.fr * units.fs, "friction"),
             fixcm=bool(self.fix_com),
-            rng=self.rng,
+            noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
 
     def todict(self) -> dict[str, Any]:
@@ -275,11 +241,6 @@ class Langevin(MolecularDynamics):
             return self._per_system_value(values, name)
         part = _per_atom(values, name, sum(len(a) for a in atoms))
         return part if isinstance(part, float) else torch.as_tensor(part)
-
-    @property
-    def _rng_engine(self) -> _RngLangevin:
-        assert isinstance(self.engine, _RngLangevin)
-        return self.engine
 
     @property
     def _engine(self) -> NVTLangevin:

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
-from nvalchemi_ase._lookalike.random import check_rng, draw_per_system
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import NVE, BaseDynamics, LangevinBAOABNPT
 from nvalchemi_ase.dynamics import LangevinBAOAB as BAOABEngine
@@ -21,53 +20,6 @@ from nvalchemi_ase.md.nose_hoover_chain import SUPPORTED, no_fixcom_mixture, onl
 from nvalchemi_ase.ops.baoab import external_stress_tensor
 
 __all__ = ["LangevinBAOAB"]
-
-
-def _numpy_draws(rng: Any, batch: Batch, atoms: bool, cell: int) -> list[torch.Tensor]:
-    """ASE's draws of a step, per system: ``normal(size=(n, 3))``, then the cell's (``cell``: 0, 1, 3)."""
-
-    def draw(generator: Any, n: int) -> tuple[np.ndarray, ...]:
-        values: tuple[np.ndarray, ...] = (generator.normal(size=(n, 3)),) if atoms else ()
-        if cell == 1:
-            values += (np.reshape(generator.normal(), (1, 1, 1)),)
-        elif cell == 3:
-            values += (generator.normal(size=(3, 3))[None],)
-        return values
-
-    return draw_per_system(rng, batch, draw)
-
-
-class _RngBAOAB(BAOABEngine):
-    """The BAOAB engine with ASE's draws: ``rng.normal(size=(n, 3))`` per system and step."""
-
-    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rng = rng
-
-    def draw_noise(self, batch: Batch) -> torch.Tensor:
-        if isinstance(self.rng, torch.Generator):
-            shape = (batch.num_nodes, 3)
-            return torch.randn(shape, generator=self.rng, dtype=batch.dtype, device=batch.device)
-        return _numpy_draws(self.rng, batch, True, 0)[0]
-
-
-class _RngBAOABNPT(LangevinBAOABNPT):
-    """The variable-cell engine with ASE's draws: the atoms' ``normal(size=(n, 3))``, then the cell's."""
-
-    def __init__(self, *args: Any, rng: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rng = rng
-
-    def draw_noise(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if self.rng is None or isinstance(self.rng, torch.Generator):
-            if isinstance(self.rng, torch.Generator):
-                self._generator = self.rng
-            return super().draw_noise(batch)
-        cell = (1 if self.hydrostatic else 3) if self.cell_langevin else 0
-        draws = _numpy_draws(self.rng, batch, self.thermostatted, cell) if self.thermostatted else []
-        xi = draws[0] if self.thermostatted else None
-        eta = draws[-1] if cell else None
-        return xi, eta
 
 
 def _generator(rng: Any) -> Any:
@@ -229,20 +181,18 @@ class LangevinBAOAB(MolecularDynamics):
             return self._make_barostat(model)
         if self.temperature_K is None:
             return NVE(model, dt=self.dt / units.fs)
-        check_rng(self.rng, len(self.systems), self.systems.device)
-        return _RngBAOAB(
+        return BAOABEngine(
             model,
             self.dt / units.fs,
             temperature=self._per_system_value(self.temperature_K, "temperature_K"),
             T_tau=self._per_system_value(np.asarray(self.T_tau) / units.fs, "T_tau"),
-            rng=self.rng,
+            noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
 
     def _make_barostat(self, model: Any) -> BaseDynamics:
         thermostatted = self.temperature_K is not None
-        if thermostatted:
-            check_rng(self.rng, len(self.systems), self.systems.device)
-        return _RngBAOABNPT(
+        noise = ase_noise(self.rng, len(self.systems), self.systems.device) if thermostatted else None
+        return LangevinBAOABNPT(
             model,
             self.dt / units.fs,
             torch.as_tensor(self.externalstress),
@@ -256,7 +206,7 @@ class LangevinBAOAB(MolecularDynamics):
             P_tau=self._per_system_value(np.asarray(self.P_tau) / units.fs, "P_tau"),
             P_mass=torch.as_tensor(np.asarray(self.barostat_mass, dtype=float)),
             disable_cell_langevin=self.disable_cell_langevin,
-            rng=self.rng if thermostatted else None,
+            noise=noise,
         )
 
     def _report(

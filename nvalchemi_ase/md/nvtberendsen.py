@@ -8,15 +8,10 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 
-from nvalchemi_ase._lookalike.engines import AseDegreesOfFreedom
 from nvalchemi_ase.dynamics import NVTBerendsen as BerendsenEngine
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
 
 __all__ = ["NVTBerendsen"]
-
-
-class _AseBerendsen(AseDegreesOfFreedom, BerendsenEngine):
-    """The Berendsen engine measuring temperature with ASE's degrees of freedom."""
 
 
 class NVTBerendsen(MolecularDynamics):
@@ -60,15 +55,15 @@ class NVTBerendsen(MolecularDynamics):
         self.fix_com = fixcm
         super().__init__(atoms, timestep, **kwargs)
 
-    def _make_engine(self, model: Any) -> _AseBerendsen:
-        engine = _AseBerendsen(
+    def _make_engine(self, model: Any) -> BerendsenEngine:
+        engine = BerendsenEngine(
             model,
             self.dt / units.fs,
             temperature=self._per_system_value(self.temperature, "temperature"),
             taut=self._per_system_value(np.asarray(self.taut) / units.fs, "taut"),
             fixcm=bool(self.fix_com),
         )
-        engine.ase_dof = self.systems.degrees_of_freedom()
+        engine.fixed_degrees_of_freedom = self.systems.degrees_of_freedom()  # ASE's count
         return engine
 
     def set_taut(self, taut: float) -> None:
@@ -94,6 +89,6 @@ class NVTBerendsen(MolecularDynamics):
         return self.dt
 
     @property
-    def _berendsen(self) -> _AseBerendsen:
-        assert isinstance(self.engine, _AseBerendsen)
+    def _berendsen(self) -> BerendsenEngine:
+        assert isinstance(self.engine, BerendsenEngine)
         return self.engine

@@ -13,6 +13,7 @@ from ase.md.langevin import Langevin
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import NVTLangevin
+from nvalchemi_ase.dynamics.noise import NumpyNoise
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.ops.thermo import kinetic_energy, temperature
 from tests.structures import argon_bulk
@@ -20,34 +21,18 @@ from tests.structures import argon_bulk
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
 
 
-class NumpyNoise(NVTLangevin):
-    """Draws ξ then η per system from numpy generators, as ASE's Langevin does for one system."""
-
-    def __init__(self, *args, rngs, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rngs = rngs
-
-    def draw_noise(self, batch):
-        xi, eta = [], []
-        for rng, count in zip(self.rngs, batch.counts, strict=True):
-            xi.append(rng.standard_normal(size=(count, 3)))
-            eta.append(rng.standard_normal(size=(count, 3)))
-        as_tensor = lambda parts: torch.as_tensor(np.concatenate(parts), dtype=batch.dtype)  # noqa: E731
-        return as_tensor(xi), as_tensor(eta)
-
-
 @pytest.mark.parametrize("fixcm", [False, True])
 def test_equals_ase_langevin_given_the_same_draws(fixcm):
     systems = [argon_bulk(1, seed=k) for k in range(2)] + [argon_bulk(2, seed=5)]
     temperatures, frictions = [50.0, 120.0, 300.0], [0.01, 0.02, 0.005]
     batch = Batch.from_atoms(systems, device="cpu")
-    engine = NumpyNoise(
+    engine = NVTLangevin(
         LennardJones(**ARGON),
         dt=2.0,
         temperature=torch.tensor(temperatures, dtype=torch.float64),
         friction=torch.tensor(frictions, dtype=torch.float64),
         fixcm=fixcm,
-        rngs=[np.random.default_rng(10 + k) for k in range(3)],
+        noise=NumpyNoise([np.random.default_rng(10 + k) for k in range(3)]),
     )
     engine.run(batch, n_steps=150)
     ptr = batch.ptr.tolist()

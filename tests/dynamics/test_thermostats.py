@@ -1,8 +1,8 @@
 """The engine thermostats against ASE's own classes: same numbers from the same random draws.
 
 A ragged batch (4, 4 and 32 argon atoms, one target temperature and coupling
-time per system) runs through our engine, whose ``draw_*`` methods are fed
-from one numpy generator per system; ASE's class runs each system alone with
+time per system) runs through our engine, whose noise source draws
+from one numpy generator per system (``NumpyNoise``); ASE's class runs each system alone with
 a generator of the same seed. Positions and velocities agree to 1e-10 after
 100 steps of chaotic dynamics.
 """
@@ -27,6 +27,7 @@ from nvalchemi_ase.dynamics.integrators.berendsen import NVTBerendsen
 from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
+from nvalchemi_ase.dynamics.noise import NumpyNoise
 from nvalchemi_ase.models import LennardJones
 from tests.structures import argon_bulk
 from tests.tolerances import ASE_MD_ATOL, BATH_ENERGY_RTOL
@@ -45,10 +46,6 @@ def _systems() -> list:
     for k, atoms in enumerate(systems):
         thermalize_momenta(atoms, temperature_K=80.0, rng=np.random.default_rng(100 + k))
     return systems
-
-
-def _tensor(parts, dtype) -> torch.Tensor:
-    return torch.as_tensor(np.concatenate(parts), dtype=dtype)
 
 
 def _rngs() -> list[np.random.Generator]:
@@ -77,39 +74,18 @@ def _compare(batch: Batch, systems: list, run_ase) -> list:
     return references
 
 
-class NumpyAndersen(Andersen):
-    """Andersen fed from one numpy generator per system, in ASE's order."""
-
-    def __init__(self, *args, rngs, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rngs = rngs
-
-    def draw_center_of_mass_uniforms(self, batch):
-        x = [rng.random(3) for rng in self.rngs]  # each system draws x then y, as ASE's boltzmann_random
-        y = [rng.random(3) for rng in self.rngs]
-        return torch.as_tensor(np.stack(x)), torch.as_tensor(np.stack(y))
-
-    def draw_collision_uniforms(self, batch):
-        draws = [
-            (rng.random((n, 3)), rng.random((n, 3)), rng.random((n, 3)))
-            for rng, n in zip(self.rngs, batch.counts, strict=True)
-        ]
-        x, y, chance = zip(*draws, strict=True)
-        return _tensor(x, batch.dtype), _tensor(y, batch.dtype), _tensor(chance, batch.dtype)
-
-
 @pytest.mark.parametrize("fixcm", [True, False])
 def test_andersen_equals_ase(fixcm):
     systems = _systems()
     probabilities = [0.05, 0.2, 0.01]
     batch = Batch.from_atoms(systems, device="cpu")
-    engine = NumpyAndersen(
+    engine = Andersen(
         LennardJones(**ARGON),
         dt=DT,
         temperature=_per_system(TEMPERATURES),
         andersen_prob=_per_system(probabilities),
         fixcm=fixcm,
-        rngs=_rngs(),
+        noise=NumpyNoise(_rngs()),
     )
     engine.run(batch, n_steps=STEPS)
     _compare(
@@ -141,26 +117,12 @@ def test_berendsen_equals_ase(fixcm):
     )
 
 
-class NumpyBussi(Bussi):
-    """Bussi fed from one numpy generator per system: standard_normal() then standard_gamma(shape)."""
-
-    def __init__(self, *args, rngs, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rngs = rngs
-
-    def draw_noise(self, batch, shape):
-        shapes = shape.tolist()
-        draws = [
-            (rng.standard_normal(), rng.standard_gamma(k)) for rng, k in zip(self.rngs, shapes, strict=True)
-        ]
-        normal, gamma = zip(*draws, strict=True)
-        return torch.tensor(normal, dtype=batch.dtype), torch.tensor(gamma, dtype=batch.dtype)
-
-
 def test_bussi_equals_ase():
     systems = _systems()
     batch = Batch.from_atoms(systems, device="cpu")
-    engine = NumpyBussi(LennardJones(**ARGON), dt=DT, temperature=TEMPERATURES, taut=TIMES, rngs=_rngs())
+    engine = Bussi(
+        LennardJones(**ARGON), dt=DT, temperature=TEMPERATURES, taut=TIMES, noise=NumpyNoise(_rngs())
+    )
     engine.run(batch, n_steps=STEPS)
     references = _compare(
         batch,
@@ -213,22 +175,12 @@ def test_nose_hoover_chain_equals_ase(tchain, tloop):
     )
 
 
-class NumpyBAOAB(LangevinBAOAB):
-    """LangevinBAOAB fed from one numpy generator per system: rng.normal(size=(n, 3))."""
-
-    def __init__(self, *args, rngs, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rngs = rngs
-
-    def draw_noise(self, batch):
-        noise = [rng.normal(size=(n, 3)) for rng, n in zip(self.rngs, batch.counts, strict=True)]
-        return _tensor(noise, batch.dtype)
-
-
 def test_langevin_baoab_equals_ase():
     systems = _systems()
     batch = Batch.from_atoms(systems, device="cpu")
-    engine = NumpyBAOAB(LennardJones(**ARGON), dt=DT, temperature=TEMPERATURES, T_tau=TIMES, rngs=_rngs())
+    engine = LangevinBAOAB(
+        LennardJones(**ARGON), dt=DT, temperature=TEMPERATURES, T_tau=TIMES, noise=NumpyNoise(_rngs())
+    )
     engine.run(batch, n_steps=STEPS)
     _compare(
         batch,

@@ -13,6 +13,7 @@ from ase.md.langevin import Langevin as AseLangevin
 from nvalchemi_ase import BatchedCalculator
 from nvalchemi_ase._lookalike import HostConstraintHook
 from nvalchemi_ase.md import Langevin
+from nvalchemi_ase.md.langevin import _RedistributedNoise
 from nvalchemi_ase.models import LennardJones
 from tests.lookalike.common import assert_same_state
 
@@ -93,8 +94,8 @@ def test_a_list_with_and_without_the_constraint_equals_ase_per_system():
     calc = BatchedCalculator(LennardJones(**LJ), device="cpu")
     mine = [_ours(atoms, calc) for atoms in systems]
     dyn = Langevin(mine, DT, rng=[np.random.default_rng(11), np.random.default_rng(12)], **PARAMS)
-    assert dyn._rng_engine.redistribution is not None
-    assert dyn._rng_engine.redistribution.systems == [0]
+    assert isinstance(dyn.engine.noise, _RedistributedNoise)
+    assert dyn.engine.noise.systems == [0]
     dyn.run(STEPS)
     for b, atoms in enumerate(systems):
         reference = _theirs(atoms)
@@ -106,7 +107,7 @@ def test_a_list_with_and_without_the_constraint_equals_ase_per_system():
 def test_systems_without_the_constraint_keep_the_device_path():
     mine = _ours(_co2_box(constrained=False))
     dyn = Langevin(mine, DT, rng=np.random.default_rng(0), **PARAMS)
-    assert dyn._rng_engine.redistribution is None
+    assert not isinstance(dyn.engine.noise, _RedistributedNoise)
     assert not any(isinstance(hook, HostConstraintHook) for hook in dyn.engine.hooks)
 
 
@@ -120,7 +121,7 @@ def test_a_torch_generator_redistributes_the_device_noise_on_the_host():
     expected = xi.numpy().copy()
     atoms.constraints[0].redistribute_forces_md(atoms, expected, rand=True)
     assert np.abs(expected - xi.numpy()).max() > 0.1  # the redistribution changes the noise
-    redistributed, _ = dyn._rng_engine.redistribution.on_device(xi, xi.clone())
+    redistributed = dyn.engine.noise.redistribute(xi)
     np.testing.assert_allclose(redistributed.numpy(), expected, rtol=0, atol=1e-15)
     dyn.run(STEPS)
     _assert_linear(mine, atoms)

@@ -1,4 +1,4 @@
-"""What the engine thermostats share: per-system parameters, a seeded generator, degrees of freedom.
+"""What the engine thermostats share: per-system parameters, the noise source, degrees of freedom.
 
 A parameter such as ``temperature`` is a float or one value per system. It
 is validated when assigned (in the constructor, or later, as ASE's
@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import AtomCategory, Batch
+from nvalchemi_ase.data import AtomCategory, Batch, Scope
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.noise import COUNTER_FIELD, Draw, NoiseSource, noise_source
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
@@ -78,7 +79,7 @@ class PerSystemParameter:
 
 
 class Thermostat(BaseDynamics):
-    """Base of the engine thermostats: a target temperature, a seeded generator, ``prepare``.
+    """Base of the engine thermostats: a target temperature, the noise source, ``prepare``.
 
     Parameters
     ----------
@@ -87,11 +88,16 @@ class Thermostat(BaseDynamics):
     temperature
         Target temperature in K: a float or one per system.
     seed
-        Seed of the torch generator random numbers are drawn from (``None``: a
-        random seed). Deterministic thermostats ignore it.
+        Seed of the default noise source, :class:`~nvalchemi_ase.dynamics.noise.CounterNoise`
+        (``None``: a random seed). Deterministic thermostats ignore it.
+    noise
+        Another :class:`~nvalchemi_ase.dynamics.noise.NoiseSource` (e.g.
+        :class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` for ASE's streams); overrides ``seed``.
     """
 
     temperature = PerSystemParameter("K")
+    stochastic = True
+    """Whether ``step`` draws random numbers (from :attr:`noise`)."""
 
     def __init__(
         self,
@@ -102,6 +108,8 @@ class Thermostat(BaseDynamics):
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
+        *,
+        noise: NoiseSource | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -109,7 +117,11 @@ class Thermostat(BaseDynamics):
         )
         self.temperature = temperature
         self.seed = seed
-        self._generator: torch.Generator | None = None
+        self.noise: NoiseSource = noise_source(seed, noise)
+        """Where this engine's random numbers come from."""
+        self.fixed_degrees_of_freedom: Any = None
+        """``[B]`` host array replacing :meth:`degrees_of_freedom`'s count (look-alikes: ASE's), or None."""
+        self._dof_tensor: torch.Tensor | None = None
         self._stale = True
         self._prepared_dt = self.dt
 
@@ -120,14 +132,23 @@ class Thermostat(BaseDynamics):
     def degrees_of_freedom(self, batch: Batch) -> torch.Tensor:
         """``[B]`` degrees of freedom per system: 3 × the atoms not frozen (ASE's with ``FixAtoms``).
 
-        Override to remove more (e.g. 3 for ``FixCom``), as ASE's
-        ``get_number_of_degrees_of_freedom`` does for other constraints.
+        :attr:`fixed_degrees_of_freedom`, when set, replaces the count (ASE's
+        ``get_number_of_degrees_of_freedom`` removes more for other constraints).
         """
+        if self.fixed_degrees_of_freedom is not None:
+            cached = self._dof_tensor
+            if cached is None or cached.device != batch.device or cached.dtype != batch.dtype:
+                cached = torch.as_tensor(self.fixed_degrees_of_freedom, dtype=batch.dtype).to(batch.device)
+                self._dof_tensor = cached
+            return cached
         moving = (batch.atom_categories != AtomCategory.FROZEN.value).to(batch.dtype)
         return 3.0 * segment_sum(moving, batch.batch_idx, batch.num_graphs)
 
     # ------------------------------------------------------------------ helpers
     def init_state(self, batch: Batch) -> None:
+        if self.stochastic and COUNTER_FIELD not in batch.field_names():
+            zeros = torch.zeros(batch.num_graphs, dtype=torch.long, device=batch.device)
+            batch.add_field(COUNTER_FIELD, zeros, Scope.SYSTEM)
         self.prepare(batch)
         self._stale, self._prepared_dt = False, self.dt
 
@@ -158,12 +179,6 @@ class Thermostat(BaseDynamics):
             )
         return segment_broadcast(self.per_system(name, batch, scale), batch.batch_idx)
 
-    def generator(self, batch: Batch) -> torch.Generator:
-        """The torch generator on the batch's device, seeded once (a refilled batch continues the stream)."""
-        if self._generator is None or self._generator.device != batch.device:
-            self._generator = torch.Generator(device=batch.device)
-            if self.seed is None:
-                self._generator.seed()
-            else:
-                self._generator.manual_seed(self.seed)
-        return self._generator
+    def draw(self, batch: Batch, *draws: Draw) -> list[torch.Tensor]:
+        """This step's random numbers from :attr:`noise`, one tensor per :class:`Draw`, in order."""
+        return self.noise.draw(batch, draws)

@@ -1,8 +1,7 @@
 """Andersen thermostat in ASE's scheme (see :mod:`nvalchemi_ase.ops.andersen`), batched.
 
-Per-system temperature and collision probability; the uniforms come from a
-seeded torch generator (override :meth:`Andersen.draw_center_of_mass_uniforms`
-and :meth:`Andersen.draw_collision_uniforms` to feed other random numbers).
+Per-system temperature and collision probability; the uniforms come from the
+engine's noise source.
 """
 
 from __future__ import annotations
@@ -14,12 +13,16 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.noise import Draw
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import andersen
 from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 from nvalchemi_ase.ops.velocities import remove_drift
 from nvalchemi_ase.ops.verlet import drift, half_kick
 from nvalchemi_ase.units import kB
+
+_PER_SYSTEM = Draw("random", per_atom=False, shape=(3,))
+_PER_ATOM = Draw("random", per_atom=True, shape=(3,))
 
 
 class Andersen(Thermostat):
@@ -37,8 +40,8 @@ class Andersen(Thermostat):
         Probability per step that a velocity component is redrawn, in [0, 1]: a float or one per system.
     fixcm
         Keep each system's centre of mass where it is and at rest (ASE's default ``True``).
-    seed
-        Seed of the torch generator the uniforms are drawn from (``None``: random).
+    seed, noise
+        As :class:`~nvalchemi_ase.dynamics.integrators._thermostat.Thermostat`.
     n_steps, hooks, convergence_hook, **options
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
 
@@ -48,9 +51,9 @@ class Andersen(Thermostat):
     step: with ``fixcm``, ``rng.random(3)`` twice (Box–Muller for the random
     centre-of-mass velocity); then ``rng.random((n, 3))`` twice (Box–Muller
     for the Maxwell–Boltzmann components) and once more (the collision
-    chances). A subclass that returns those numpy draws from the two
-    ``draw_*`` methods, one generator per system, reproduces ASE's run of
-    each system.
+    chances): two calls to the noise source per step.
+    :class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` with one generator per
+    system reproduces ASE's run of each system.
     """
 
     andersen_prob = PerSystemParameter("probability per component and step", maximum=1.0)
@@ -71,6 +74,8 @@ class Andersen(Thermostat):
         super().__init__(model, dt, temperature, seed, n_steps, hooks, convergence_hook, **options)
         self.andersen_prob = andersen_prob
         self.fixcm = bool(fixcm)
+        self.held: torch.Tensor | None = None
+        """``[N, 3]`` bool: position components constraints hold in place (``fixcm`` only), or None."""
 
     def prepare(self, batch: Batch) -> None:
         kT = self.per_system("temperature", batch, kB)
@@ -86,10 +91,7 @@ class Andersen(Thermostat):
 
         Called first, and only with ``fixcm``; ASE draws ``rng.random(3)`` for x, then for y.
         """
-        generator = self.generator(batch)
-        shape = (batch.num_graphs, 3)
-        x = torch.rand(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        y = torch.rand(shape, generator=generator, dtype=batch.dtype, device=batch.device)
+        x, y = self.draw(batch, _PER_SYSTEM, _PER_SYSTEM)
         return x, y
 
     def draw_collision_uniforms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -97,22 +99,18 @@ class Andersen(Thermostat):
 
         ASE draws ``rng.random((n, 3))`` for x, then y, then the chances.
         """
-        generator = self.generator(batch)
-        shape = (batch.num_nodes, 3)
-        x = torch.rand(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        y = torch.rand(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        chance = torch.rand(shape, generator=generator, dtype=batch.dtype, device=batch.device)
+        x, y, chance = self.draw(batch, _PER_ATOM, _PER_ATOM, _PER_ATOM)
         return x, y, chance
 
     def keep_held(self, positions: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-        """With ``fixcm``: the positions that constraints hold keep ``positions`` (none here).
+        """With ``fixcm``: the components :attr:`held` keep ``positions``.
 
         Called on the drifted positions before and after the centre-of-mass
         restore, as ASE's ``set_positions`` and ``set_center_of_mass`` apply
-        the constraints; the look-alike overrides it for ``FixAtoms`` and
-        ``FixCartesian``.
+        the constraints (the look-alike sets :attr:`held` for ``FixAtoms`` and
+        ``FixCartesian``).
         """
-        return moved
+        return moved if self.held is None else torch.where(self.held, positions, moved)
 
     def pre_update(self, batch: Batch) -> None:
         self.refresh(batch)

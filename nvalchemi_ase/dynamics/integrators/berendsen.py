@@ -48,6 +48,8 @@ class NVTBerendsen(Thermostat):
 
     taut = PerSystemParameter("fs", positive=True)
 
+    stochastic = False
+
     def __init__(
         self,
         model: Model,

@@ -2,8 +2,7 @@
 
 Each system draws its own rescaling factor from its own kinetic energy,
 target temperature and coupling time, then takes a velocity-Verlet step. The
-random numbers come from a seeded torch generator (override
-:meth:`Bussi.draw_noise` to feed other random numbers).
+random numbers come from the engine's noise source.
 """
 
 from __future__ import annotations
@@ -11,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.noise import Draw
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import bussi, segment_broadcast
 from nvalchemi_ase.ops.thermo import kinetic_energy
@@ -35,8 +36,8 @@ class Bussi(Thermostat):
         Target temperature in K: a float, or one per system (``[B]`` tensor or sequence).
     taut
         Coupling time τ_T in fs: a float or one per system.
-    seed
-        Seed of the torch generator the noise is drawn from (``None``: random).
+    seed, noise
+        As :class:`~nvalchemi_ase.dynamics.integrators._thermostat.Thermostat`.
     n_steps, hooks, convergence_hook, **options
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
 
@@ -45,9 +46,9 @@ class Bussi(Thermostat):
     The number of degrees of freedom N_f comes from :meth:`degrees_of_freedom`
     (3 per atom not frozen, ASE's ``get_number_of_degrees_of_freedom`` with
     ``FixAtoms``). Per system and step ASE draws ``rng.standard_normal()``,
-    then ``rng.standard_gamma((N_f - 1) / 2)``; a subclass returning those
-    numpy draws from :meth:`draw_noise`, one generator per system, reproduces
-    ASE's run of each system. A system with zero kinetic energy is left
+    then ``rng.standard_gamma((N_f - 1) / 2)``, the draws asked of the noise
+    source; :class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` with one
+    generator per system reproduces ASE's run of each system. A system with zero kinetic energy is left
     unscaled (ASE refuses to start one); give it velocities first, e.g. with
     ``initial_temperature``.
 
@@ -89,10 +90,13 @@ class Bussi(Thermostat):
 
         ``shape`` is ``[B]`` (N_f − 1)/2; the χ² variate is twice the Γ draw.
         """
-        generator = self.generator(batch)
-        normal = torch.randn(batch.num_graphs, generator=generator, dtype=batch.dtype, device=batch.device)
-        gamma = torch._standard_gamma(shape.clamp(min=0.0), generator=generator)
-        return normal, gamma
+        host = self.fixed_degrees_of_freedom
+        gamma = Draw(
+            "standard_gamma", per_atom=False, argument=shape.clamp(min=0.0),
+            host_argument=None if host is None else (np.asarray(host, dtype=float) - 1.0).clip(0.0) / 2.0,
+        )  # fmt: skip
+        normal, chi_half = self.draw(batch, Draw("standard_normal", per_atom=False), gamma)
+        return normal, chi_half
 
     def scale_velocities(self, batch: Batch) -> torch.Tensor:
         """Bussi's rescaling of ``batch.velocities``; returns the ``[B]`` factors α applied."""

@@ -1,8 +1,8 @@
 """NVT Langevin dynamics in ASE's scheme (see :mod:`nvalchemi_ase.ops.langevin`).
 
-Temperature and friction per system or per atom; the noise comes from a seeded torch
-generator on the batch's device (override :meth:`NVTLangevin.draw_noise` to feed
-other random numbers, as the ASE look-alike does to reproduce ASE's stream).
+Temperature and friction per system or per atom; the noise comes from the engine's
+noise source (counter-based torch noise by default; the ASE look-alike plugs in
+ASE's numpy streams).
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.noise import Draw
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import langevin
 from nvalchemi_ase.units import fs, kB
+
+_NORMAL = Draw("standard_normal", per_atom=True, shape=(3,))
 
 
 class NVTLangevin(Thermostat):
@@ -33,8 +36,9 @@ class NVTLangevin(Thermostat):
         sequence) or one per atom (``[N]``, all systems' atoms in batch order).
     friction
         Friction γ in 1/fs: a float, one per system (``[B]``) or one per atom (``[N]``).
-    seed
-        Seed of the torch generator the noise is drawn from (``None``: a random seed).
+    seed, noise
+        As :class:`~nvalchemi_ase.dynamics.integrators._thermostat.Thermostat`: per step
+        and system, ξ then η, ``standard_normal((n, 3))`` each (ASE's order).
     fixcm
         Remove the noise's centre-of-mass motion per system, as ASE's ``fixcm``.
     n_steps, hooks, convergence_hook, **options
@@ -78,17 +82,11 @@ class NVTLangevin(Thermostat):
         self._coefficients = langevin.coefficients(self.dt_internal, kT, gamma, batch.masses)
         self._counts = torch.as_tensor(batch.counts, dtype=batch.dtype, device=batch.device)
 
-    def draw_noise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's ξ and η, ``[N, 3]`` standard normals each (ξ drawn first)."""
-        shape, generator = (batch.num_nodes, 3), self.generator(batch)
-        xi = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        eta = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        return xi, eta
-
     def pre_update(self, batch: Batch) -> None:
         self.refresh(batch)
         c1, c2, c3, c4, c5 = self._coefficients
-        rnd_vel, rnd_pos = langevin.random_moves(*self.draw_noise(batch), c3, c4, c5)
+        xi, eta = self.draw(batch, _NORMAL, _NORMAL)
+        rnd_vel, rnd_pos = langevin.random_moves(xi, eta, c3, c4, c5)
         if self.fixcm:
             rnd_vel, rnd_pos = langevin.remove_noise_drift(
                 rnd_vel, rnd_pos, batch.masses, batch.batch_idx, self._counts

@@ -1,8 +1,7 @@
 """Langevin BAOAB (NVT, fixed cell) in ASE's scheme (see :mod:`nvalchemi_ase.ops.baoab`), batched.
 
-Per-system temperature and relaxation time; the noise comes from a seeded
-torch generator (override :meth:`LangevinBAOAB.draw_noise` to feed other
-random numbers). ASE's variable-cell (NPH/NPT) part is not included.
+Per-system temperature and relaxation time; the noise comes from the engine's
+noise source. ASE's variable-cell (NPH/NPT) part is not included.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.noise import Draw
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import baoab, segment_broadcast
 from nvalchemi_ase.ops.verlet import drift, half_kick
@@ -34,16 +34,16 @@ class LangevinBAOAB(Thermostat):
     T_tau
         Velocity relaxation time 1/γ in fs: a float or one per system
         (``None``: 50 dt, ASE's default).
-    seed
-        Seed of the torch generator the noise is drawn from (``None``: random).
+    seed, noise
+        As :class:`~nvalchemi_ase.dynamics.integrators._thermostat.Thermostat`.
     n_steps, hooks, convergence_hook, **options
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
 
     Notes
     -----
     ASE draws ``rng.normal(size=(n, 3))`` once per step and system, in the O
-    move; a subclass returning those numpy draws from :meth:`draw_noise`, one
-    generator per system, reproduces ASE's run of each system. The step uses
+    move; :class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` with one
+    generator per system reproduces ASE's run of each system. The step uses
     the forces of the previous compute (the run primes them), as ASE uses
     those computed at construction.
     """
@@ -75,9 +75,8 @@ class LangevinBAOAB(Thermostat):
 
     def draw_noise(self, batch: Batch) -> torch.Tensor:
         """This step's ξ, ``[N, 3]`` standard normals."""
-        return torch.randn(
-            (batch.num_nodes, 3), generator=self.generator(batch), dtype=batch.dtype, device=batch.device
-        )
+        (xi,) = self.draw(batch, Draw("normal", per_atom=True, shape=(3,)))
+        return xi
 
     def pre_update(self, batch: Batch) -> None:
         self.refresh(batch)

@@ -19,6 +19,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.noise import Draw
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import baoab, segment_broadcast
 from nvalchemi_ase.ops.segment import segment_sum
@@ -156,14 +157,14 @@ class LangevinBAOABNPT(Thermostat):
 
     def draw_noise(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """This step's ``(ξ [N, 3], η [B, k, k])`` standard normals (``None`` where not thermostatted)."""
-        generator, dtype, device = self.generator(batch), batch.dtype, batch.device
+        if not self.thermostatted:
+            return None, None
+        draws = [Draw("normal", per_atom=True, shape=(3,))]
+        if self.cell_langevin:  # ASE: normal() hydrostatic, else normal(size=(3, 3))
+            draws.append(Draw("normal", per_atom=False, shape=() if self.hydrostatic else (3, 3)))
+        drawn = self.draw(batch, *draws)
         k = 1 if self.hydrostatic else 3
-        xi = eta = None
-        if self.thermostatted:
-            xi = torch.randn((batch.num_nodes, 3), generator=generator, dtype=dtype, device=device)
-        if self.cell_langevin:
-            eta = torch.randn((batch.num_graphs, k, k), generator=generator, dtype=dtype, device=device)
-        return xi, eta
+        return drawn[0], drawn[1].reshape(-1, k, k) if self.cell_langevin else None
 
     # ------------------------------------------------------------------ the step
     def cell_force(self, batch: Batch) -> torch.Tensor:

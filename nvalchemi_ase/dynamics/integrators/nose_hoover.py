@@ -59,6 +59,8 @@ class NoseHooverChainNVT(Thermostat):
     state_fields: tuple[str, ...] = ("nhc_eta", "nhc_p_eta")
     tdamp = PerSystemParameter("fs", positive=True)
 
+    stochastic = False
+
     def __init__(
         self,
         model: Model,
