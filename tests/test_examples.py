@@ -55,3 +55,9 @@ def test_every_example_has_a_test() -> None:
     test_text = "\n".join(p.read_text() for p in tests.rglob("test_*.py"))
     untested = [p.name for p in EXAMPLES.glob("*.py") if f'"{p.name}"' not in test_text]
     assert untested == []
+
+
+def test_batch_independent_noise(capsys: pytest.CaptureFixture[str]) -> None:
+    difference = _load("batch_independent_noise.py")["main"](["--steps", "30", "--device", "cpu"])
+    assert difference < 1e-9
+    assert "alone vs. in a batch" in capsys.readouterr().out

@@ -146,19 +146,20 @@ def test_langevin_with_frozen_atoms_equals_ase_langevin_with_fixatoms():
     from ase.constraints import FixAtoms
     from ase.md.langevin import Langevin
 
-    from tests.dynamics.test_langevin import NumpyNoise
+    from nvalchemi_ase.dynamics import NVTLangevin
+    from nvalchemi_ase.dynamics.noise import NumpyNoise
     from tests.structures import argon_bulk
 
     atoms = argon_bulk(2, seed=3)
     atoms.set_constraint(FixAtoms(indices=list(range(8))))
     batch = Batch.from_atoms(atoms, device="cpu")
-    engine = NumpyNoise(
+    engine = NVTLangevin(
         LennardJones(**ARGON),
         dt=2.0,
         temperature=200.0,
         friction=0.02,
         hooks=[FreezeAtomsHook()],
-        rngs=[np.random.default_rng(7)],
+        noise=NumpyNoise([np.random.default_rng(7)]),
     )
     engine.run(batch, n_steps=60)
     reference = atoms.copy()

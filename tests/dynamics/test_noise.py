@@ -1,0 +1,74 @@
+"""The noise sources: counter-based torch noise is batch independent; numpy noise keeps ASE's order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.dynamics.noise import CounterNoise, Draw, NumpyNoise
+from tests.structures import argon_bulk
+
+DRAWS = [
+    Draw("standard_normal", per_atom=True, shape=(3,)),
+    Draw("random", per_atom=False, shape=(3,)),
+    Draw("standard_normal", per_atom=False),
+]
+
+
+def _batch(repeats, ids) -> Batch:
+    batch = Batch.from_atoms([argon_bulk(r, seed=k) for k, r in enumerate(repeats)], device="cpu")
+    batch.system_id[:] = torch.tensor(ids)
+    return batch
+
+
+def test_a_systems_draws_do_not_depend_on_its_batch_mates_or_slot():
+    alone, shared = _batch([2], [5]), _batch([1, 3, 2], [9, 2, 5])
+    for _ in range(3):  # the counters advance alike
+        mine, theirs = CounterNoise(11).draw(alone, DRAWS), CounterNoise(11).draw(shared, DRAWS)
+    assert torch.equal(mine[0], theirs[0][shared.ptr[2] :])
+    assert torch.equal(mine[1][0], theirs[1][2]) and torch.equal(mine[2][0], theirs[2][2])
+    assert alone.noise_counter.tolist() == [3]
+
+
+def test_draws_differ_by_seed_step_array_and_system():
+    batch = _batch([1, 1], [0, 1])
+    source = CounterNoise(0)
+    first, second = source.draw(batch, DRAWS[:1] * 2), source.draw(batch, DRAWS[:1])
+    values = [
+        first[0][:4],
+        first[0][4:],
+        first[1][:4],
+        second[0][:4],
+        CounterNoise(1).draw(batch, DRAWS)[0][:4],
+    ]
+    for a in range(len(values)):
+        for b in range(a):
+            assert not torch.equal(values[a], values[b])
+
+
+def test_moments():
+    batch = _batch([3] * 8, list(range(8)))
+    shape = torch.full((8,), 40.5, dtype=torch.float64)
+    source = CounterNoise(3)
+    normals, uniforms, gammas = [], [], []
+    for _ in range(20):
+        n, u, g = source.draw(
+            batch,
+            [DRAWS[0], Draw("random", True, (3,)), Draw("standard_gamma", False, argument=shape)],
+        )
+        normals.append(n), uniforms.append(u), gammas.append(g)
+    n, u, g = torch.cat(normals), torch.cat(uniforms), torch.cat(gammas)
+    assert n.mean().item() == pytest.approx(0.0, abs=0.02) and n.var().item() == pytest.approx(1.0, abs=0.03)
+    assert u.min().item() >= 0.0 and u.max().item() < 1.0 and u.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert g.mean().item() == pytest.approx(40.5, rel=0.05) and g.var().item() == pytest.approx(40.5, rel=0.4)
+
+
+def test_numpy_noise_draws_each_systems_arrays_in_turn():
+    batch = _batch([1, 2], [0, 1])
+    drawn = NumpyNoise(np.random.default_rng(4)).draw(batch, DRAWS[:2])
+    rng = np.random.default_rng(4)
+    expected = [(rng.standard_normal((n, 3)), rng.random(3)) for n in batch.counts]
+    np.testing.assert_array_equal(drawn[0].numpy(), np.concatenate([e[0] for e in expected]))
+    np.testing.assert_array_equal(drawn[1].numpy(), np.stack([e[1] for e in expected]))
