@@ -218,10 +218,7 @@ class LookalikeDynamics(IOContext):
         """Forces for the current positions (with the constraint hooks), when they are not known."""
         if not self._stale:
             return
-        batch = self.systems.batch
-        batch.forces = None
-        batch.energy = None
-        self.engine.run(batch, n_steps=0)
+        self.engine.prime(self.systems.batch, recompute=True)
         self._stale = False
 
     def _refresh_all(self) -> None:

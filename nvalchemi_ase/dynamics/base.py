@@ -18,7 +18,7 @@ that step needs host values, or the convergence check is due (see
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -101,10 +101,7 @@ class BaseDynamics(HookRegistryMixin):
             raise ValueError(f"initial_temperature must be non-negative (K), got {initial_temperature}")
         if convergence_hook is None and self.default_fmax is not None:
             convergence_hook = ConvergenceHook.from_fmax(self.default_fmax)
-        if isinstance(convergence_hook, dict):
-            convergence_hook = ConvergenceHook(**convergence_hook)
-        if convergence_hook is not None and not isinstance(convergence_hook, ConvergenceHook):
-            raise TypeError(f"convergence_hook must be a ConvergenceHook or a dict, got {convergence_hook!r}")
+        convergence_hook = _as_convergence_hook(convergence_hook)
         self.model = model
         self.dt = float(dt)
         self.n_steps = n_steps
@@ -184,14 +181,8 @@ class BaseDynamics(HookRegistryMixin):
         steps = self.n_steps if n_steps is None else n_steps
         if steps is None:
             raise ValueError("no step count: pass n_steps to run() or to the constructor")
-        batch = self._bind(batch)
-        with contextlib.ExitStack() as stack:
-            if self._hook_stack is None:
-                self._open_hooks(stack)
-            if batch.forces is None or batch.energy is None:
-                self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
-                self.compute(batch)
-                self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+        with self.opened_hooks():
+            batch = self.prime(batch)
             if self.convergence_hook is not None and self.step_count == 0:
                 self._mark_converged(batch)
             for _ in range(int(steps)):
@@ -199,6 +190,68 @@ class BaseDynamics(HookRegistryMixin):
                     break
                 self.step(batch)
         return batch
+
+    # ------------------------------------------------------------------ lifecycle
+    def prime(self, batch: Batch | None = None, *, recompute: bool = False) -> Batch:
+        """Bind ``batch`` (state, entry) and compute its forces when it has none, or when ``recompute``.
+
+        The compute hooks fire around the model, so neighbour lists, biases,
+        clamps and NaN checks apply to these forces too. ``run`` calls it;
+        call it yourself after editing positions outside the engine
+        (``recompute=True``) or to have forces before the first ``step``.
+        """
+        batch = self._bind(batch)
+        if recompute or batch.forces is None or batch.energy is None:
+            with self.opened_hooks():
+                self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
+                self.compute(batch)
+                self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+        return batch
+
+    @contextlib.contextmanager
+    def opened_hooks(self) -> Iterator[BaseDynamics]:
+        """The hooks (files, timers) open for the block, unless the engine holds them open already.
+
+        ``with engine:`` keeps them open across several calls; inside it this is a no-op.
+        """
+        if self._hook_stack is not None:
+            yield self
+            return
+        with contextlib.ExitStack() as stack:
+            for engine in self._hooked_engines():
+                engine._open_hooks(stack)
+            self._hook_stack = stack  # nested run/prime calls find them open
+            try:
+                yield self
+            finally:
+                self._hook_stack = None
+
+    def set_convergence(self, convergence_hook: Any) -> None:
+        """Replace the convergence criteria (a ConvergenceHook, its keyword dict, or an ``fmax`` in eV/Å).
+
+        With a batch bound, every system is judged anew now: a system that
+        no longer passes moves again. ``None``: systems never converge.
+        """
+        from nvalchemi_ase.dynamics.convergence import ConvergenceHook
+
+        if isinstance(convergence_hook, int | float) and not isinstance(convergence_hook, bool):
+            convergence_hook = ConvergenceHook.from_fmax(float(convergence_hook))
+        self.convergence_hook = _as_convergence_hook(convergence_hook)
+        if self.batch is None or self.converged is None:
+            return
+        if self.convergence_hook is None:
+            self.converged = torch.zeros_like(self.converged)
+        else:
+            self.converged = self.convergence_hook.evaluate(self.batch)
+        self._newly_converged = torch.zeros_like(self.converged)
+        self.done = False
+
+    def all_converged(self) -> bool:
+        """Whether every system of the bound batch has converged (reads the device: a sync)."""
+        if self.converged is None or self.convergence_hook is None:
+            return False
+        self.done = bool(self.converged.all())
+        return self.done
 
     def __add__(self, other: BaseDynamics) -> BaseDynamics:
         """``relax + md``: a :class:`~nvalchemi_ase.dynamics.FusedStage` running both in one loop."""
@@ -211,7 +264,8 @@ class BaseDynamics(HookRegistryMixin):
     def __enter__(self) -> BaseDynamics:
         """Open the hooks (files, timers) for several ``run``/``step`` calls; closed on exit."""
         self._hook_stack = contextlib.ExitStack()
-        self._open_hooks(self._hook_stack)
+        for engine in self._hooked_engines():
+            engine._open_hooks(self._hook_stack)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -227,6 +281,10 @@ class BaseDynamics(HookRegistryMixin):
         )
 
     # ------------------------------------------------------------------ internals
+    def _hooked_engines(self) -> list[BaseDynamics]:
+        """The engines whose hooks this one opens (a fused stage: itself and its sub-stages)."""
+        return [self]
+
     def _bind(self, batch: Batch | None) -> Batch:
         if batch is None:
             if self.batch is None:
@@ -310,3 +368,14 @@ class BaseDynamics(HookRegistryMixin):
             newly, self._newly_converged = self._newly_converged, torch.zeros_like(self._newly_converged)
             self._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=newly)
         self.done = bool(all_done)
+
+
+def _as_convergence_hook(value: Any) -> Any:
+    """A ConvergenceHook (or None) from a hook or its keyword dict; TypeError otherwise."""
+    from nvalchemi_ase.dynamics.convergence import ConvergenceHook
+
+    if isinstance(value, dict):
+        value = ConvergenceHook(**value)
+    if value is not None and not isinstance(value, ConvergenceHook):
+        raise TypeError(f"convergence_hook must be a ConvergenceHook or a dict, got {value!r}")
+    return value

@@ -28,7 +28,6 @@ step (one device→host copy), and only when some sub-stage needs it.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -114,12 +113,6 @@ class FusedStage(BaseDynamics):
         self.batch = batch
         self.init_state(batch)
 
-    def prime(self, batch: Batch) -> None:
-        """Forces for the whole batch, with the fused stage's own compute hooks around them."""
-        self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
-        self.compute(batch)
-        self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
-
     def run_inflight(
         self,
         sampler: InflightSampler,
@@ -133,12 +126,11 @@ class FusedStage(BaseDynamics):
         See :func:`nvalchemi_ase.dynamics.inflight.run_inflight`. Returns the
         final structures in input order.
         """
-        with contextlib.ExitStack() as stack:
-            if self._hook_stack is None:
-                self._open_hooks(stack)
-                for stage in self.stages:
-                    stage._open_hooks(stack)
+        with self.opened_hooks():
             return run_inflight(self, sampler, sinks, n_steps, on_finish, on_step)
+
+    def _hooked_engines(self) -> list[BaseDynamics]:
+        return [self, *self.stages]
 
     def _bind(self, batch: Batch | None) -> Batch:
         if batch is not None and batch is not self.batch:
@@ -214,15 +206,9 @@ class FusedStage(BaseDynamics):
 
         With ``n_steps`` None here and in the constructor, runs until all are done.
         """
-        batch = self._bind(batch)
         steps = self.n_steps if n_steps is None else n_steps
-        with contextlib.ExitStack() as stack:
-            if self._hook_stack is None:
-                self._open_hooks(stack)
-                for stage in self.stages:
-                    stage._open_hooks(stack)
-            if batch.forces is None or batch.energy is None:
-                self.prime(batch)
+        with self.opened_hooks():
+            batch = self.prime(batch)
             taken = 0
             while not self.done and (steps is None or taken < steps):
                 self.step(batch)

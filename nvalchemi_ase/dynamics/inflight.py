@@ -161,7 +161,7 @@ def run_inflight(
     if not first:
         return []
     batch: Batch | None = sampler.batch(first)
-    fused.run(batch, n_steps=0)  # bind, state, forces
+    fused.prime(batch)  # bind, state, forces
     taken = 0
     while batch is not None and (n_steps is None or taken < n_steps):
         fused.step(batch)
@@ -207,7 +207,7 @@ def _refill(
         remaining.stress = None
         fresh = Batch.cat([remaining, fresh])
     fused.adopt(fresh)
-    fused.prime(fresh)
+    fused.prime(fresh, recompute=True)
     return fresh
 
 

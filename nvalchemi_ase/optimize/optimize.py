@@ -195,7 +195,7 @@ class Optimizer(LookalikeDynamics):
                 self._prime()
                 self._set_threshold()
             self.engine.step(batch)  # the step hook counts nsteps, logs and calls the observers due
-            converged = np.bool_(self.engine.done)
+            converged = np.bool_(self.engine.done)  # the step's convergence check read it
             if public:
                 self._refresh_all()
             yield converged
@@ -203,15 +203,10 @@ class Optimizer(LookalikeDynamics):
     def _set_threshold(self) -> None:
         """This run's ``fmax`` as the engine's criterion, evaluated now for every system."""
         assert self.fmax is not None
-        hook = ConvergenceHook.from_fmax(float(self.fmax))
-        self.engine.convergence_hook = hook
-        self.engine.converged = hook.evaluate(self.systems.batch)
+        self.engine.set_convergence(ConvergenceHook.from_fmax(float(self.fmax)))
 
     def _all_converged(self) -> np.bool_:
-        assert self.engine.converged is not None
-        done = bool(self.engine.converged.all())
-        self.engine.done = done
-        return np.bool_(done)
+        return np.bool_(self.engine.all_converged())
 
     def _report_step_zero(self) -> None:
         """Step 0: a log line for every system, then the observers (ASE skips them when appending)."""

@@ -262,3 +262,52 @@ def test_no_hooks_no_syncs_needed_for_md(monkeypatch):
     engine.run(batch, n_steps=3)
     assert calls == []
     assert np.isfinite(batch.positions.numpy()).all()
+
+
+def test_prime_computes_forces_once_with_the_compute_hooks_and_again_on_request():
+    hook = RecordingHook()
+    engine = NVE(LennardJones(**ARGON), dt=1.0, hooks=[hook])
+    batch = engine.prime(_batch())
+    assert batch.forces is not None and batch is engine.batch
+    engine.prime(batch)  # forces known: nothing to do
+    priming = [(0, DynamicsStage.BEFORE_COMPUTE), (0, DynamicsStage.AFTER_COMPUTE)]
+    assert hook.calls == priming
+    batch.positions = batch.positions + 0.05
+    stale = batch.forces.clone()
+    engine.prime(batch, recompute=True)
+    assert hook.calls == priming * 2 and not torch.equal(batch.forces, stale)
+
+
+def test_set_convergence_judges_every_system_again():
+    engine = FIRE(LennardJones(**ARGON), convergence_hook=ConvergenceHook.from_fmax(1e-6))
+    batch = engine.prime(_batch(3))
+    engine.set_convergence(100.0)  # an fmax every system passes
+    assert engine.converged.tolist() == [True] * 3 and engine.all_converged()
+    engine.set_convergence({"criteria": [Criterion("fmax", 1e-6)]})
+    assert engine.converged.tolist() == [False] * 3 and not engine.all_converged()
+    engine.run(batch, n_steps=1)
+    assert engine.step_count == 1  # the systems move again
+    engine.set_convergence(None)
+    assert not engine.all_converged()
+
+
+def test_opened_hooks_opens_once_inside_the_context_manager():
+    events: list[str] = []
+
+    class Resource:
+        stage = DynamicsStage.AFTER_STEP
+        frequency = 1
+
+        def __call__(self, ctx, stage):
+            events.append("call")
+
+        def close(self):
+            events.append("close")
+
+    engine = NVE(LennardJones(**ARGON), dt=1.0, hooks=[Resource()])
+    with engine.opened_hooks():
+        engine.run(_batch(), n_steps=1)
+    assert events == ["call", "close"]
+    with engine, engine.opened_hooks():
+        engine.run(n_steps=1)
+    assert events[2:] == ["call", "close"]
