@@ -9,7 +9,7 @@ constraint on the host) and ASE's output formats.
 from __future__ import annotations
 
 from nvalchemi_ase._lookalike.base import LookalikeDynamics
-from nvalchemi_ase._lookalike.constraints import ConstraintPlan, NativeConstraintHook, plan_constraints
+from nvalchemi_ase._lookalike.constraints import ConstraintPlan, plan_constraints
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
 from nvalchemi_ase._lookalike.outputs import OptimizerLog, TrajectoryOutput, system_paths
 from nvalchemi_ase._lookalike.random import ase_noise, check_rng
@@ -19,7 +19,6 @@ __all__ = [
     "ConstraintPlan",
     "HostConstraintHook",
     "LookalikeDynamics",
-    "NativeConstraintHook",
     "OptimizerLog",
     "Systems",
     "TrajectoryOutput",

@@ -21,13 +21,14 @@ from ase import Atoms
 from ase.parallel import world
 from ase.utils import IOContext
 
-from nvalchemi_ase._lookalike.constraints import NativeConstraintHook, plan_constraints, release_host_systems
+from nvalchemi_ase._lookalike.constraints import device_constraints, plan_constraints, release_host_systems
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
 from nvalchemi_ase._lookalike.outputs import TrajectoryOutput
 from nvalchemi_ase._lookalike.systems import Systems
 from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import BaseDynamics
 from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook
+from nvalchemi_ase.hooks.constraints import ConstraintHook
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
 
@@ -137,15 +138,10 @@ class LookalikeDynamics(IOContext):
         self.engine.register_hook(_StepHook(self))
         if plan.frozen:
             self.engine.register_hook(FreezeAtomsHook(zero_forces=not self.md))
+        self.engine.constraints = device_constraints(plan, batch)
         if plan.native:
-            as_tensor = lambda a: None if a is None else torch.as_tensor(a, device=batch.device)  # noqa: E731
             self.engine.register_hook(
-                NativeConstraintHook(
-                    as_tensor(plan.fixed_components),
-                    as_tensor(plan.com_systems),
-                    self.md,
-                    self.rederive_velocities,
-                )
+                ConstraintHook(self.engine.constraints, self.md, self.rederive_velocities)
             )
         self._host_constraints: HostConstraintHook | None = None
         if plan.host_systems:

@@ -5,8 +5,8 @@ Routing, per system (decided once, at construction):
 * only ``FixAtoms`` and ``FixCartesian``: on the device. ``FixAtoms`` is the
   frozen atom category (``Batch.from_atoms``) and the engine's
   :class:`~nvalchemi_ase.dynamics.hooks.FreezeAtomsHook`; ``FixCartesian`` is
-  :class:`NativeConstraintHook`;
-* exactly one ``FixCom``: on the device, :class:`NativeConstraintHook`;
+  :class:`~nvalchemi_ase.hooks.constraints.ConstraintHook`;
+* exactly one ``FixCom``: on the device, :class:`~nvalchemi_ase.hooks.constraints.ConstraintHook`;
 * anything else (``FixBondLengths``, ``Hookean``, ``FixedPlane``,
   ``ExternalForce``, ``FixSubsetCom``, mixtures, ...): the whole list, in
   order, on the host through ASE's own ``adjust_*`` methods
@@ -20,19 +20,22 @@ energy. Optimizers (``md=False``) project the forces and the positions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from ase import Atoms
-from ase.constraints import FixAtoms, FixCartesian, FixCom
+from ase.constraints import FixAtoms, FixCartesian, FixCom, FixedPlane, Hookean
 
 from nvalchemi_ase.data import AtomCategory, Batch
-from nvalchemi_ase.hooks.protocol import HookContext
-from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.hooks.constraints import Constraints
+from nvalchemi_ase.ops.segment import segment_broadcast
 
-__all__ = ["ConstraintPlan", "NativeConstraintHook", "plan_constraints"]
+__all__ = ["SUPPORTED", "ConstraintPlan", "no_fixcom_mixture", "only_constraints", "plan_constraints"]
+
+SUPPORTED = (FixAtoms, FixCartesian, FixCom, FixedPlane, Hookean)
+"""The constraints the NHC and constant-cell BAOAB look-alikes reproduce ASE's numbers with."""
 
 
 @dataclass
@@ -93,98 +96,40 @@ def release_host_systems(batch: Batch, plan: ConstraintPlan) -> None:
     )
 
 
-def _mass_weighted_mean(values: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, count: int):
-    """``[B, 3]`` Σ m x / Σ m per system."""
-    total = segment_sum(masses, batch_idx, count).unsqueeze(1)
-    return segment_sum(masses.unsqueeze(1) * values, batch_idx, count) / total
+def device_constraints(plan: ConstraintPlan, batch: Batch) -> Constraints:
+    """The engine's constraint component for a plan: held components, FixCom and host-path systems."""
+    device = batch.device
+    host = None
+    if plan.host_systems:
+        host = torch.zeros(batch.num_graphs, dtype=torch.bool, device=device)
+        host[plan.host_systems] = True
+    as_tensor = lambda a: None if a is None else torch.as_tensor(a, device=device)  # noqa: E731
+    return Constraints(as_tensor(plan.fixed_components), as_tensor(plan.com_systems), host)
 
 
-class NativeConstraintHook:
-    """FixCartesian and FixCom on the device, as ASE applies them (branch-free, no sync).
+def only_constraints(systems: Sequence[Atoms], name: str, allowed: tuple[type, ...], why: str) -> None:
+    """Raise NotImplementedError naming the first constraint whose type is not in ``allowed``."""
+    for index, atoms in enumerate(systems):
+        for constraint in atoms.constraints:
+            if type(constraint) not in allowed:
+                names = ", ".join(kind.__name__ for kind in allowed)
+                raise NotImplementedError(
+                    f"atoms[{index}] has a {type(constraint).__name__} constraint: "
+                    f"{name} supports only {names} ({why})"
+                )
 
-    Parameters
-    ----------
-    fixed_components
-        ``[N, 3]`` bool, the FixCartesian components held fixed, or None.
-    com_systems
-        ``[B]`` bool, the systems with FixCom, or None.
-    md
-        True for MD (positions, velocity re-derivation, momenta), False for
-        optimizers (positions and forces).
-    rederive
-        MD only: after the drift, re-derive velocities from the constrained
-        displacement (RATTLE, as VelocityVerlet, Langevin, Andersen, Bussi);
-        False: adjust them as momenta instead (as NVTBerendsen).
+
+def no_fixcom_mixture(systems: Sequence[Atoms], name: str) -> None:
+    """Raise NotImplementedError for ``FixCom`` next to a constraint that holds positions.
+
+    ASE's ``FixCom`` then shifts (NHC) or gives velocities to (BAOAB) the
+    atoms the other constraint holds, so that they move.
     """
-
-    stage = None
-    stages = (
-        DynamicsStage.BEFORE_PRE_UPDATE,
-        DynamicsStage.AFTER_PRE_UPDATE,
-        DynamicsStage.AFTER_COMPUTE,
-        DynamicsStage.AFTER_POST_UPDATE,
-    )
-    frequency = 1
-
-    def __init__(
-        self,
-        fixed_components: torch.Tensor | None,
-        com_systems: torch.Tensor | None,
-        md: bool,
-        rederive: bool = True,
-    ) -> None:
-        self.fixed = fixed_components
-        self.com = com_systems
-        self.md = md
-        self.rederive = rederive
-        self._old: torch.Tensor | None = None
-
-    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
-        batch = ctx.batch
-        if stage == DynamicsStage.BEFORE_PRE_UPDATE:
-            self._old = batch.positions.clone()
-        elif stage == DynamicsStage.AFTER_PRE_UPDATE and self._old is not None:
-            moved = batch.positions
-            adjusted = self._positions(batch, self._old, moved)
-            batch.positions = adjusted
-            if self.md and self.rederive:  # RATTLE's first half: velocities from the displacement
-                batch.velocities = batch.velocities + (adjusted - moved) / ctx.dynamics.dt_internal
-            elif self.md:
-                batch.velocities = self._velocities(batch, batch.velocities)
-        elif stage == DynamicsStage.AFTER_COMPUTE and not self.md:
-            batch.forces = self._forces(batch, batch.forces)
-        elif stage == DynamicsStage.AFTER_POST_UPDATE and self.md:
-            batch.velocities = self._velocities(batch, batch.velocities)
-
-    def _positions(self, batch: Batch, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        if self.fixed is not None:
-            new = torch.where(self.fixed, old, new)
-        if self.com is not None:
-            args = (batch.masses, batch.batch_idx, batch.num_graphs)
-            shift = _mass_weighted_mean(old, *args) - _mass_weighted_mean(new, *args)
-            shift = torch.where(self.com.unsqueeze(1), shift, torch.zeros_like(shift))
-            new = new + segment_broadcast(shift, batch.batch_idx)
-        return new
-
-    def _forces(self, batch: Batch, forces: torch.Tensor) -> torch.Tensor:
-        if self.fixed is not None:
-            forces = torch.where(self.fixed, torch.zeros_like(forces), forces)
-        if self.com is not None:  # F_i -= m_i λ, λ = Σ m F / Σ m² (ASE's FixCom.adjust_forces)
-            masses, idx, count = batch.masses, batch.batch_idx, batch.num_graphs
-            lam = segment_sum(masses.unsqueeze(1) * forces, idx, count)
-            lam = lam / segment_sum(masses.square(), idx, count).unsqueeze(1)
-            lam = torch.where(self.com.unsqueeze(1), lam, torch.zeros_like(lam))
-            forces = forces - masses.unsqueeze(1) * segment_broadcast(lam, idx)
-        return forces
-
-    def _velocities(self, batch: Batch, velocities: torch.Tensor) -> torch.Tensor:
-        if self.fixed is not None:
-            velocities = torch.where(self.fixed, torch.zeros_like(velocities), velocities)
-        if self.com is not None:
-            drift = _mass_weighted_mean(velocities, batch.masses, batch.batch_idx, batch.num_graphs)
-            drift = torch.where(self.com.unsqueeze(1), drift, torch.zeros_like(drift))
-            velocities = velocities - segment_broadcast(drift, batch.batch_idx)
-        return velocities
-
-    def __repr__(self) -> str:
-        return f"NativeConstraintHook(fixcartesian={self.fixed is not None}, fixcom={self.com is not None})"
+    for index, atoms in enumerate(systems):
+        kinds = {type(constraint) for constraint in atoms.constraints}
+        if FixCom in kinds and kinds - {FixCom, Hookean}:
+            other = sorted(kind.__name__ for kind in kinds - {FixCom, Hookean})[0]
+            raise NotImplementedError(
+                f"atoms[{index}] has FixCom with a {other} constraint: in ASE's {name}, FixCom moves "
+                f"the atoms {other} holds; not reproduced here"
+            )

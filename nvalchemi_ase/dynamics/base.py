@@ -25,6 +25,7 @@ import torch
 
 from nvalchemi_ase.data import AtomCategory, Batch, Scope
 from nvalchemi_ase.dynamics.noise import CounterNoise, Draw
+from nvalchemi_ase.hooks.constraints import Constraints
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.base import Model, evaluate
@@ -112,6 +113,8 @@ class BaseDynamics(HookRegistryMixin):
         self.step_count = 0
         self.batch: Batch | None = None
         self.properties: set[str] = {"energy", "forces"}
+        self.constraints: Constraints | None = None
+        """The device constraint component (held components, FixCom) engines that need it read, or None."""
         self.converged: torch.Tensor | None = None
         """``[B]`` bool on the device: systems that have converged (and stopped moving)."""
         self.done = False

@@ -4,6 +4,7 @@ observer, safety and constraint hooks (also importable from :mod:`nvalchemi_ase.
 from __future__ import annotations
 
 from nvalchemi_ase.hooks.bias import BiasedPotentialHook
+from nvalchemi_ase.hooks.constraints import ConstraintHook, Constraints
 from nvalchemi_ase.hooks.drift import EnergyDriftError, EnergyDriftMonitorHook, EnergyDriftWarning
 from nvalchemi_ase.hooks.freeze import FreezeAtomsHook
 from nvalchemi_ase.hooks.logging import LoggingHook
@@ -18,6 +19,8 @@ from nvalchemi_ase.hooks.stages import DynamicsStage
 
 __all__ = [
     "BiasedPotentialHook",
+    "ConstraintHook",
+    "Constraints",
     "ConvergedSnapshotHook",
     "DynamicsStage",
     "EnergyDriftError",

@@ -28,6 +28,7 @@ import torch
 from nvalchemi_ase.data import AtomCategory, Batch
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
+from nvalchemi_ase.ops import constraints
 
 
 class FreezeAtomsHook:
@@ -82,9 +83,10 @@ class FreezeAtomsHook:
         self._hold_still(batch, frozen)
 
     def _hold_still(self, batch: Batch, frozen: torch.Tensor) -> None:
-        batch.velocities = torch.where(frozen, torch.zeros_like(batch.velocities), batch.velocities)
+        masses, index = batch.masses, batch.batch_idx
+        batch.velocities = constraints.velocities(batch.velocities, masses, index, frozen, None)
         if self.zero_forces and batch.forces is not None:
-            batch.forces = torch.where(frozen, torch.zeros_like(batch.forces), batch.forces)
+            batch.forces = constraints.forces(batch.forces, masses, index, frozen, None)
 
     def __repr__(self) -> str:
         return f"FreezeAtomsHook(category={self.category}, zero_forces={self.zero_forces})"

@@ -6,12 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from ase import Atoms, units
 from ase.constraints import FixAtoms, FixBondLengths, FixCartesian, FixCom, Hookean
 
 from nvalchemi_ase._lookalike.random import ase_noise
-from nvalchemi_ase.data import AtomCategory
 from nvalchemi_ase.dynamics import Andersen as AndersenEngine
 from nvalchemi_ase.md.md import MolecularDynamics
 
@@ -98,15 +96,6 @@ class Andersen(MolecularDynamics):
             fixcm=bool(self.fix_com),
             noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
-
-    def _install_hooks(self) -> None:
-        super()._install_hooks()
-        plan, batch = self.constraint_plan, self.systems.batch
-        if self.fix_com and (plan.frozen or plan.fixed_components is not None):
-            held = (batch.atom_categories == AtomCategory.FROZEN.value).unsqueeze(1).expand(-1, 3)
-            if plan.fixed_components is not None:
-                held = held | torch.as_tensor(plan.fixed_components, device=batch.device)
-            self._andersen.held = held
 
     def set_temperature(self, temperature_K: float) -> None:
         self.temp = units.kB * np.asarray(temperature_K, dtype=float)

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
+from nvalchemi_ase._lookalike.constraints import SUPPORTED, no_fixcom_mixture, only_constraints
 from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import NVE, BaseDynamics, LangevinBAOABNPT
 from nvalchemi_ase.dynamics import LangevinBAOAB as BAOABEngine
 from nvalchemi_ase.md.md import MolecularDynamics
-from nvalchemi_ase.md.nose_hoover_chain import SUPPORTED, no_fixcom_mixture, only_constraints
 from nvalchemi_ase.ops.baoab import external_stress_tensor
 
 __all__ = ["LangevinBAOAB"]

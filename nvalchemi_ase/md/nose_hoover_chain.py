@@ -6,66 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from ase import Atoms, units
-from ase.constraints import FixAtoms, FixCartesian, FixCom, FixedPlane, Hookean
 
-from nvalchemi_ase.data import AtomCategory, Batch
+from nvalchemi_ase._lookalike.constraints import SUPPORTED, no_fixcom_mixture, only_constraints
 from nvalchemi_ase.dynamics import NoseHooverChainNVT as NoseHooverEngine
 from nvalchemi_ase.md.md import MolecularDynamics
-from nvalchemi_ase.ops.segment import segment_broadcast
+from nvalchemi_ase.ops.thermo import kinetic_energy
 
-__all__ = ["NoseHooverChainNVT", "no_fixcom_mixture", "only_constraints"]
-
-SUPPORTED = (FixAtoms, FixCartesian, FixCom, FixedPlane, Hookean)
-"""The constraints both look-alikes (NHC, constant-cell BAOAB) reproduce ASE's numbers with."""
-
-
-def only_constraints(systems: Sequence[Atoms], name: str, allowed: tuple[type, ...], why: str) -> None:
-    """Raise NotImplementedError naming the first constraint whose type is not in ``allowed``."""
-    for index, atoms in enumerate(systems):
-        for constraint in atoms.constraints:
-            if type(constraint) not in allowed:
-                names = ", ".join(kind.__name__ for kind in allowed)
-                raise NotImplementedError(
-                    f"atoms[{index}] has a {type(constraint).__name__} constraint: "
-                    f"{name} supports only {names} ({why})"
-                )
-
-
-def no_fixcom_mixture(systems: Sequence[Atoms], name: str) -> None:
-    """Raise NotImplementedError for ``FixCom`` next to a constraint that holds positions.
-
-    ASE's ``FixCom`` then shifts (NHC) or gives velocities to (BAOAB) the
-    atoms the other constraint holds, so that they move.
-    """
-    for index, atoms in enumerate(systems):
-        kinds = {type(constraint) for constraint in atoms.constraints}
-        if FixCom in kinds and kinds - {FixCom, Hookean}:
-            other = sorted(kind.__name__ for kind in kinds - {FixCom, Hookean})[0]
-            raise NotImplementedError(
-                f"atoms[{index}] has FixCom with a {other} constraint: in ASE's {name}, FixCom moves "
-                f"the atoms {other} holds; not reproduced here"
-            )
-
-
-class _PrivateMomentaEngine(NoseHooverEngine):
-    """The chain engine with ASE's private momenta ``_p`` for every constrained atom component.
-
-    ASE's class integrates unconstrained private ``_q``/``_p`` and shows the
-    ``Atoms`` their constrained copies; the chain reads ``_p``. Here the
-    components that a constraint changes (``private``, ``[N, 3]`` bool) get
-    their private velocities back before each half step; the others follow
-    the batch (so that host edits of them are taken into account).
-    """
-
-    private: torch.Tensor | None = None
-
-    def _resume_frozen(self, batch: Batch) -> None:
-        if self.private is None:
-            super()._resume_frozen(batch)
-        else:
-            batch.velocities = torch.where(self.private, batch.nhc_frozen_velocities, batch.velocities)
+__all__ = ["NoseHooverChainNVT"]
 
 
 class NoseHooverChainNVT(MolecularDynamics):
@@ -125,7 +73,7 @@ class NoseHooverChainNVT(MolecularDynamics):
             "several times a step; not reproduced here",
         )
         no_fixcom_mixture(self.systems.atoms, type(self).__name__)
-        return _PrivateMomentaEngine(
+        return NoseHooverEngine(
             model,
             self.dt / units.fs,
             temperature=self._per_system_value(self.temperature_K, "temperature_K"),
@@ -135,32 +83,12 @@ class NoseHooverChainNVT(MolecularDynamics):
             frozen_momenta=True,
         )
 
-    def _install_hooks(self) -> None:
-        super()._install_hooks()
-        plan, batch = self.constraint_plan, self.systems.batch
-        if not (plan.native or plan.host_systems):
-            return  # FixAtoms alone, or nothing: the frozen atoms' private momenta
-        whole = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
-        if plan.com_systems is not None:
-            whole |= torch.as_tensor(plan.com_systems, device=batch.device)
-        whole[plan.host_systems] = True
-        private = (batch.atom_categories == AtomCategory.FROZEN.value) | segment_broadcast(
-            whole, batch.batch_idx
-        )
-        private = private.unsqueeze(1).expand(-1, 3)
-        if plan.fixed_components is not None:
-            private = private | torch.as_tensor(plan.fixed_components, device=batch.device)
-        assert isinstance(self.engine, _PrivateMomentaEngine)
-        self.engine.private = private
-
     def get_conserved_energy(self) -> float | np.ndarray:
         """Potential + kinetic + thermostat energy (eV; an array for a list), from the device."""
         assert isinstance(self.engine, NoseHooverEngine)
         self._prime()
         batch = self.systems.batch
-        masses = batch.masses.unsqueeze(1)
-        kinetic = (0.5 * masses * batch.velocities.square()).sum(dim=1)
-        kinetic = kinetic.new_zeros(batch.num_graphs).index_add_(0, batch.batch_idx, kinetic)
+        kinetic = kinetic_energy(batch.velocities, batch.masses, batch.batch_idx, batch.num_graphs)
         total = batch.energy.view(-1) + kinetic + self.engine.thermostat_energy(batch)
         values = total.detach().cpu().numpy().astype(float)
         return float(values[0]) if len(values) == 1 else values

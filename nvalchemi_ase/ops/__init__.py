@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_min, segment_sum
+from nvalchemi_ase.ops.segment import (
+    segment_broadcast,
+    segment_max,
+    segment_min,
+    segment_sum,
+    segment_weighted_mean,
+)
 
-__all__ = ["segment_broadcast", "segment_max", "segment_min", "segment_sum"]
+__all__ = ["segment_broadcast", "segment_max", "segment_min", "segment_sum", "segment_weighted_mean"]

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_weighted_mean
 
 
 def box_muller(width: torch.Tensor, uniform_x: torch.Tensor, uniform_y: torch.Tensor) -> torch.Tensor:
@@ -45,8 +45,7 @@ def center_of_mass(
     positions: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int
 ) -> torch.Tensor:
     """``[B, 3]`` mass-weighted mean position per system, Å."""
-    weighted = segment_sum(positions * masses.unsqueeze(1), batch_idx, num_systems)
-    return weighted / segment_sum(masses, batch_idx, num_systems).unsqueeze(1)
+    return segment_weighted_mean(positions, masses, batch_idx, num_systems)
 
 
 def move_center_of_mass(

@@ -40,3 +40,12 @@ def segment_broadcast(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor
     torch's idle workers spin for milliseconds on cores the next kernel needs.
     """
     return values.index_select(0, index)
+
+
+def segment_weighted_mean(
+    values: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, num_segments: int
+) -> torch.Tensor:
+    """``[B, ...]`` Σ w x / Σ w per segment: ``values [N, ...]``, ``weights [N]`` (masses: centre of mass)."""
+    shape = (-1,) + (1,) * (values.dim() - 1)
+    total = segment_sum(weights, index, num_segments).view(shape)
+    return segment_sum(weights.view(shape) * values, index, num_segments) / total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_weighted_mean
 
 
 def maxwell_boltzmann(masses: torch.Tensor, kT: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -16,6 +16,6 @@ def remove_drift(
     velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int
 ) -> torch.Tensor:
     """Subtract each system's centre-of-mass velocity (its total momentum becomes zero)."""
-    momentum = segment_sum(velocities * masses.unsqueeze(1), batch_idx, num_systems)
-    total_mass = segment_sum(masses, batch_idx, num_systems)
-    return velocities - segment_broadcast(momentum / total_mass.unsqueeze(1), batch_idx)
+    return velocities - segment_broadcast(
+        segment_weighted_mean(velocities, masses, batch_idx, num_systems), batch_idx
+    )

@@ -4,11 +4,13 @@ Observers (``AFTER_STEP``): :class:`LoggingHook`, :class:`SnapshotHook`,
 :class:`EnergyDriftMonitorHook`; :class:`ConvergedSnapshotHook` (``ON_CONVERGE``);
 :class:`ProfilerHook` (every stage of a step). Safety (``AFTER_COMPUTE``):
 :class:`MaxForceClampHook`, :class:`NaNDetectorHook`. Constraint
-(``BEFORE_PRE_UPDATE`` and ``AFTER_POST_UPDATE``): :class:`FreezeAtomsHook`.
+(``BEFORE_PRE_UPDATE`` and ``AFTER_POST_UPDATE``): :class:`FreezeAtomsHook`;
+:class:`ConstraintHook` (``FixCartesian`` components and ``FixCom``, a :class:`Constraints`).
 """
 
 from __future__ import annotations
 
+from nvalchemi_ase.hooks.constraints import ConstraintHook, Constraints
 from nvalchemi_ase.hooks.drift import EnergyDriftError, EnergyDriftMonitorHook, EnergyDriftWarning
 from nvalchemi_ase.hooks.freeze import FreezeAtomsHook
 from nvalchemi_ase.hooks.logging import LoggingHook
@@ -17,6 +19,8 @@ from nvalchemi_ase.hooks.safety import MaxForceClampHook, NaNDetectorHook, NonFi
 from nvalchemi_ase.hooks.snapshot import ConvergedSnapshotHook, SnapshotHook
 
 __all__ = [
+    "ConstraintHook",
+    "Constraints",
     "ConvergedSnapshotHook",
     "EnergyDriftError",
     "EnergyDriftMonitorHook",

@@ -74,8 +74,6 @@ class Andersen(Thermostat):
         super().__init__(model, dt, temperature, seed, n_steps, hooks, convergence_hook, **options)
         self.andersen_prob = andersen_prob
         self.fixcm = bool(fixcm)
-        self.held: torch.Tensor | None = None
-        """``[N, 3]`` bool: position components constraints hold in place (``fixcm`` only), or None."""
 
     def prepare(self, batch: Batch) -> None:
         kT = self.per_system("temperature", batch, kB)
@@ -102,15 +100,17 @@ class Andersen(Thermostat):
         x, y, chance = self.draw(batch, _PER_ATOM, _PER_ATOM, _PER_ATOM)
         return x, y, chance
 
-    def keep_held(self, positions: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-        """With ``fixcm``: the components :attr:`held` keep ``positions``.
+    def keep_held(self, batch: Batch, positions: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+        """With ``fixcm``: the components :attr:`constraints` holds keep ``positions``.
 
         Called on the drifted positions before and after the centre-of-mass
         restore, as ASE's ``set_positions`` and ``set_center_of_mass`` apply
-        the constraints (the look-alike sets :attr:`held` for ``FixAtoms`` and
-        ``FixCartesian``).
+        the constraints (``FixAtoms`` and ``FixCartesian``; nothing without
+        a constraint component).
         """
-        return moved if self.held is None else torch.where(self.held, positions, moved)
+        if self.constraints is None:
+            return moved
+        return torch.where(self.constraints.held_components(batch), positions, moved)
 
     def pre_update(self, batch: Batch) -> None:
         self.refresh(batch)
@@ -129,9 +129,9 @@ class Andersen(Thermostat):
             velocities = remove_drift(velocities, batch.masses, index, count)
         moved = drift(positions, velocities, dt)
         if self.fixcm:  # ASE: set_positions (constraints), then set_center_of_mass (constraints again)
-            moved = self.keep_held(positions, moved)
+            moved = self.keep_held(batch, positions, moved)
             moved = andersen.move_center_of_mass(moved, old_center, batch.masses, index)
-            moved = self.keep_held(positions, moved)
+            moved = self.keep_held(batch, positions, moved)
         batch.positions, batch.velocities = moved, (moved - positions) / dt
 
     def post_update(self, batch: Batch) -> None:

@@ -131,10 +131,19 @@ class NoseHooverChainNVT(Thermostat):
         batch.velocities = batch.velocities * segment_broadcast(scale, index).unsqueeze(1)
 
     def _resume_frozen(self, batch: Batch) -> None:
-        """``frozen_momenta``: give the frozen atoms back their private velocities."""
-        if self.frozen_momenta:
-            frozen = (batch.atom_categories == AtomCategory.FROZEN.value).unsqueeze(1)
-            batch.velocities = torch.where(frozen, batch.nhc_frozen_velocities, batch.velocities)
+        """``frozen_momenta``: give the constrained components back their private velocities.
+
+        Those are the frozen atoms' or, with a constraint component
+        (:attr:`constraints`), every component a constraint changes (ASE's
+        private momenta ``_p``, which the chain reads).
+        """
+        if not self.frozen_momenta:
+            return
+        if self.constraints is None:
+            private = (batch.atom_categories == AtomCategory.FROZEN.value).unsqueeze(1)
+        else:
+            private = self.constraints.constrained_components(batch)
+        batch.velocities = torch.where(private, batch.nhc_frozen_velocities, batch.velocities)
 
     def _keep_frozen(self, batch: Batch) -> None:
         """``frozen_momenta``: remember the frozen atoms' velocities (a freeze hook zeroes them next)."""
