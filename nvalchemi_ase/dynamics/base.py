@@ -305,16 +305,26 @@ class BaseDynamics(HookRegistryMixin):
         return batch
 
     def hold(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Copies of what an update changes: positions, velocities and this engine's state fields."""
+        """The tensors an update may replace: positions, velocities, this engine's state fields.
+
+        References, not copies: engines replace batch fields with new tensors
+        and never write into them (``tests/dynamics/test_masked_updates.py``
+        checks every engine), so the held tensors keep the old values.
+        """
         names = ("positions", "velocities", *self.state_fields, "noise_counter")
         present = set(batch.field_names())
-        return {name: getattr(batch, name).clone() for name in names if name in present}
+        return {name: getattr(batch, name) for name in names if name in present}
 
     @staticmethod
     def restore(batch: Batch, held: dict[str, torch.Tensor], systems: torch.Tensor) -> None:
-        """Put the held values back for ``systems`` (``[B]`` bool), branch-free (no sync)."""
+        """Put the held values back for ``systems`` (``[B]`` bool), branch-free (no sync).
+
+        A field the update did not replace is left alone (no work).
+        """
         atoms = segment_broadcast(systems, batch.batch_idx)
         for name, saved in held.items():
+            if getattr(batch, name) is saved:
+                continue
             mask = atoms if batch.scope_of(name) is Scope.ATOM else systems
             mask = mask.view(-1, *([1] * (saved.dim() - 1)))
             setattr(batch, name, torch.where(mask, saved, getattr(batch, name)))

@@ -102,3 +102,40 @@ class BFGS(BaseDynamics):
         )
         batch.positions = positions
         batch.bfgs_hessian, batch.bfgs_positions0, batch.bfgs_forces0, batch.bfgs_started = state
+
+    def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
+        """The BFGS step of the ``members`` (``[B]`` bool) only: the others' Hessians are not decomposed.
+
+        The members are gathered (one device→host read of the mask: the
+        step's ``eigh`` waits for the device anyway), stepped, and their
+        positions and state written back; nothing is copied for the others.
+        """
+        systems = members.nonzero().squeeze(1)
+        count = systems.numel()
+        if count == batch.num_graphs:
+            self.pre_update(batch)
+            return
+        if count == 0:
+            return
+        sizes = (batch.ptr[1:] - batch.ptr[:-1]).index_select(0, systems)
+        ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+        local = torch.arange(count, device=batch.device)
+        batch_idx = torch.repeat_interleave(local, sizes)
+        atoms = torch.arange(int(ptr[-1]), device=batch.device) - ptr.index_select(0, batch_idx)
+        atoms = atoms + batch.ptr.index_select(0, systems.index_select(0, batch_idx))
+        take = lambda values, rows: values.index_select(0, rows)  # noqa: E731
+        hessian = pad_hessian(take(batch.bfgs_hessian, systems), 3 * sizes, self.alpha)
+        state = BFGSState(
+            hessian, take(batch.bfgs_positions0, atoms), take(batch.bfgs_forces0, atoms),
+            take(batch.bfgs_started, systems),
+        )  # fmt: skip
+        maxstep = self.maxstep if isinstance(self.maxstep, float) else take(self.maxstep, systems)
+        positions, state = bfgs_step(
+            take(batch.positions, atoms), take(batch.forces, atoms), state, maxstep, batch_idx, ptr
+        )
+        put = lambda values, rows, new: values.index_copy(0, rows, new)  # noqa: E731
+        batch.positions = put(batch.positions, atoms, positions)
+        batch.bfgs_hessian = put(batch.bfgs_hessian, systems, state.hessian)
+        batch.bfgs_positions0 = put(batch.bfgs_positions0, atoms, state.positions0)
+        batch.bfgs_forces0 = put(batch.bfgs_forces0, atoms, state.forces0)
+        batch.bfgs_started = put(batch.bfgs_started, systems, state.started)
