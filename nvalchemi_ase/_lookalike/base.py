@@ -21,6 +21,7 @@ from ase import Atoms
 from ase.parallel import world
 from ase.utils import IOContext
 
+from nvalchemi_ase._lookalike.bands import Bands, is_band_input
 from nvalchemi_ase._lookalike.constraints import device_constraints, plan_constraints, release_host_systems
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
 from nvalchemi_ase._lookalike.outputs import TrajectoryOutput
@@ -88,7 +89,9 @@ class LookalikeDynamics(IOContext):
         *,
         loginterval: int = 1,
     ) -> None:
-        self.systems = Systems(atoms, momenta=self.md)
+        self.systems: Systems | Bands = (
+            Bands(atoms) if is_band_input(atoms) else Systems(atoms, momenta=self.md)
+        )
         self.atoms = atoms
         self.observers: list[Observer] = []
         self.nsteps = 0
@@ -136,6 +139,9 @@ class LookalikeDynamics(IOContext):
         self.constraint_plan = plan
         self._adjusts_forces = bool(plan.host_systems) or (not self.md and plan.any)
         self.engine.register_hook(_StepHook(self))
+        if isinstance(self.systems, Bands):
+            for hook in self.systems.hooks():
+                self.engine.register_hook(hook)
         if plan.frozen:
             self.engine.register_hook(FreezeAtomsHook(zero_forces=not self.md))
         self.engine.constraints = device_constraints(plan, batch)
@@ -183,6 +189,7 @@ class LookalikeDynamics(IOContext):
                 self._raw_forces if self._adjusts_forces and self._raw_forces is not None else batch.forces
             )
             tensors.update(positions=batch.positions, energy=batch.energy.view(-1), forces=forces)
+            tensors.update(self.systems.report_tensors())
             if self.md:
                 tensors["velocities"] = batch.velocities
         host = dict(zip(tensors, to_host(list(tensors.values())), strict=True))
@@ -193,7 +200,7 @@ class LookalikeDynamics(IOContext):
         if state:
             systems = np.flatnonzero(self._active)
             self.systems.refresh(
-                host["positions"], host.get("velocities"), host["energy"], host["forces"], systems
+                host["positions"], host.get("velocities"), host["energy"], host["forces"], systems, host
             )
             if systems.size == len(self.systems):
                 self._fresh_step = self.nsteps
@@ -260,7 +267,7 @@ class LookalikeDynamics(IOContext):
         """The trajectory observer: one frame per running system."""
         for b in np.flatnonzero(self._active):
             if int(b) not in self._skip_frames:
-                self._trajectories.write(int(b), self.systems.atoms[b], self.todict() | description)
+                self._trajectories.write(int(b), self.systems.frame(int(b)), self.todict() | description)
 
 
 def _fires(interval: int, nsteps: int) -> bool:

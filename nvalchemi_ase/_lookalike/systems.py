@@ -163,6 +163,14 @@ class Systems:
         """The atom rows of system ``b`` in the batch."""
         return slice(int(self.starts[b]), int(self.starts[b + 1]))
 
+    def frame(self, b: int) -> Atoms:
+        """What a trajectory writes for system ``b`` at a step."""
+        return self.atoms[b]
+
+    def report_tensors(self) -> dict[str, torch.Tensor]:
+        """Device values beyond positions, energy and forces that :meth:`refresh` needs (none here)."""
+        return {}
+
     def degrees_of_freedom(self) -> np.ndarray:
         """``[B]`` ASE's ``get_number_of_degrees_of_freedom()`` per system (constraint-aware)."""
         return np.array([atoms.get_number_of_degrees_of_freedom() for atoms in self.atoms], dtype=float)
@@ -183,8 +191,12 @@ class Systems:
         energy: np.ndarray,
         forces: np.ndarray,
         systems: Iterable[int],
+        host: dict[str, np.ndarray] | None = None,
     ) -> None:
-        """Write host state (positions, velocities or None, energy ``[B]``, forces) into ``systems``."""
+        """Write host state (positions, velocities or None, energy ``[B]``, forces) into ``systems``.
+
+        ``host`` holds the reported values of :meth:`report_tensors` (none here).
+        """
         for b in systems:
             atoms, rows = self.atoms[b], self.rows(b)
             atoms.set_positions(positions[rows], apply_constraint=False)

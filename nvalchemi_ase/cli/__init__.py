@@ -1,7 +1,8 @@
 """``nvalchemi-ase``: relax and run MD on a file of structures without writing Python.
 
 Commands: ``run INPUT`` (any ``ase.io`` format, every frame), ``demo`` (the same
-on a built-in set), ``plot LOG`` (PNG plots of a run's csv log).
+on a built-in set), ``plot LOG`` (PNG plots of a run's csv log), ``neb INITIAL
+FINAL`` (barriers, :mod:`nvalchemi_ase.cli.neb`).
 
 Exit codes: 0 done; 1 the run failed (e.g. non-finite forces); 2 bad input
 (unreadable file, unknown model, bad option, unwritable folder); 130
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import ase.io
 
+from nvalchemi_ase.cli import neb
 from nvalchemi_ase.cli.demo import DEFAULT_MODEL, demo_structures
 from nvalchemi_ase.cli.models import CommandLineError, make_model, parse_parameters
 from nvalchemi_ase.cli.pipeline import ENSEMBLES, Settings, run
@@ -97,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
         "--per-system", dest="aggregate", action="store_false", default=None, help="one line per system"
     )
     group.add_argument("--aggregate", dest="aggregate", action="store_true", help="mean and 10-90 %% band")
+    neb.add_command(commands)
     return main
 
 
@@ -107,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in plot_log(Path(args.log), Path(args.output) if args.output else None, args.aggregate):
                 print(f"wrote {path}")
             return EXIT_OK
+        if args.command == "neb":
+            return neb.run_command(args)
         return _run_command(args)
     except CommandLineError as error:
         print(f"nvalchemi-ase: error: {error}", file=sys.stderr)

@@ -1,0 +1,355 @@
+"""ASE ``NEB`` objects as systems of the look-alike optimizers: one system per band.
+
+:class:`Bands` does for a list of ``ase.mep.NEB`` / ``DyNEB`` objects what
+:class:`~nvalchemi_ase._lookalike.systems.Systems` does for a list of
+``Atoms``: each band becomes one system of the batch (its moving images'
+atoms one after the other, the optimizable ASE's optimizer sees), the model
+is a :class:`~nvalchemi_ase.models.band.BandModel` over the images' model,
+and after each reported step the images' positions, their calculators'
+cached results and the ``NEB``'s ``energies``, ``real_forces``, ``imax`` and
+``emax`` are what ASE's ``NEB.get_forces()`` leaves, so ``neb.iterimages()``,
+trajectories and ``NEBTools`` work as with ASE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.constraints import FixAtoms
+from ase.geometry import complete_cell
+from ase.geometry.minkowski_reduction import minkowski_reduce
+from ase.mep.neb import BaseNEB
+
+from nvalchemi_ase._lookalike.systems import Systems
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.hooks.protocol import HookContext
+from nvalchemi_ase.hooks.stages import DynamicsStage
+from nvalchemi_ase.models.band import BandLayout, BandModel
+from nvalchemi_ase.ops.neb import METHOD_CODES, image_max_force
+from nvalchemi_ase.ops.segment import segment_broadcast
+
+__all__ = ["Bands", "is_band_input"]
+
+
+def is_band_input(atoms: Any) -> bool:
+    """Whether a look-alike was given an NEB (or a list of them) rather than Atoms."""
+    if isinstance(atoms, BaseNEB):
+        return True
+    return isinstance(atoms, list | tuple) and len(atoms) > 0 and isinstance(atoms[0], BaseNEB)
+
+
+def _check_band(b: int, neb: Any) -> None:
+    """What this batched NEB does not cover raises here, naming the band, before anything moves."""
+    if not isinstance(neb, BaseNEB):
+        raise TypeError(f"atoms[{b}] is a {type(neb).__name__}: a list of bands holds NEB objects only")
+    if neb.nimages < 3:
+        raise ValueError(f"band {b}: an NEB needs at least 3 images (it has {neb.nimages})")
+    if neb.method not in METHOD_CODES:
+        raise NotImplementedError(
+            f"band {b}: method={neb.method!r} is not batched (use 'aseneb', 'improvedtangent' or 'eb', "
+            "or ASE's own optimizers for 'spline' and 'string')"
+        )
+    if neb.precon is not None:
+        raise NotImplementedError(f"band {b}: precon is not supported (it needs method 'spline' or 'string')")
+    if neb.remove_rotation_and_translation:
+        raise NotImplementedError(f"band {b}: remove_rotation_and_translation=True is not batched")
+    if getattr(neb, "scale_fmax", 0.0) and not getattr(neb, "dynamic_relaxation", False):
+        raise ValueError(f"band {b}: scale_fmax needs dynamic_relaxation")
+    for i, image in enumerate(neb.images[1:-1], start=1):
+        others = [c for c in image.constraints if not isinstance(c, FixAtoms)]
+        if others:
+            raise NotImplementedError(
+                f"band {b}, image {i}: constraint {type(others[0]).__name__} "
+                "(only FixAtoms is supported in the moving images of an NEB)"
+            )
+    if not neb.allow_shared_calculator:
+        calculators = [image.calc for image in neb.images if image.calc is not None]
+        if len({id(c) for c in calculators}) != len(calculators):
+            raise ValueError(
+                f"band {b}: One or more NEB images share the same calculator.  "
+                "Each image must have its own calculator."
+            )
+
+
+def _band_atoms(neb: Any) -> Atoms:
+    """The optimizable of one band: its moving images' atoms as one Atoms (FixAtoms carried over)."""
+    moving = neb.images[1:-1]
+    natoms = neb.natoms
+    fixed = [
+        i * natoms + index
+        for i, image in enumerate(moving)
+        for c in image.constraints
+        if isinstance(c, FixAtoms)
+        for index in c.get_indices()
+    ]
+    atoms = Atoms(
+        numbers=np.concatenate([image.numbers for image in moving]),
+        positions=np.concatenate([image.positions for image in moving]),
+        masses=np.concatenate([image.get_masses() for image in moving]),
+        cell=neb.images[0].cell,
+        pbc=neb.images[0].pbc,
+    )
+    if fixed:
+        atoms.set_constraint(FixAtoms(indices=sorted(set(fixed))))
+    return atoms
+
+
+def _end_energies(neb: Any) -> tuple[float, float]:
+    """The ends' energies as ASE's ``get_forces()`` reads them (none for ``aseneb``)."""
+    if neb.method == "aseneb":
+        return np.nan, np.nan
+    return neb.images[0].get_potential_energy(), neb.images[-1].get_potential_energy()
+
+
+def _reduced_cell(neb: Any) -> tuple[np.ndarray, np.ndarray]:
+    cell, pbc = complete_cell(np.asarray(neb.images[0].cell)), np.asarray(neb.images[0].pbc)
+    if pbc.any():
+        cell = complete_cell(minkowski_reduce(cell, pbc)[0])
+    return cell, np.linalg.inv(cell)
+
+
+def _band_rows(neb: Any, row: int, image: int) -> dict[str, np.ndarray]:
+    """One band's part of the layout: per path row (``P_``), moving row (``M_``) and path image (``G_``)."""
+    n, a = neb.nimages, neb.natoms
+    path_rows = row + np.arange(n * a).reshape(n, a)
+    inner = np.arange(1, n - 1)
+    fixed = np.zeros((n, a), dtype=bool)
+    for i in inner:
+        for constraint in neb.images[i].constraints:
+            fixed[i, constraint.get_indices()] = True  # only FixAtoms get here (_check_band)
+    template = np.array([image_.positions for image_ in neb.images], dtype=float)
+    template[inner] = 0.0
+    next_rows = np.concatenate([path_rows[1:], path_rows[-1:]])
+    return {
+        "P_path_template": template.reshape(-1, 3),
+        "P_next_rows": next_rows.reshape(-1),
+        "P_path_image": np.repeat(image + np.arange(n), a),
+        "M_moving_rows": path_rows[inner].reshape(-1),
+        "M_previous_rows": path_rows[inner - 1].reshape(-1),
+        "M_fixed": fixed[inner].reshape(-1),
+        "M_first_row": np.full((n - 2) * a, row),
+        "M_atom": np.tile(np.arange(a), n - 2),
+        "M_natoms": np.full((n - 2) * a, a),
+        "G_spring_k": np.append(np.asarray(neb.k, dtype=float), 0.0),
+        "I_moving_image": image + inner,
+        "I_local": inner,
+    }
+
+
+def build_layout(nebs: Sequence[Any], ends: Sequence[tuple[float, float]]) -> BandLayout:
+    """The :class:`BandLayout` of these bands (``ends``: their end energies), host float64."""
+    parts: dict[str, list[np.ndarray]] = {}
+    rows, images, first_image, cells, inverses, pbcs, end_energy, image_band = 0, 0, [], [], [], [], [], []
+    for b, neb in enumerate(nebs):
+        for name, values in _band_rows(neb, rows, images).items():
+            parts.setdefault(name, []).append(values)
+        n, a = neb.nimages, neb.natoms
+        cell, inverse = _reduced_cell(neb)
+        cells.append(np.broadcast_to(cell, (n * a, 3, 3)))
+        inverses.append(np.broadcast_to(inverse, (n * a, 3, 3)))
+        pbcs.append(np.broadcast_to(np.asarray(neb.images[0].pbc, dtype=float), (n * a, 3)))
+        end_energy.append(np.concatenate([[ends[b][0]], np.full(n - 2, np.nan), [ends[b][1]]]))
+        image_band.append(np.full(n - 2, b))
+        first_image.append(images)
+        rows, images = rows + n * a, images + n
+    tensors = {name[2:]: torch.as_tensor(np.concatenate(values)) for name, values in parts.items()}
+    tensors["fixed"] = tensors["fixed"][:, None]
+
+    def real(values: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values, dtype=float))
+
+    def flag(values: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(list(values), dtype=bool))
+
+    return BandLayout(
+        **tensors,
+        cell=real(np.concatenate(cells)),
+        inverse_cell=real(np.concatenate(inverses)),
+        pbc=real(np.concatenate(pbcs)),
+        end_energy=real(np.concatenate(end_energy)),
+        image_band=torch.as_tensor(np.concatenate(image_band)),
+        first_image=torch.as_tensor(np.asarray(first_image)),
+        method=torch.as_tensor([METHOD_CODES[neb.method] for neb in nebs]),
+        climb=flag(neb.climb for neb in nebs),
+        eqlength=real([_eqlength(neb) for neb in nebs]),
+        dynamic=flag(getattr(neb, "dynamic_relaxation", False) for neb in nebs),
+        dynamic_fmax=real([getattr(neb, "fmax", 0.0) for neb in nebs]),
+        scale_fmax=real([getattr(neb, "scale_fmax", 0.0) for neb in nebs]),
+    )
+
+
+def _eqlength(neb: Any) -> float:
+    """``eb``'s spring rest length: the straight end-to-end distance (no minimum image) over ``n - 1``."""
+    beeline = neb.images[-1].get_positions() - neb.images[0].get_positions()
+    return float(np.linalg.norm(beeline) / (neb.nimages - 1))
+
+
+class DynamicBandHook:
+    """DyNEB's ``set_positions``: an image at rest keeps its place when the optimizer moves the band.
+
+    ASE's ``DyNEB.set_positions`` places the moving images one after the
+    other; before placing image ``i`` it evaluates the band's forces with
+    images ``1 .. i-1`` already placed, and leaves image ``i`` where it was
+    when its force is below ``fmax``. This hook does the same between the
+    optimizer's update and the compute, image index by image index, for all
+    bands at once (one batched evaluation per index after the first).
+    """
+
+    stage = None
+    stages = (DynamicsStage.BEFORE_PRE_UPDATE, DynamicsStage.BEFORE_COMPUTE)
+    frequency = 1
+
+    def __init__(self, model: BandModel, image_of_row: torch.Tensor, depth: int) -> None:
+        self.model = model
+        self.image_of_row = image_of_row
+        self.depth = depth
+        layout = model.layout
+        self.row_local = segment_broadcast(layout.local, image_of_row)
+        self.always = ~segment_broadcast(layout.dynamic, layout.image_band)
+        self.fmax = segment_broadcast(layout.dynamic_fmax, layout.image_band)
+        self._before: torch.Tensor | None = None
+        self._forces: torch.Tensor | None = None
+
+    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
+        batch = ctx.batch
+        if stage == DynamicsStage.BEFORE_PRE_UPDATE:
+            self._before, self._forces = batch.positions, batch.forces
+            return
+        if self._before is None or self._forces is None:  # a compute outside a step: nothing moved
+            return
+        old, new, forces = self._before, batch.positions, self._forces
+        self._before = self._forces = None
+        images = self.model.layout.local.shape[0]
+        placed = old
+        for i in range(1, self.depth + 1):
+            if i > 1:
+                forces = self.model.band(placed)[1]
+            moves = self.always | (image_max_force(forces, self.image_of_row, images) >= self.fmax)
+            here = (self.row_local == i) & segment_broadcast(moves, self.image_of_row)
+            placed = torch.where(here[:, None], new, placed)
+        batch.positions = placed
+
+
+class Bands:
+    """A list of NEB objects as one batch of bands (see the module docstring).
+
+    Parameters
+    ----------
+    nebs
+        An ``ase.mep.NEB`` / ``DyNEB`` or a non-empty sequence of them (any
+        systems, any image counts). The moving images of all bands carry one
+        ``BatchedCalculator`` model (evaluated in one call), or any ASE
+        calculators (evaluated image by image).
+    """
+
+    momenta = False
+
+    def __init__(self, nebs: Any) -> None:
+        self.nebs = [nebs] if isinstance(nebs, BaseNEB) else list(nebs)
+        for b, neb in enumerate(self.nebs):
+            _check_band(b, neb)
+        self.images = [image for neb in self.nebs for image in neb.images[1:-1]]
+        moving = Systems(self.images, momenta=False)  # resolves the model, one calculator per image
+        inner, self.device, self.dtype, self.batched = (
+            moving.model,
+            moving.device,
+            moving.dtype,
+            moving.batched,
+        )
+        self.atoms = [_band_atoms(neb) for neb in self.nebs]
+        self.batch = Batch.from_atoms(self.atoms, device=self.device, dtype=self.dtype)
+        self.batch.forces = None
+        self.batch.energy = None
+        self.batch.stress = None
+        self._ends = [_end_energies(neb) for neb in self.nebs]
+        layout = build_layout(self.nebs, self._ends).to(self.device, self.dtype)
+        self.model = BandModel(inner, moving.batch, layout)
+        self.starts = np.concatenate([[0], np.cumsum(self.batch.counts)])
+        self._image_starts = moving.starts
+        self._positions = [atoms.positions.copy() for atoms in self.atoms]
+
+    def __len__(self) -> int:
+        return len(self.nebs)
+
+    def rows(self, b: int) -> slice:
+        return slice(int(self.starts[b]), int(self.starts[b + 1]))
+
+    def hooks(self) -> list[Any]:
+        """The engine hooks the bands need (DyNEB's placement when any band relaxes dynamically)."""
+        if not self.model.any_dynamic:
+            return []
+        depth = max(neb.nimages for neb in self.nebs) - 2
+        return [DynamicBandHook(self.model, self.model.images.batch_idx, depth)]
+
+    def degrees_of_freedom(self) -> np.ndarray:
+        """``[B]`` the degrees of freedom of each band's moving images (constraint-aware)."""
+        return np.array([float(atoms.get_number_of_degrees_of_freedom()) for atoms in self.atoms])
+
+    def frame(self, b: int) -> Any:
+        """What a trajectory writes for band ``b`` at a step: the NEB (all its images, as ASE)."""
+        return self.nebs[b]
+
+    def report_tensors(self) -> dict[str, torch.Tensor]:
+        """The images' energies and raw forces and the highest images, brought along with each report."""
+        last = self.model.last
+        return {f"band_{name}": value for name, value in last.items()}
+
+    # ------------------------------------------------------------------ device -> NEB
+    def refresh(
+        self,
+        positions: np.ndarray,
+        velocities: np.ndarray | None,
+        energy: np.ndarray,
+        forces: np.ndarray,
+        systems: Iterable[int],
+        host: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Write positions into the moving images and the NEB state ASE's ``get_forces()`` leaves."""
+        assert host is not None
+        image_energy, image_forces = host["band_image_energy"], host["band_image_forces"]
+        highest = host["band_highest"]
+        first = np.concatenate([[0], np.cumsum([neb.nimages - 2 for neb in self.nebs])])
+        for b in systems:
+            neb, atoms, rows = self.nebs[b], self.atoms[b], self.rows(b)
+            atoms.set_positions(positions[rows], apply_constraint=False)
+            self._positions[b] = atoms.positions.copy()
+            energies = np.empty(neb.nimages)
+            energies[0], energies[-1] = self._ends[b]
+            real_forces = np.zeros((neb.nimages, neb.natoms, 3))
+            residuals = []
+            for i, image in enumerate(neb.images[1:-1], start=1):
+                j = int(first[b]) + i - 1
+                image_rows = slice(int(self._image_starts[j]), int(self._image_starts[j + 1]))
+                image.set_positions(positions[image_rows], apply_constraint=False)
+                energies[i], real_forces[i] = image_energy[j], image_forces[image_rows]
+                if self.batched:
+                    Systems._install(image, float(image_energy[j]), image_forces[image_rows])
+                if not (neb.climb and i == int(highest[b])):
+                    band_rows = forces[rows][(i - 1) * neb.natoms : i * neb.natoms]
+                    residuals.append(np.linalg.norm(band_rows, axis=1).max())
+            neb.energies, neb.real_forces, neb.residuals = energies, real_forces, residuals
+            neb.imax = int(highest[b])
+            neb.emax = energies[neb.imax]
+
+    # ------------------------------------------------------------------ NEB -> device
+    def pull_edits(self) -> bool:
+        """Images moved by user code since the last write go to the device; True if any did."""
+        moved = []
+        for b, neb in enumerate(self.nebs):
+            current = np.concatenate([image.positions for image in neb.images[1:-1]])
+            if not np.array_equal(current, self._positions[b]):
+                self.atoms[b].positions[:] = current
+                moved.append(b)
+        if moved:
+            rows = np.concatenate([np.arange(self.starts[b], self.starts[b + 1]) for b in moved])
+            index = torch.as_tensor(rows, dtype=torch.long, device=self.batch.positions.device)
+            values = np.concatenate([self.atoms[b].positions for b in moved])
+            source = torch.as_tensor(values, dtype=self.batch.positions.dtype).to(self.batch.positions.device)
+            self.batch.positions = self.batch.positions.index_copy(0, index, source)
+        for b in moved:
+            self._positions[b] = self.atoms[b].positions.copy()
+        return bool(moved)
