@@ -24,11 +24,14 @@ from ase.geometry import complete_cell
 from ase.geometry.minkowski_reduction import minkowski_reduce
 from ase.mep.neb import BaseNEB
 
-from nvalchemi_ase._lookalike.systems import Systems
+from nvalchemi_ase._lookalike.systems import Systems, _same_model
+from nvalchemi_ase.calculator import BatchedCalculator
 from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.band import BandLayout, BandModel
+from nvalchemi_ase.models.base import evaluate
 from nvalchemi_ase.ops.neb import METHOD_CODES, image_max_force
 from nvalchemi_ase.ops.segment import segment_broadcast
 
@@ -98,18 +101,59 @@ def _band_atoms(neb: Any) -> Atoms:
     return atoms
 
 
-def _end_energies(neb: Any) -> tuple[float, float]:
-    """The ends' energies as ASE's ``get_forces()`` reads them (none for ``aseneb``)."""
-    if neb.method == "aseneb":
-        return np.nan, np.nan
-    return neb.images[0].get_potential_energy(), neb.images[-1].get_potential_energy()
+def _end_energies(
+    nebs: list[Any], model: Any, device: torch.device, dtype: torch.dtype
+) -> list[tuple[float, float]]:
+    """Each band's end energies, as ASE's ``get_forces()`` reads them (NaN for ``aseneb``, which does not).
+
+    Ends on a ``BatchedCalculator`` of the images' ``model`` that have no
+    cached energy are evaluated in one batched call, and the results cached
+    in their calculators (as their own ``get_potential_energy()`` would);
+    any other end computes itself.
+    """
+    ends = [image for neb in nebs if neb.method != "aseneb" for image in (neb.images[0], neb.images[-1])]
+    batched = [
+        image
+        for image in ends
+        if model is not None
+        and isinstance(image.calc, BatchedCalculator)
+        and _same_model(image.calc.model, model)
+        and image.calc.get_property("energy", image, allow_calculation=False) is None
+    ]
+    if len(batched) > 1:
+        batch = Batch.from_atoms(batched, device=device, dtype=dtype)
+        outputs = evaluate(model, batch, ("energy", "forces"))
+        energies, forces = to_host([outputs["energy"].view(-1), outputs["forces"]])
+        starts = np.concatenate([[0], np.cumsum(batch.counts)])
+        for b, image in enumerate(batched):
+            Systems._install(image, float(energies[b]), forces[starts[b] : starts[b + 1]])
+    pairs = []
+    for neb in nebs:
+        if neb.method == "aseneb":
+            pairs.append((np.nan, np.nan))
+        else:
+            pairs.append((neb.images[0].get_potential_energy(), neb.images[-1].get_potential_energy()))
+    return pairs
+
+
+def _orthogonal(cell: np.ndarray) -> bool:
+    return bool(np.all(cell[~np.eye(3, dtype=bool)] == 0.0))
+
+
+def mic_cell(cell: Any, pbc: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The cell :func:`~nvalchemi_ase.ops.neb.minimum_image` works in, and its inverse (ASE's ``find_mic``).
+
+    ASE's ``general_find_mic``: the completed cell, Minkowski-reduced along
+    the periodic directions (the others kept as they are).
+    """
+    cell, pbc = complete_cell(np.asarray(cell, dtype=float)), np.asarray(pbc, dtype=bool)
+    if pbc.any():
+        cell = np.array(minkowski_reduce(cell, pbc)[0])
+    return cell, np.linalg.inv(cell)
 
 
 def _reduced_cell(neb: Any) -> tuple[np.ndarray, np.ndarray]:
-    cell, pbc = complete_cell(np.asarray(neb.images[0].cell)), np.asarray(neb.images[0].pbc)
-    if pbc.any():
-        cell = complete_cell(minkowski_reduce(cell, pbc)[0])
-    return cell, np.linalg.inv(cell)
+    return mic_cell(neb.images[0].cell, neb.images[0].pbc)
 
 
 def _band_rows(neb: Any, row: int, image: int) -> dict[str, np.ndarray]:
@@ -151,7 +195,8 @@ def build_layout(nebs: Sequence[Any], ends: Sequence[tuple[float, float]]) -> Ba
         cell, inverse = _reduced_cell(neb)
         cells.append(np.broadcast_to(cell, (n * a, 3, 3)))
         inverses.append(np.broadcast_to(inverse, (n * a, 3, 3)))
-        pbcs.append(np.broadcast_to(np.asarray(neb.images[0].pbc, dtype=float), (n * a, 3)))
+        periodic = np.asarray(neb.images[0].cell).any(1) & neb.images[0].pbc  # as find_mic
+        pbcs.append(np.broadcast_to(periodic.astype(float), (n * a, 3)))
         end_energy.append(np.concatenate([[ends[b][0]], np.full(n - 2, np.nan), [ends[b][1]]]))
         image_band.append(np.full(n - 2, b))
         first_image.append(images)
@@ -265,9 +310,10 @@ class Bands:
         self.batch.forces = None
         self.batch.energy = None
         self.batch.stress = None
-        self._ends = [_end_energies(neb) for neb in self.nebs]
+        self._ends = _end_energies(self.nebs, inner if self.batched else None, self.device, self.dtype)
         layout = build_layout(self.nebs, self._ends).to(self.device, self.dtype)
-        self.model = BandModel(inner, moving.batch, layout)
+        orthogonal = all(_orthogonal(_reduced_cell(neb)[0]) for neb in self.nebs)
+        self.model = BandModel(inner, moving.batch, layout, orthogonal=orthogonal)
         self.starts = np.concatenate([[0], np.cumsum(self.batch.counts)])
         self._image_starts = moving.starts
         self._positions = [atoms.positions.copy() for atoms in self.atoms]

@@ -111,6 +111,9 @@ class BandModel(torch.nn.Module):
         positions are replaced by the band batch's rows at every call (same order).
     layout
         The bands' :class:`BandLayout` on the batch's device and dtype.
+    orthogonal
+        Every band's cell is orthogonal (a diagonal reduced cell): the minimum
+        image is a wrap of each coordinate, with no search among neighbours.
 
     Notes
     -----
@@ -122,8 +125,9 @@ class BandModel(torch.nn.Module):
     cutoff = 0.0
     implemented_properties = ("energy", "forces")
 
-    def __init__(self, model: Model, images: Batch, layout: BandLayout) -> None:
+    def __init__(self, model: Model, images: Batch, layout: BandLayout, orthogonal: bool = False) -> None:
         super().__init__()
+        self.orthogonal = orthogonal
         self.model = model
         self.images = images
         self.layout = layout
@@ -145,7 +149,11 @@ class BandModel(torch.nn.Module):
         forces = raw.masked_fill(layout.fixed, 0.0)
         path = layout.path_template.index_copy(0, layout.moving_rows, positions)
         springs = minimum_image(
-            path.index_select(0, layout.next_rows) - path, layout.cell, layout.inverse_cell, layout.pbc
+            path.index_select(0, layout.next_rows) - path,
+            layout.cell,
+            layout.inverse_cell,
+            layout.pbc,
+            search=not self.orthogonal,
         )
         lengths = torch.sqrt(
             segment_sum((springs * springs).sum(dim=1), layout.path_image, layout.end_energy.shape[0])

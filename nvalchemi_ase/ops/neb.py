@@ -41,7 +41,11 @@ _SHIFTS = list(itertools.product((-1.0, 0.0, 1.0), repeat=3))
 
 
 def minimum_image(
-    displacements: torch.Tensor, cell: torch.Tensor, inverse_cell: torch.Tensor, pbc: torch.Tensor
+    displacements: torch.Tensor,
+    cell: torch.Tensor,
+    inverse_cell: torch.Tensor,
+    pbc: torch.Tensor,
+    search: bool = True,
 ) -> torch.Tensor:
     """The shortest periodic image of each displacement, Å.
 
@@ -54,9 +58,17 @@ def minimum_image(
         lattice vectors, and its inverse.
     pbc
         ``[P, 3]`` 1.0 along periodic directions, 0.0 elsewhere (no shift there).
+    search
+        ASE's ``general_find_mic``: wrap the periodic fractional coordinates
+        into ``[0, 1)`` and take the shortest of the 27 neighbouring images.
+        ``False`` when every cell is orthogonal: each fractional coordinate is
+        rounded to the nearest, which is then exact.
     """
     fractional = torch.einsum("pi,pij->pj", displacements, inverse_cell)
-    wrap = -torch.round(fractional) * pbc
+    if not search:
+        wrap = -torch.round(fractional) * pbc
+        return displacements + torch.einsum("pi,pij->pj", wrap, cell)
+    wrap = -torch.floor(fractional) * pbc
     shifts = torch.tensor(_SHIFTS, dtype=displacements.dtype, device=displacements.device)
     candidates = wrap[:, None, :] + shifts[None, :, :] * pbc[:, None, :]
     vectors = displacements[:, None, :] + torch.einsum("pki,pij->pkj", candidates, cell)

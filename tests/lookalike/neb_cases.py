@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.build import add_adsorbate, fcc100
+from ase.build import add_adsorbate, fcc100, fcc111
 from ase.calculators.emt import EMT as AseEMT
 from ase.constraints import FixAtoms
 from ase.mep import NEB
@@ -87,3 +87,15 @@ def assert_same_band(mine: Any, reference: Any, label: str = "") -> None:
         mine.energies[1:-1], reference.energies[1:-1], rtol=0, atol=NEB_ATOL, err_msg=f"{label} energies"
     )
     assert mine.imax == reference.imax, label
+
+
+@cache
+def fcc_to_hcp_hop() -> tuple[Atoms, Atoms]:
+    """An Au adatom from an fcc to an hcp hollow site of Al(111): an oblique cell (lower layers fixed)."""
+    initial = fcc111("Al", size=(2, 2, 3), vacuum=5.0)
+    final = initial.copy()
+    add_adsorbate(initial, "Au", 1.8, "fcc")
+    add_adsorbate(final, "Au", 1.8, "hcp")
+    for atoms in (initial, final):
+        atoms.set_constraint(FixAtoms(mask=[atom.tag > 1 for atom in atoms]))
+    return _relaxed(initial), _relaxed(final)

@@ -14,7 +14,7 @@ from ase.optimize import LBFGS as AseLBFGS
 from ase.optimize import MDMin as AseMDMin
 
 from nvalchemi_ase.optimize import BFGS, FIRE, LBFGS, MDMin
-from tests.lookalike.neb_cases import adatom_hop, assert_same_band, band, ours, vacancy_jump
+from tests.lookalike.neb_cases import adatom_hop, assert_same_band, band, fcc_to_hcp_hop, ours, vacancy_jump
 
 PAIRS = {
     "FIRE": (FIRE, AseFIRE),
@@ -78,6 +78,12 @@ def test_dyneb_equals_ase(optimizer: str, ends) -> None:
     kwargs = {"fmax": 0.05, "scale_fmax": 1.0, "climb": True}
     mine, reference = band(ends(), 7, ours, DyNEB, **kwargs), band(ends(), 7, AseEMT, DyNEB, **kwargs)
     step_by_step(mine, reference, optimizer, steps=40)
+
+
+def test_oblique_cell_equals_ase() -> None:
+    """Al(111): the springs' minimum images searched among neighbouring cells, as ASE's find_mic."""
+    ends = fcc_to_hcp_hop()
+    step_by_step(band(ends, 5, ours, climb=True), band(ends, 5, AseEMT, climb=True), "FIRE", steps=15)
 
 
 def test_images_on_a_plain_ase_calculator_equal_ase() -> None:

@@ -1,0 +1,34 @@
+"""``ops.neb.minimum_image`` against ASE's ``find_mic`` in oblique and partly periodic cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.geometry import find_mic
+
+from nvalchemi_ase._lookalike.bands import mic_cell
+from nvalchemi_ase.ops.neb import minimum_image
+
+
+@pytest.mark.parametrize(
+    "pbc", [(True, True, True), (True, True, False), (False, True, True), (True, False, False), (False,) * 3]
+)
+def test_minimum_image_is_ases(pbc) -> None:
+    rng = np.random.default_rng(0)
+    cell = np.array([[4.0, 0.0, 0.0], [3.1, 3.5, 0.0], [1.0, -2.2, 5.0]])
+    displacements = rng.uniform(-9.0, 9.0, size=(200, 3))
+    expected, _ = find_mic(displacements, cell, pbc)
+    reduced, inverse = mic_cell(cell, pbc)
+    rows = len(displacements)
+
+    def per_row(matrix):
+        return torch.as_tensor(matrix).expand(rows, 3, 3)
+
+    result = minimum_image(
+        torch.as_tensor(displacements),
+        per_row(reduced),
+        per_row(inverse),
+        torch.as_tensor(np.asarray(pbc, dtype=float)).expand(rows, 3),
+    )
+    np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=1e-12)
