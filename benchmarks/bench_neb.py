@@ -94,9 +94,7 @@ def main() -> None:
     print(machine())
     pairs = end_states(args.bands)
     atoms = sum(len(initial) for initial, _ in pairs) * (args.images - 2)
-    print(
-        f"{args.bands} bands x {args.images} images ({atoms} moving atoms), FIRE 0.05 climb, EMT float64"
-    )
+    print(f"{args.bands} bands x {args.images} images ({atoms} moving atoms), FIRE 0.05 climb, EMT float64")
     run_ours(pairs[:2], args.images, args.device)  # warm-up: kernels, neighbour-list compile
     ase_times, our_times = [], []
     for _ in range(args.repeats):

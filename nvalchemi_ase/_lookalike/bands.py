@@ -13,24 +13,23 @@ trajectories and ``NEBTools`` work as with ASE.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.constraints import FixAtoms
-from ase.geometry import complete_cell
-from ase.geometry.minkowski_reduction import minkowski_reduce
 from ase.mep.neb import BaseNEB
 
+from nvalchemi_ase._lookalike.band_layout import build_layout, orthogonal_cells
 from nvalchemi_ase._lookalike.systems import Systems, _same_model
 from nvalchemi_ase.calculator import BatchedCalculator
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
-from nvalchemi_ase.models.band import BandLayout, BandModel
+from nvalchemi_ase.models.band import BandModel
 from nvalchemi_ase.models.base import evaluate
 from nvalchemi_ase.ops.neb import METHOD_CODES, image_max_force
 from nvalchemi_ase.ops.segment import segment_broadcast
@@ -136,103 +135,6 @@ def _end_energies(
     return pairs
 
 
-def _orthogonal(cell: np.ndarray) -> bool:
-    return bool(np.all(cell[~np.eye(3, dtype=bool)] == 0.0))
-
-
-def mic_cell(cell: Any, pbc: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The cell :func:`~nvalchemi_ase.ops.neb.minimum_image` works in, and its inverse (ASE's ``find_mic``).
-
-    ASE's ``general_find_mic``: the completed cell, Minkowski-reduced along
-    the periodic directions (the others kept as they are).
-    """
-    cell, pbc = complete_cell(np.asarray(cell, dtype=float)), np.asarray(pbc, dtype=bool)
-    if pbc.any():
-        cell = np.array(minkowski_reduce(cell, pbc)[0])
-    return cell, np.linalg.inv(cell)
-
-
-def _reduced_cell(neb: Any) -> tuple[np.ndarray, np.ndarray]:
-    return mic_cell(neb.images[0].cell, neb.images[0].pbc)
-
-
-def _band_rows(neb: Any, row: int, image: int) -> dict[str, np.ndarray]:
-    """One band's part of the layout: per path row (``P_``), moving row (``M_``) and path image (``G_``)."""
-    n, a = neb.nimages, neb.natoms
-    path_rows = row + np.arange(n * a).reshape(n, a)
-    inner = np.arange(1, n - 1)
-    fixed = np.zeros((n, a), dtype=bool)
-    for i in inner:
-        for constraint in neb.images[i].constraints:
-            fixed[i, constraint.get_indices()] = True  # only FixAtoms get here (_check_band)
-    template = np.array([image_.positions for image_ in neb.images], dtype=float)
-    template[inner] = 0.0
-    next_rows = np.concatenate([path_rows[1:], path_rows[-1:]])
-    return {
-        "P_path_template": template.reshape(-1, 3),
-        "P_next_rows": next_rows.reshape(-1),
-        "P_path_image": np.repeat(image + np.arange(n), a),
-        "M_moving_rows": path_rows[inner].reshape(-1),
-        "M_previous_rows": path_rows[inner - 1].reshape(-1),
-        "M_fixed": fixed[inner].reshape(-1),
-        "M_first_row": np.full((n - 2) * a, row),
-        "M_atom": np.tile(np.arange(a), n - 2),
-        "M_natoms": np.full((n - 2) * a, a),
-        "G_spring_k": np.append(np.asarray(neb.k, dtype=float), 0.0),
-        "I_moving_image": image + inner,
-        "I_local": inner,
-    }
-
-
-def build_layout(nebs: Sequence[Any], ends: Sequence[tuple[float, float]]) -> BandLayout:
-    """The :class:`BandLayout` of these bands (``ends``: their end energies), host float64."""
-    parts: dict[str, list[np.ndarray]] = {}
-    rows, images, first_image, cells, inverses, pbcs, end_energy, image_band = 0, 0, [], [], [], [], [], []
-    for b, neb in enumerate(nebs):
-        for name, values in _band_rows(neb, rows, images).items():
-            parts.setdefault(name, []).append(values)
-        n, a = neb.nimages, neb.natoms
-        cell, inverse = _reduced_cell(neb)
-        cells.append(np.broadcast_to(cell, (n * a, 3, 3)))
-        inverses.append(np.broadcast_to(inverse, (n * a, 3, 3)))
-        periodic = np.asarray(neb.images[0].cell).any(1) & neb.images[0].pbc  # as find_mic
-        pbcs.append(np.broadcast_to(periodic.astype(float), (n * a, 3)))
-        end_energy.append(np.concatenate([[ends[b][0]], np.full(n - 2, np.nan), [ends[b][1]]]))
-        image_band.append(np.full(n - 2, b))
-        first_image.append(images)
-        rows, images = rows + n * a, images + n
-    tensors = {name[2:]: torch.as_tensor(np.concatenate(values)) for name, values in parts.items()}
-    tensors["fixed"] = tensors["fixed"][:, None]
-
-    def real(values: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(values, dtype=float))
-
-    def flag(values: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(list(values), dtype=bool))
-
-    return BandLayout(
-        **tensors,
-        cell=real(np.concatenate(cells)),
-        inverse_cell=real(np.concatenate(inverses)),
-        pbc=real(np.concatenate(pbcs)),
-        end_energy=real(np.concatenate(end_energy)),
-        image_band=torch.as_tensor(np.concatenate(image_band)),
-        first_image=torch.as_tensor(np.asarray(first_image)),
-        method=torch.as_tensor([METHOD_CODES[neb.method] for neb in nebs]),
-        climb=flag(neb.climb for neb in nebs),
-        eqlength=real([_eqlength(neb) for neb in nebs]),
-        dynamic=flag(getattr(neb, "dynamic_relaxation", False) for neb in nebs),
-        dynamic_fmax=real([getattr(neb, "fmax", 0.0) for neb in nebs]),
-        scale_fmax=real([getattr(neb, "scale_fmax", 0.0) for neb in nebs]),
-    )
-
-
-def _eqlength(neb: Any) -> float:
-    """``eb``'s spring rest length: the straight end-to-end distance (no minimum image) over ``n - 1``."""
-    beeline = neb.images[-1].get_positions() - neb.images[0].get_positions()
-    return float(np.linalg.norm(beeline) / (neb.nimages - 1))
-
-
 class DynamicBandHook:
     """DyNEB's ``set_positions``: an image at rest keeps its place when the optimizer moves the band.
 
@@ -312,8 +214,7 @@ class Bands:
         self.batch.stress = None
         self._ends = _end_energies(self.nebs, inner if self.batched else None, self.device, self.dtype)
         layout = build_layout(self.nebs, self._ends).to(self.device, self.dtype)
-        orthogonal = all(_orthogonal(_reduced_cell(neb)[0]) for neb in self.nebs)
-        self.model = BandModel(inner, moving.batch, layout, orthogonal=orthogonal)
+        self.model = BandModel(inner, moving.batch, layout, orthogonal=orthogonal_cells(self.nebs))
         self.starts = np.concatenate([[0], np.cumsum(self.batch.counts)])
         self._image_starts = moving.starts
         self._positions = [atoms.positions.copy() for atoms in self.atoms]

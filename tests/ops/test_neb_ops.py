@@ -7,7 +7,7 @@ import pytest
 import torch
 from ase.geometry import find_mic
 
-from nvalchemi_ase._lookalike.bands import mic_cell
+from nvalchemi_ase._lookalike.band_layout import mic_cell
 from nvalchemi_ase.ops.neb import minimum_image
 
 
