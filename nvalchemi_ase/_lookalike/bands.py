@@ -22,6 +22,7 @@ from ase import Atoms
 from ase.constraints import FixAtoms
 from ase.mep.neb import BaseNEB
 
+from nvalchemi_ase._lookalike.band_alignment import AlignImagesHook
 from nvalchemi_ase._lookalike.band_layout import build_layout, orthogonal_cells
 from nvalchemi_ase._lookalike.systems import Systems, _same_model
 from nvalchemi_ase.calculator import BatchedCalculator
@@ -57,8 +58,12 @@ def _check_band(b: int, neb: Any) -> None:
         )
     if neb.precon is not None:
         raise NotImplementedError(f"band {b}: precon is not supported (it needs method 'spline' or 'string')")
-    if neb.remove_rotation_and_translation:
-        raise NotImplementedError(f"band {b}: remove_rotation_and_translation=True is not batched")
+    if neb.remove_rotation_and_translation and (
+        getattr(neb, "dynamic_relaxation", False) or any(image.constraints for image in neb.images)
+    ):
+        raise NotImplementedError(
+            f"band {b}: remove_rotation_and_translation=True with constraints or dynamic relaxation"
+        )
     if getattr(neb, "scale_fmax", 0.0) and not getattr(neb, "dynamic_relaxation", False):
         raise ValueError(f"band {b}: scale_fmax needs dynamic_relaxation")
     for i, image in enumerate(neb.images[1:-1], start=1):
@@ -217,6 +222,8 @@ class Bands:
         self.model = BandModel(inner, moving.batch, layout, orthogonal=orthogonal_cells(self.nebs))
         self.starts = np.concatenate([[0], np.cumsum(self.batch.counts)])
         self._image_starts = moving.starts
+        self._path_starts = np.concatenate([[0], np.cumsum([neb.nimages * neb.natoms for neb in self.nebs])])
+        self._aligned = [b for b, neb in enumerate(self.nebs) if neb.remove_rotation_and_translation]
         self._positions = [atoms.positions.copy() for atoms in self.atoms]
 
     def __len__(self) -> int:
@@ -226,11 +233,14 @@ class Bands:
         return slice(int(self.starts[b]), int(self.starts[b + 1]))
 
     def hooks(self) -> list[Any]:
-        """The engine hooks the bands need (DyNEB's placement when any band relaxes dynamically)."""
-        if not self.model.any_dynamic:
-            return []
-        depth = max(neb.nimages for neb in self.nebs) - 2
-        return [DynamicBandHook(self.model, self.model.images.batch_idx, depth)]
+        """The engine hooks the bands need: DyNEB's placement, and the images' alignment (NEB-TR)."""
+        hooks: list[Any] = []
+        if self.model.any_dynamic:
+            depth = max(neb.nimages for neb in self.nebs) - 2
+            hooks.append(DynamicBandHook(self.model, self.model.images.batch_idx, depth))
+        if self._aligned:
+            hooks.append(AlignImagesHook(self.model, self.nebs, self._path_starts))
+        return hooks
 
     def degrees_of_freedom(self) -> np.ndarray:
         """``[B]`` the degrees of freedom of each band's moving images (constraint-aware)."""
@@ -242,8 +252,10 @@ class Bands:
 
     def report_tensors(self) -> dict[str, torch.Tensor]:
         """The images' energies and raw forces and the highest images, brought along with each report."""
-        last = self.model.last
-        return {f"band_{name}": value for name, value in last.items()}
+        tensors = {f"band_{name}": value for name, value in self.model.last.items()}
+        if self._aligned:  # the final images move with the alignment
+            tensors["band_path"] = self.model.layout.path_template
+        return tensors
 
     # ------------------------------------------------------------------ device -> NEB
     def refresh(
@@ -278,6 +290,11 @@ class Bands:
                 if not (neb.climb and i == int(highest[b])):
                     band_rows = forces[rows][(i - 1) * neb.natoms : i * neb.natoms]
                     residuals.append(np.linalg.norm(band_rows, axis=1).max())
+            if b in self._aligned:
+                last = int(self._path_starts[b + 1]) - neb.natoms
+                neb.images[-1].set_positions(
+                    host["band_path"][last : last + neb.natoms], apply_constraint=False
+                )
             neb.energies, neb.real_forces, neb.residuals = energies, real_forces, residuals
             neb.imax = int(highest[b])
             neb.emax = energies[neb.imax]

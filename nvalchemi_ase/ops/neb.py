@@ -203,3 +203,44 @@ def _full_springs(terms: ImageTerms) -> tuple[torch.Tensor, torch.Tensor]:
 def image_max_force(forces: torch.Tensor, image_of_row: torch.Tensor, images: int) -> torch.Tensor:
     """``[I]`` the largest atomic force norm of each image, eV/Å."""
     return segment_max(torch.linalg.vector_norm(forces, dim=1), image_of_row, images)
+
+
+def kabsch_rotations(
+    moving: torch.Tensor, target: torch.Tensor, group: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """``[G, 3, 3]`` the rotations taking each group of centred ``moving[R, 3]`` rows closest to ``target``.
+
+    The quaternion method of ASE's ``rotation_matrix_from_points`` (Melander
+    et al., J. Chem. Theory Comput. 11, 1055 (2015), doi:10.1021/ct501155k):
+    the eigenvector of the largest eigenvalue of a 4x4 matrix built from the
+    correlation ``M[a, b] = sum p_a p0_b``.
+    """
+    m = segment_sum(moving[:, :, None] * target[:, None, :], group, groups)
+    r11, r22, r33 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    r12, r23, r31 = m[:, 0, 1], m[:, 1, 2], m[:, 2, 0]
+    r13, r21, r32 = m[:, 0, 2], m[:, 1, 0], m[:, 2, 1]
+    f = torch.stack(
+        [
+            torch.stack([r11 + r22 + r33, r23 - r32, r31 - r13, r12 - r21], dim=1),
+            torch.stack([r23 - r32, r11 - r22 - r33, r12 + r21, r13 + r31], dim=1),
+            torch.stack([r31 - r13, r12 + r21, -r11 + r22 - r33, r23 + r32], dim=1),
+            torch.stack([r12 - r21, r13 + r31, r23 + r32, -r11 - r22 + r33], dim=1),
+        ],
+        dim=1,
+    )
+    _, vectors = torch.linalg.eigh(f)
+    q0, q1, q2, q3 = vectors[:, :, -1].unbind(dim=1)
+    return torch.stack(
+        [
+            torch.stack(
+                [q0**2 + q1**2 - q2**2 - q3**2, 2 * (q1 * q2 - q0 * q3), 2 * (q1 * q3 + q0 * q2)], dim=1
+            ),
+            torch.stack(
+                [2 * (q1 * q2 + q0 * q3), q0**2 - q1**2 + q2**2 - q3**2, 2 * (q2 * q3 - q0 * q1)], dim=1
+            ),
+            torch.stack(
+                [2 * (q1 * q3 - q0 * q2), 2 * (q2 * q3 + q0 * q1), q0**2 - q1**2 - q2**2 + q3**2], dim=1
+            ),
+        ],
+        dim=1,
+    )

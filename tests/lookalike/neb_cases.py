@@ -99,3 +99,14 @@ def fcc_to_hcp_hop() -> tuple[Atoms, Atoms]:
     for atoms in (initial, final):
         atoms.set_constraint(FixAtoms(mask=[atom.tag > 1 for atom in atoms]))
     return _relaxed(initial), _relaxed(final)
+
+
+@cache
+def rotated_cluster() -> tuple[Atoms, Atoms]:
+    """A Cu7 cluster (no cell) whose apex atom moves over, the final state also turned by 25 degrees."""
+    base = [[0, 0, 0], [2.5, 0, 0], [1.25, 2.17, 0], [-1.25, 2.17, 0], [-2.5, 0, 0], [1.25, -2.17, 0]]
+    initial = Atoms("Cu7", positions=[*base, [0.0, 1.4, 2.0]])
+    final = Atoms("Cu7", positions=[*base, [0.0, -1.4, 2.0]])
+    initial, final = _relaxed(initial), _relaxed(final)
+    final.rotate(25, "z", center="COM")
+    return initial, final

@@ -14,7 +14,15 @@ from ase.optimize import LBFGS as AseLBFGS
 from ase.optimize import MDMin as AseMDMin
 
 from nvalchemi_ase.optimize import BFGS, FIRE, LBFGS, MDMin
-from tests.lookalike.neb_cases import adatom_hop, assert_same_band, band, fcc_to_hcp_hop, ours, vacancy_jump
+from tests.lookalike.neb_cases import (
+    adatom_hop,
+    assert_same_band,
+    band,
+    fcc_to_hcp_hop,
+    ours,
+    rotated_cluster,
+    vacancy_jump,
+)
 
 PAIRS = {
     "FIRE": (FIRE, AseFIRE),
@@ -86,6 +94,17 @@ def test_oblique_cell_equals_ase() -> None:
     step_by_step(band(ends, 5, ours, climb=True), band(ends, 5, AseEMT, climb=True), "FIRE", steps=15)
 
 
+@pytest.mark.parametrize("ends", [rotated_cluster, adatom_hop], ids=["cluster", "periodic"])
+def test_remove_rotation_and_translation_equals_ase(ends) -> None:
+    initial, final = (atoms.copy() for atoms in ends())
+    for atoms in (initial, final):
+        atoms.set_constraint()
+    kwargs = {"remove_rotation_and_translation": True, "climb": True}
+    mine, reference = band((initial, final), 5, ours, **kwargs), band((initial, final), 5, AseEMT, **kwargs)
+    step_by_step(mine, reference, "FIRE", steps=15)
+    np.testing.assert_allclose(mine.images[-1].positions, reference.images[-1].positions, atol=1e-10)
+
+
 def test_images_on_a_plain_ase_calculator_equal_ase() -> None:
     ends = adatom_hop()
     mine, reference = band(ends, 5, AseEMT, climb=True), band(ends, 5, AseEMT, climb=True)
@@ -145,7 +164,9 @@ def test_unsupported_options_raise_naming_the_band() -> None:
     ends = adatom_hop()
     with pytest.raises(NotImplementedError, match="band 1: method='spline'"):
         FIRE([band(ends, 5, ours), band(ends, 5, ours, method="spline")], logfile=None)
-    with pytest.raises(NotImplementedError, match="band 0: remove_rotation_and_translation"):
+    with pytest.raises(
+        NotImplementedError, match="band 0: remove_rotation_and_translation=True with constraints"
+    ):
         FIRE(band(ends, 5, ours, remove_rotation_and_translation=True), logfile=None)
     constrained = band(ends, 5, ours)
     constrained.images[2].set_constraint(FixBondLength(0, 1))
