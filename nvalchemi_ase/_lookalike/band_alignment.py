@@ -19,7 +19,7 @@ import torch
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.band import BandModel
-from nvalchemi_ase.ops.neb import kabsch_rotations, minimum_image
+from nvalchemi_ase.ops.neb import kabsch_rotations, minimum_image, neighbour_shifts
 from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 __all__ = ["AlignImagesHook"]
@@ -46,6 +46,7 @@ class AlignImagesHook:
     def __init__(self, model: BandModel, nebs: list[Any], path_starts: np.ndarray) -> None:
         self.model = model
         device = model.layout.path_template.device
+        self.shifts = neighbour_shifts(device, model.layout.path_template.dtype)
         depth = max(neb.nimages for neb in nebs if neb.remove_rotation_and_translation)
         self.indices = []
         for i in range(1, depth):
@@ -82,6 +83,7 @@ class AlignImagesHook:
             layout.cell.index_select(0, index.rows),
             layout.inverse_cell.index_select(0, index.rows),
             layout.pbc.index_select(0, index.rows),
+            self.shifts,
         )
         shifted = p0 + displacement - mean(displacement)
         centred, centred0 = p - mean(p), p0 - mean(p0)

@@ -22,7 +22,14 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, Model, evaluate
-from nvalchemi_ase.ops.neb import ImageTerms, band_forces, highest_images, image_max_force, minimum_image
+from nvalchemi_ase.ops.neb import (
+    ImageTerms,
+    band_forces,
+    highest_images,
+    image_max_force,
+    minimum_image,
+    neighbour_shifts,
+)
 from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 __all__ = ["BandLayout", "BandModel"]
@@ -127,7 +134,7 @@ class BandModel(torch.nn.Module):
 
     def __init__(self, model: Model, images: Batch, layout: BandLayout, orthogonal: bool = False) -> None:
         super().__init__()
-        self.orthogonal = orthogonal
+        self.shifts = None if orthogonal else neighbour_shifts(layout.pbc.device, layout.pbc.dtype)
         self.model = model
         self.images = images
         self.layout = layout
@@ -153,7 +160,7 @@ class BandModel(torch.nn.Module):
             layout.cell,
             layout.inverse_cell,
             layout.pbc,
-            search=not self.orthogonal,
+            self.shifts,
         )
         lengths = torch.sqrt(
             segment_sum((springs * springs).sum(dim=1), layout.path_image, layout.end_energy.shape[0])

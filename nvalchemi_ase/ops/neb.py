@@ -45,7 +45,7 @@ def minimum_image(
     cell: torch.Tensor,
     inverse_cell: torch.Tensor,
     pbc: torch.Tensor,
-    search: bool = True,
+    shifts: torch.Tensor | None,
 ) -> torch.Tensor:
     """The shortest periodic image of each displacement, Å.
 
@@ -58,22 +58,26 @@ def minimum_image(
         lattice vectors, and its inverse.
     pbc
         ``[P, 3]`` 1.0 along periodic directions, 0.0 elsewhere (no shift there).
-    search
-        ASE's ``general_find_mic``: wrap the periodic fractional coordinates
-        into ``[0, 1)`` and take the shortest of the 27 neighbouring images.
-        ``False`` when every cell is orthogonal: each fractional coordinate is
-        rounded to the nearest, which is then exact.
+    shifts
+        :func:`neighbour_shifts`: ASE's ``general_find_mic``, the periodic
+        fractional coordinates wrapped into ``[0, 1)`` and the shortest of the
+        27 neighbouring images taken. ``None`` when every cell is orthogonal:
+        each fractional coordinate is rounded to the nearest, which is exact.
     """
     fractional = torch.einsum("pi,pij->pj", displacements, inverse_cell)
-    if not search:
+    if shifts is None:
         wrap = -torch.round(fractional) * pbc
         return displacements + torch.einsum("pi,pij->pj", wrap, cell)
     wrap = -torch.floor(fractional) * pbc
-    shifts = torch.tensor(_SHIFTS, dtype=displacements.dtype, device=displacements.device)
     candidates = wrap[:, None, :] + shifts[None, :, :] * pbc[:, None, :]
     vectors = displacements[:, None, :] + torch.einsum("pki,pij->pkj", candidates, cell)
     best = (vectors * vectors).sum(dim=2).argmin(dim=1)
     return vectors.gather(1, best.view(-1, 1, 1).expand(-1, 1, 3)).squeeze(1)
+
+
+def neighbour_shifts(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[27, 3]`` the lattice shifts -1, 0, 1 along each vector (made once, outside the step)."""
+    return torch.tensor(_SHIFTS, dtype=dtype, device=device)
 
 
 def highest_images(

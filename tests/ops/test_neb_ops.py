@@ -8,7 +8,7 @@ import torch
 from ase.geometry import find_mic
 
 from nvalchemi_ase._lookalike.band_layout import mic_cell
-from nvalchemi_ase.ops.neb import minimum_image
+from nvalchemi_ase.ops.neb import minimum_image, neighbour_shifts
 
 
 @pytest.mark.parametrize(
@@ -30,5 +30,22 @@ def test_minimum_image_is_ases(pbc) -> None:
         per_row(reduced),
         per_row(inverse),
         torch.as_tensor(np.asarray(pbc, dtype=float)).expand(rows, 3),
+        neighbour_shifts(torch.device("cpu"), torch.float64),
+    )
+    np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_orthogonal_cells_need_no_search() -> None:
+    rng = np.random.default_rng(1)
+    cell, pbc = np.diag([4.0, 5.0, 20.0]), (True, True, False)
+    displacements = rng.uniform(-9.0, 9.0, size=(200, 3))
+    expected, _ = find_mic(displacements, cell, pbc)
+    rows = len(displacements)
+    result = minimum_image(
+        torch.as_tensor(displacements),
+        torch.as_tensor(cell).expand(rows, 3, 3),
+        torch.as_tensor(np.linalg.inv(cell)).expand(rows, 3, 3),
+        torch.as_tensor(np.asarray(pbc, dtype=float)).expand(rows, 3),
+        None,
     )
     np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=1e-12)
