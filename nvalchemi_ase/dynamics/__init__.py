@@ -7,6 +7,7 @@ from nvalchemi_ase.dynamics.convergence import ConvergenceHook, Criterion
 from nvalchemi_ase.dynamics.fused import FusedStage
 from nvalchemi_ase.dynamics.inflight import InflightSampler
 from nvalchemi_ase.dynamics.integrators import (
+    MTKNPT,
     NVE,
     Andersen,
     Bussi,
@@ -31,6 +32,7 @@ __all__ = [
     "BFGS",
     "FIRE",
     "LBFGS",
+    "MTKNPT",
     "NVE",
     "Andersen",
     "BaseDynamics",

@@ -15,12 +15,14 @@ from nvalchemi_ase.md.bussi import Bussi
 from nvalchemi_ase.md.langevin import Langevin
 from nvalchemi_ase.md.logger import MDLogger
 from nvalchemi_ase.md.md import MolecularDynamics
-from nvalchemi_ase.md.nose_hoover_chain import NoseHooverChainNVT
+from nvalchemi_ase.md.nose_hoover_chain import MTKNPT, IsotropicMTKNPT, NoseHooverChainNVT
 from nvalchemi_ase.md.verlet import VelocityVerlet
 
 __all__ = [
+    "MTKNPT",
     "Andersen",
     "Bussi",
+    "IsotropicMTKNPT",
     "Langevin",
     "MDLogger",
     "MolecularDynamics",

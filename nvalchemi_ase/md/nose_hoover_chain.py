@@ -1,4 +1,4 @@
-"""``NoseHooverChainNVT``: ``ase.md.nose_hoover_chain.NoseHooverChainNVT`` over the batched engine."""
+"""``NoseHooverChainNVT``, ``MTKNPT``, ``IsotropicMTKNPT``: ``ase.md.nose_hoover_chain``, batched."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from ase import Atoms, units
 
 from nvalchemi_ase._lookalike.constraints import SUPPORTED, no_fixcom_mixture, only_constraints
 from nvalchemi_ase.dynamics import NoseHooverChainNVT as NoseHooverEngine
+from nvalchemi_ase.md._mtk import MTKNPT, IsotropicMTKNPT
 from nvalchemi_ase.md.md import MolecularDynamics
 from nvalchemi_ase.ops.thermo import kinetic_energy
 
-__all__ = ["NoseHooverChainNVT"]
+__all__ = ["MTKNPT", "IsotropicMTKNPT", "NoseHooverChainNVT"]
 
 
 class NoseHooverChainNVT(MolecularDynamics):

@@ -8,10 +8,12 @@ from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin import NVTLangevin
 from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
 from nvalchemi_ase.dynamics.integrators.langevin_baoab_npt import LangevinBAOABNPT
+from nvalchemi_ase.dynamics.integrators.mtk_npt import MTKNPT
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.dynamics.integrators.nve import NVE, DemoDynamics
 
 __all__ = [
+    "MTKNPT",
     "NVE",
     "Andersen",
     "Bussi",

@@ -34,6 +34,8 @@ class PerSystemParameter:
         The unit, named in error messages.
     positive
         Require values > 0 (else >= 0).
+    signed
+        Allow any finite value (a pressure); ``positive`` is then ignored.
     maximum
         Largest allowed value (inclusive), or ``None``.
     per_atom
@@ -41,10 +43,17 @@ class PerSystemParameter:
     """
 
     def __init__(
-        self, unit: str, *, positive: bool = False, maximum: float | None = None, per_atom: bool = False
+        self,
+        unit: str,
+        *,
+        positive: bool = False,
+        signed: bool = False,
+        maximum: float | None = None,
+        per_atom: bool = False,
     ) -> None:
         self.unit = unit
         self.positive = positive
+        self.signed = signed
         self.maximum = maximum
         self.per_atom = per_atom
         self.name = ""
@@ -68,9 +77,12 @@ class PerSystemParameter:
                 f"{self.name} has shape {tuple(tensor.shape)}: give a float or a 1-D sequence, {each}"
             )
         low_ok = (tensor > 0) if self.positive else (tensor >= 0)
+        if self.signed:
+            low_ok = torch.ones_like(low_ok)
         high_ok = tensor <= (math.inf if self.maximum is None else self.maximum)
         if not (torch.isfinite(tensor) & low_ok & high_ok).all():
             bound = "positive" if self.positive else "non-negative"
+            bound = "real" if self.signed else bound
             if self.maximum is not None:
                 bound += f" and at most {self.maximum}"
             raise ValueError(f"{self.name} must be finite and {bound} ({self.unit}), got {value!r}")

@@ -102,15 +102,15 @@ class NoseHooverChainNVT(Thermostat):
 
     def prepare(self, batch: Batch) -> None:
         self._kT = self.per_system("temperature", batch, kB)
-        self._num_atoms = torch.as_tensor(batch.counts, dtype=batch.dtype, device=batch.device)
+        self._dof = 3.0 * torch.as_tensor(batch.counts, dtype=batch.dtype, device=batch.device)
         tdamp = self.per_system("tdamp", batch, fs)
-        self._masses = nose_hoover.chain_masses(self._kT, tdamp, self._num_atoms, self.tchain)
+        self._masses = nose_hoover.chain_masses(self._kT, tdamp, self._dof, self.tchain)
 
     def thermostat_energy(self, batch: Batch) -> torch.Tensor:
         """``[B]`` the chains' energy, eV (ASE's ``get_thermostat_energy``)."""
         self.refresh(batch)
         return nose_hoover.thermostat_energy(
-            batch.nhc_eta, batch.nhc_p_eta, self._masses, self._kT, self._num_atoms
+            batch.nhc_eta, batch.nhc_p_eta, self._masses, self._kT, self._dof
         )
 
     def integrate_chain(self, batch: Batch, delta: float) -> None:
@@ -124,7 +124,7 @@ class NoseHooverChainNVT(Thermostat):
             batch.nhc_p_eta,
             self._masses,
             self._kT,
-            self._num_atoms,
+            self._dof,
             delta,
             self.tloop,
         )
