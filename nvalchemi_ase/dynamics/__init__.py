@@ -15,6 +15,7 @@ from nvalchemi_ase.dynamics.integrators import (
     LangevinBAOAB,
     LangevinBAOABNPT,
     NoseHooverChainNVT,
+    NPTBerendsen,
     NVTBerendsen,
     NVTLangevin,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "LangevinBAOAB",
     "LangevinBAOABNPT",
     "MDMin",
+    "NPTBerendsen",
     "NVTBerendsen",
     "NVTLangevin",
     "NoseHooverChainNVT",

@@ -14,6 +14,10 @@
 * ``AFTER_POST_UPDATE``: put the remembered positions back bit-for-bit and zero
   their velocities (and forces).
 
+With ``follow_cell``, the frozen atoms keep their fractional coordinates
+instead: a cell the engine changes carries them along (ASE's
+``set_cell(..., scale_atoms=True)`` moves ``FixAtoms`` atoms too).
+
 Inside a ``FusedStage``, register it on the fused stage itself (its own hooks
 fire at all four stages); sub-stages do not receive ``BEFORE_COMPUTE``.
 
@@ -29,6 +33,7 @@ from nvalchemi_ase.data import AtomCategory, Batch
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.ops import constraints
+from nvalchemi_ase.ops.cell import scale_positions
 
 
 class FreezeAtomsHook:
@@ -43,6 +48,9 @@ class FreezeAtomsHook:
         for ``atoms.get_forces()``; FIRE and convergence checks then ignore them.
     frequency
         Must be 1: a freeze that skips steps is not a freeze.
+    follow_cell
+        Hold the frozen atoms at their fractional coordinates, so that they
+        move with a changing cell (variable-cell engines).
     """
 
     stage = None
@@ -54,7 +62,11 @@ class FreezeAtomsHook:
     )
 
     def __init__(
-        self, category: int = AtomCategory.FROZEN, zero_forces: bool = True, frequency: int = 1
+        self,
+        category: int = AtomCategory.FROZEN,
+        zero_forces: bool = True,
+        frequency: int = 1,
+        follow_cell: bool = False,
     ) -> None:
         if isinstance(category, bool) or not isinstance(category, int):
             raise TypeError(f"category must be an AtomCategory or int, got {category!r}")
@@ -68,18 +80,24 @@ class FreezeAtomsHook:
         self.category = int(category)
         self.zero_forces = zero_forces
         self.frequency = 1
+        self.follow_cell = bool(follow_cell)
         self._positions: torch.Tensor | None = None
+        self._cell: torch.Tensor | None = None
 
     def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
         batch = ctx.batch
         frozen = (batch.atom_categories == self.category).unsqueeze(1)
         if stage == DynamicsStage.BEFORE_PRE_UPDATE:
             self._positions = batch.positions.clone()
+            self._cell = batch.cell.clone() if self.follow_cell else None
         elif stage == DynamicsStage.AFTER_COMPUTE:
             self._hold_still(batch, frozen)
             return
         elif self._positions is not None and self._positions.shape == batch.positions.shape:
-            batch.positions = torch.where(frozen, self._positions, batch.positions)
+            held = self._positions
+            if self._cell is not None and self._cell.shape == batch.cell.shape:
+                held = scale_positions(held, self._cell, batch.cell, batch.batch_idx)
+            batch.positions = torch.where(frozen, held, batch.positions)
         self._hold_still(batch, frozen)
 
     def _hold_still(self, batch: Batch, frozen: torch.Tensor) -> None:
@@ -89,7 +107,10 @@ class FreezeAtomsHook:
             batch.forces = constraints.forces(batch.forces, masses, index, frozen, None)
 
     def __repr__(self) -> str:
-        return f"FreezeAtomsHook(category={self.category}, zero_forces={self.zero_forces})"
+        return (
+            f"FreezeAtomsHook(category={self.category}, zero_forces={self.zero_forces}, "
+            f"follow_cell={self.follow_cell})"
+        )
 
 
 __all__ = ["FreezeAtomsHook"]

@@ -46,3 +46,32 @@ def remove_mean_momentum(
     momenta = velocities * masses.unsqueeze(1)
     mean = segment_sum(momenta, batch_idx, counts.shape[0]) / counts.unsqueeze(1)
     return (momenta - segment_broadcast(mean, batch_idx)) / masses.unsqueeze(1)
+
+
+# ---------------------------------------------------------------------- pressure coupling (NPT)
+# ``ase.md.nptberendsen``: after the velocity scaling, every step scales the
+# cell (and the atoms with it) towards the target pressure P₀, from the stress
+# σ with the ideal-gas term (ASE's sign), compressibility β and time τ_P:
+#   isotropic:  h ← μ h,  μ = 1 − (dt/τ_P) β/3 (P₀ − P),  P = −tr σ / 3
+#   per axis:   h_i ← μ_i h_i,  μ_i = 1 − dt β/(3 τ_P) (P₀ + σ_ii) pbc_i mask_i  (angles kept)
+
+
+def cell_scale(
+    stress: torch.Tensor, pressure: torch.Tensor, dt: float, taup: torch.Tensor, compressibility: torch.Tensor
+) -> torch.Tensor:
+    """``[B]`` μ of the isotropic coupling (``stress`` ``[B, 3, 3]``, the rest ``[B]``)."""
+    current = -stress.diagonal(dim1=-2, dim2=-1).sum(-1) / 3
+    return 1.0 - (dt / taup) * compressibility / 3.0 * (pressure - current)
+
+
+def axis_scales(
+    stress: torch.Tensor,
+    pressure: torch.Tensor,
+    dt: float,
+    taup: torch.Tensor,
+    compressibility: torch.Tensor,
+    coupled: torch.Tensor,
+) -> torch.Tensor:
+    """``[B, 3]`` μ_i of the per-axis coupling; ``coupled`` ``[B, 3]`` is pbc × mask (0 or 1)."""
+    rate = (dt * compressibility / taup / 3.0).unsqueeze(1)
+    return 1.0 - rate * (pressure.unsqueeze(1) - (-stress.diagonal(dim1=-2, dim2=-1))) * coupled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nvalchemi_ase.dynamics.integrators.andersen import Andersen
 from nvalchemi_ase.dynamics.integrators.berendsen import NVTBerendsen
+from nvalchemi_ase.dynamics.integrators.berendsen_npt import NPTBerendsen
 from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin import NVTLangevin
 from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
@@ -20,6 +21,7 @@ __all__ = [
     "DemoDynamics",
     "LangevinBAOAB",
     "LangevinBAOABNPT",
+    "NPTBerendsen",
     "NVTBerendsen",
     "NVTLangevin",
     "NoseHooverChainNVT",

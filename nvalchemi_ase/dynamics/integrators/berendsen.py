@@ -83,6 +83,10 @@ class NVTBerendsen(Thermostat):
 
     def pre_update(self, batch: Batch) -> None:
         self.scale_velocities(batch)
+        self.kick_and_drift(batch)
+
+    def kick_and_drift(self, batch: Batch) -> None:
+        """The first half of the velocity-Verlet step (with ``fixcm``, the mean momentum removed)."""
         dt = self.dt_internal
         velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
         if self.fixcm:
