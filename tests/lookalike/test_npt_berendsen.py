@@ -21,7 +21,10 @@ from tests.tolerances import ASE_MD_ATOL
 
 DT = 2.0 * units.fs
 STEPS = 40
-PAIRS = {"isotropic": (NPTBerendsen, AseNPTBerendsen), "inhomogeneous": (Inhomogeneous_NPTBerendsen, AseInhomogeneous)}
+PAIRS = {
+    "isotropic": (NPTBerendsen, AseNPTBerendsen),
+    "inhomogeneous": (Inhomogeneous_NPTBerendsen, AseInhomogeneous),
+}
 PARAMETERS = {
     "temperature_K": 80.0, "pressure_au": 2e-3, "taut": 50 * units.fs, "taup": 200 * units.fs,
     "compressibility_au": 2.0,
@@ -102,7 +105,8 @@ def test_the_engine_runs_on_a_batch_in_the_stage_loop():
             taup=[200.0, 100.0][b] * units.fs, compressibility_au=2.0,
         ).run(20)  # fmt: skip
         rows = slice(int(batch.ptr[b]), int(batch.ptr[b + 1]))
-        np.testing.assert_allclose(batch.positions[rows].numpy(), reference.positions, rtol=0, atol=ASE_MD_ATOL)
+        positions = batch.positions[rows].numpy()
+        np.testing.assert_allclose(positions, reference.positions, rtol=0, atol=ASE_MD_ATOL)
         np.testing.assert_allclose(batch.cell[b].numpy(), reference.cell[:], rtol=0, atol=ASE_MD_ATOL)
 
 
