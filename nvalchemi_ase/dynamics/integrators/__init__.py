@@ -9,6 +9,7 @@ from nvalchemi_ase.dynamics.integrators.bussi import Bussi
 from nvalchemi_ase.dynamics.integrators.langevin import NVTLangevin
 from nvalchemi_ase.dynamics.integrators.langevin_baoab import LangevinBAOAB
 from nvalchemi_ase.dynamics.integrators.langevin_baoab_npt import LangevinBAOABNPT
+from nvalchemi_ase.dynamics.integrators.melchionna import MelchionnaNPT
 from nvalchemi_ase.dynamics.integrators.mtk_npt import MTKNPT
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.dynamics.integrators.nve import NVE, DemoDynamics
@@ -21,6 +22,7 @@ __all__ = [
     "DemoDynamics",
     "LangevinBAOAB",
     "LangevinBAOABNPT",
+    "MelchionnaNPT",
     "NPTBerendsen",
     "NVTBerendsen",
     "NVTLangevin",

@@ -72,7 +72,7 @@ class NPTBerendsen(NVTBerendsen):
         compressibility: ParameterValue,
         fixcm: bool = True,
         inhomogeneous: bool = False,
-        mask: Sequence[int] = (1, 1, 1),
+        mask: Sequence[float] = (1, 1, 1),
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
