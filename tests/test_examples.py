@@ -61,3 +61,9 @@ def test_batch_independent_noise(capsys: pytest.CaptureFixture[str]) -> None:
     difference = _load("batch_independent_noise.py")["main"](["--steps", "30", "--device", "cpu"])
     assert difference < 1e-9
     assert "alone vs. in a batch" in capsys.readouterr().out
+
+
+def test_npt_pressures() -> None:
+    *volumes, difference = _load("npt_pressures.py")["main"](["--steps", "20"])
+    assert volumes == sorted(volumes, reverse=True)  # higher pressure, smaller volume
+    assert difference < 1e-10
