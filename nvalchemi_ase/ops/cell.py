@@ -12,7 +12,7 @@ from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
 
 
 def volume(cell: torch.Tensor) -> torch.Tensor:
-    """``[B]`` |det h|, Å³."""
+    """``[B]`` the absolute determinant of the cell, Å³."""
     return torch.linalg.det(cell).abs()
 
 
