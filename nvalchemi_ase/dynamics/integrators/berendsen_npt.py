@@ -16,8 +16,8 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter
+from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress, recompute
 from nvalchemi_ase.dynamics.integrators.berendsen import NVTBerendsen
-from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import berendsen
 from nvalchemi_ase.ops import cell as cell_ops
@@ -119,14 +119,9 @@ class NPTBerendsen(NVTBerendsen):
         batch.positions = cell_ops.scale_positions(batch.positions, batch.cell, cell, index)
         batch.cell = cell
 
-    def recompute(self, batch: Batch) -> None:
-        """Forces for the scaled positions, with this engine's compute hooks around them."""
-        self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
-        self.compute(batch)
-        self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
-
     def pre_update(self, batch: Batch) -> None:
+        ensure_stress(self, batch)
         self.scale_velocities(batch)
         self.scale_cell(batch)
-        self.recompute(batch)
+        recompute(self, batch)  # forces for the scaled positions, as ASE's second force call
         self.kick_and_drift(batch)

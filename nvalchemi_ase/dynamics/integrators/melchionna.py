@@ -16,6 +16,7 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import berendsen, melchionna, segment_broadcast
 from nvalchemi_ase.ops import cell as cell_ops
@@ -233,6 +234,7 @@ class MelchionnaNPT(Thermostat):
 
     # ------------------------------------------------------------------ the step
     def pre_update(self, batch: Batch) -> None:
+        ensure_stress(self, batch)
         if self._entering:
             self.start(batch)
         self.refresh(batch)

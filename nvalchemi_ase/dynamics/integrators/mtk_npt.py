@@ -17,6 +17,7 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter
+from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import cell as cell_ops
@@ -152,6 +153,7 @@ class MTKNPT(NoseHooverChainNVT):
         )  # fmt: skip
 
     def pre_update(self, batch: Batch) -> None:
+        ensure_stress(self, batch)
         self.refresh(batch)
         dt = self.dt_internal
         self.integrate_barostat_chain(batch, dt / 2)
