@@ -9,17 +9,12 @@ from typing import Any, ClassVar
 import numpy as np
 from ase import Atoms, units
 
-from nvalchemi_ase._lookalike.engines import AseDegreesOfFreedom
 from nvalchemi_ase._lookalike.variable_cell import VariableCell
 from nvalchemi_ase.dynamics import NPTBerendsen as NPTBerendsenEngine
 from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook
 from nvalchemi_ase.md.nvtberendsen import NVTBerendsen
 
 __all__ = ["Inhomogeneous_NPTBerendsen", "NPTBerendsen"]
-
-
-class _AseNPTBerendsen(AseDegreesOfFreedom, NPTBerendsenEngine):
-    """The NPT Berendsen engine measuring temperature with ASE's degrees of freedom."""
 
 
 def _pressure_au(pressure: Any, pressure_au: Any) -> Any:
@@ -98,8 +93,8 @@ class NPTBerendsen(VariableCell, NVTBerendsen):
         self.compressibility = compressibility_au
         super().__init__(atoms, timestep, temperature, taut, fixcm, temperature_K=temperature_K, **kwargs)
 
-    def _make_engine(self, model: Any) -> _AseNPTBerendsen:
-        engine = _AseNPTBerendsen(
+    def _make_engine(self, model: Any) -> NPTBerendsenEngine:
+        engine = NPTBerendsenEngine(
             model,
             self.dt / units.fs,
             temperature=self._per_system_value(self.temperature, "temperature"),
@@ -111,7 +106,7 @@ class NPTBerendsen(VariableCell, NVTBerendsen):
             inhomogeneous=self.inhomogeneous,
             mask=tuple(float(m) for m in self.mask),
         )
-        engine.ase_dof = self.systems.degrees_of_freedom()
+        engine.fixed_degrees_of_freedom = self.systems.degrees_of_freedom()  # ASE's count
         return engine
 
     def _install_hooks(self) -> None:
@@ -122,8 +117,8 @@ class NPTBerendsen(VariableCell, NVTBerendsen):
 
     # ------------------------------------------------------------------ ASE's setters and getters
     @property
-    def _npt(self) -> _AseNPTBerendsen:
-        assert isinstance(self.engine, _AseNPTBerendsen)
+    def _npt(self) -> NPTBerendsenEngine:
+        assert isinstance(self.engine, NPTBerendsenEngine)
         return self.engine
 
     def set_taup(self, taup: Any) -> None:

@@ -95,6 +95,7 @@ class MelchionnaNPT(Thermostat):
     atoms are not supported (as the scaled positions run free of them).
     """
 
+    stochastic = False
     ttime = PerSystemParameter("fs", positive=True)
     pfactor = PerSystemParameter("eV/Å³·fs²", positive=True)
 
