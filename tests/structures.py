@@ -65,3 +65,22 @@ def random_cells(count: int, seed: int = 0) -> list[Atoms]:
 
 def water_and_friends() -> list[Atoms]:
     return [molecule("H2O"), molecule("CH4"), molecule("C6H6")]
+
+
+def mlip_systems(seed: int = 0) -> list[Atoms]:
+    """Six chemistries a universal potential knows, in ragged sizes: bulk, slab, a binary crystal,
+    a molecule in a periodic box, a molecule with no cell, a triclinic cell (0.05 Å rattle)."""
+    copper = bulk("Cu", "fcc", a=3.6, cubic=True)
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=5.0)
+    slab.info.pop("adsorbate_info", None)
+    salt = bulk("NaCl", "rocksalt", a=5.6)
+    water = molecule("H2O")
+    water.center(vacuum=4.0)
+    water.pbc = True
+    methane = molecule("CH4")
+    silicon = bulk("Si", "diamond", a=5.43)
+    silicon.set_cell(silicon.cell[:] + np.array([[0, 0.3, 0], [0.2, 0, 0], [0, 0.1, 0.4]]), scale_atoms=True)
+    systems = [copper, slab, salt, water, methane, silicon]
+    for k, atoms in enumerate(systems):
+        atoms.rattle(0.05, seed=seed + k)
+    return systems

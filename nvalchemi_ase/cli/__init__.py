@@ -31,7 +31,10 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--model", default=None, help="lj, morse, emt, or an ASE calculator import path (module:Class)"
+        "--model",
+        default=None,
+        help="a name nvalchemi_ase.models.load knows (lj, morse, emt, 7net-0, chgnet, mace:FILE, ...; "
+        "'--model ?' lists them) or an ASE calculator as module:Class",
     )
     model.add_argument(
         "--model-param",

@@ -1,4 +1,5 @@
-"""Batched models: the protocol, LJ and Morse equal to ASE's, and an adapter for any ASE calculator."""
+"""Batched models: the protocol, LJ, Morse and EMT equal to ASE's, an adapter for any ASE calculator,
+``AutogradModel`` for torch energy modules, and pretrained potentials by name (:func:`load`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from nvalchemi_ase.models.emt import EMT
 from nvalchemi_ase.models.lj import LennardJones
 from nvalchemi_ase.models.morse import Morse
 from nvalchemi_ase.models.pair import PairPotential
+from nvalchemi_ase.models.registry import MissingExtraError, UnknownModelError, available, load, register
 
 __all__ = [
     "DEFAULT_PROPERTIES",
@@ -24,9 +26,14 @@ __all__ = [
     "AutogradModel",
     "BatchedModel",
     "LennardJones",
+    "MissingExtraError",
     "Model",
     "ModelOutputError",
     "Morse",
     "PairPotential",
+    "UnknownModelError",
+    "available",
     "evaluate",
+    "load",
+    "register",
 ]

@@ -16,6 +16,7 @@ One backward pass gives both, for all systems at once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, ModelOutputError, volumes
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
+from nvalchemi_ase.neighbors.graph import angle_triplets, reverse_edges
 from nvalchemi_ase.ops import segment_broadcast
 
 
@@ -57,6 +59,13 @@ class AtomGraph:
         ``[B + 1]`` long, atom offsets of the systems.
     num_systems
         B.
+    reverse_edge
+        ``[E]`` long, the index of each edge's reverse ``(j, i, −S)``
+        (when the model was made with ``reverse_edges=True``, else ``None``).
+    triplets
+        ``[A, 2]`` long, ordered pairs of distinct edges leaving the same atom,
+        both shorter than ``angle_cutoff`` (when one was given, else ``None``);
+        see :func:`~nvalchemi_ase.neighbors.graph.angle_triplets`.
     """
 
     positions: torch.Tensor
@@ -70,6 +79,8 @@ class AtomGraph:
     batch: torch.Tensor
     ptr: torch.Tensor
     num_systems: int
+    reverse_edge: torch.Tensor | None = None
+    triplets: torch.Tensor | None = None
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         """The tensors under MACE's keys (``positions``, ``edge_index``, ``shifts``, ``unit_shifts``,
@@ -96,16 +107,30 @@ class AutogradModel(BatchedModel):
     module
         A ``torch.nn.Module`` whose ``forward(graph: AtomGraph)`` returns the
         energy of each system, ``[B]`` or ``[B, 1]`` eV, differentiably in
-        ``graph.positions`` / ``graph.edge_vectors``. It must accept the batch's
-        float dtype and device (``.to()`` the model as any module).
+        ``graph.positions`` / ``graph.edge_vectors``; or a dict with that under
+        ``"energy"``, optionally per-atom energies ``"energies" [N]`` and any
+        other per-atom ``[N, ...]`` or per-system ``[B, ...]`` outputs (magnetic
+        moments, charges), which are returned detached beside the energy.
     cutoff
         Å, the module's interaction range: edges are the pairs closer than it.
+        ``None`` reads the module's own ``cutoff`` attribute.
     skin
         Å, the neighbour list's reuse margin (keyword only).
     max_neighbors
         Room per atom in the neighbour list (``None``: sized automatically).
     compute_stress
         Whether ``stress`` is offered (it costs a strain derivative in the same backward pass).
+    dtype
+        The float dtype the module computes in (``None``: the batch's). A float32
+        network inside a float64 batch gets its inputs cast at its boundary and
+        its outputs cast back; the derivatives flow through the casts.
+    reverse_edges
+        Whether the graph carries ``reverse_edge``.
+    angle_cutoff
+        Å: the graph carries the angle ``triplets`` of edges shorter than this.
+    properties
+        Extra properties the module returns (``"energies"``, ``"magmoms"``, ...),
+        added to ``implemented_properties``.
 
     Notes
     -----
@@ -113,34 +138,52 @@ class AutogradModel(BatchedModel):
     closer than the cutoff are compacted out of the padded neighbour matrix);
     an ML potential's own cost dwarfs it. Outputs are detached, nothing
     requires grad afterwards, and the batch's tensors are never marked.
-    Stress is NaN for systems whose cell does not span 3D.
+    Stress is NaN for systems whose cell does not span 3D. Only the module's
+    energy is differentiated: a module with its own force head should have it
+    removed (the pretrained adapters do), or both would run.
     """
 
     def __init__(
         self,
         module: torch.nn.Module,
-        cutoff: float,
+        cutoff: float | None = None,
         *,
         skin: float = 0.5,
         max_neighbors: int | None = None,
         compute_stress: bool = True,
+        dtype: torch.dtype | None = None,
+        reverse_edges: bool = False,
+        angle_cutoff: float | None = None,
+        properties: Sequence[str] = (),
     ) -> None:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"AutogradModel: module must be a torch.nn.Module, got {type(module).__name__}")
+        cutoff = _module_cutoff(module) if cutoff is None else cutoff
         if isinstance(cutoff, bool) or not isinstance(cutoff, int | float) or not cutoff > 0.0:
             raise ValueError(f"AutogradModel: cutoff must be a positive number of Å, got {cutoff!r}")
         if not isinstance(skin, int | float) or not skin >= 0.0:
             raise ValueError(f"AutogradModel: skin must be non-negative, got {skin!r}")
         if not isinstance(compute_stress, bool):
             raise TypeError(f"AutogradModel: compute_stress must be a bool, got {compute_stress!r}")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"AutogradModel: dtype must be a torch float dtype or None, got {dtype!r}")
+        if angle_cutoff is not None and not 0.0 < angle_cutoff <= cutoff:
+            raise ValueError(
+                f"AutogradModel: angle_cutoff must be in (0, cutoff={cutoff}] Å, got {angle_cutoff!r}"
+            )
         super().__init__()
         self.module = module
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.max_neighbors = max_neighbors
         self.compute_stress = compute_stress
-        self.implemented_properties = ("energy", "free_energy", "forces") + (
-            ("stress",) if compute_stress else ()
+        self.dtype = dtype
+        self.reverse_edges = reverse_edges
+        self.angle_cutoff = None if angle_cutoff is None else float(angle_cutoff)
+        self.implemented_properties = (
+            ("energy", "free_energy", "forces")
+            + (("stress",) if compute_stress else ())
+            + tuple(p for p in properties if p not in ("energy", "free_energy", "forces", "stress"))
         )
         self.neighbor_list = NeighborList(self.cutoff, skin=self.skin, max_neighbors=max_neighbors)
 
@@ -151,6 +194,8 @@ class AutogradModel(BatchedModel):
             "skin": self.skin,
             "max_neighbors": self.max_neighbors,
             "compute_stress": self.compute_stress,
+            "dtype": None if self.dtype is None else str(self.dtype).removeprefix("torch."),
+            "angle_cutoff": self.angle_cutoff,
         }
 
     def forward(
@@ -158,25 +203,31 @@ class AutogradModel(BatchedModel):
     ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbors(batch)
         edge_index, unit_shifts = self.edges(batch, neighbors)
+        extras = self._graph_extras(batch, edge_index, unit_shifts)
         want_stress = self.compute_stress and "stress" in properties
         with torch.enable_grad():
             positions = batch.positions.detach().requires_grad_(True)
             strain = torch.zeros_like(batch.cell).requires_grad_(want_stress)
-            graph = strained_graph(batch, positions, strain, edge_index, unit_shifts)
-            energy = self._energy(graph, batch.num_graphs)
+            graph = strained_graph(batch, positions, strain, edge_index, unit_shifts, **extras)
+            energy, others = self._energy(_cast_graph(graph, self.dtype), batch)
             inputs = (positions, strain) if want_stress else (positions,)
             gradients = _gradients(energy, inputs)
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
+        atom_poisoned = segment_broadcast(poisoned, batch.batch_idx)
         outputs = {
             "energy": torch.where(poisoned.unsqueeze(1), torch.nan, energy.detach().unsqueeze(1)),
-            "forces": torch.where(
-                segment_broadcast(poisoned, batch.batch_idx).unsqueeze(1), torch.nan, -gradients[0]
-            ),
+            "forces": torch.where(atom_poisoned.unsqueeze(1), torch.nan, -gradients[0]),
         }
         if want_stress:
             volume = volumes(batch.cell).view(-1, 1, 1)
             stress = torch.where(volume > 0, gradients[1] / volume, torch.nan)
             outputs["stress"] = torch.where(poisoned.view(-1, 1, 1), torch.nan, stress)
+        for key, value in others.items():
+            value = value.detach().to(batch.dtype) if value.is_floating_point() else value.detach()
+            if value.is_floating_point() and value.shape[0] in (batch.num_nodes, batch.num_graphs):
+                mask = atom_poisoned if value.shape[0] == batch.num_nodes else poisoned
+                value = torch.where(mask.view(-1, *([1] * (value.dim() - 1))), torch.nan, value)
+            outputs[key] = value
         return outputs
 
     def edges(self, batch: Batch, neighbors: Neighbors) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,21 +239,75 @@ class AutogradModel(BatchedModel):
             edge_index = torch.stack([neighbors.i[keep], neighbors.j[keep]])
             return edge_index, neighbors.pair_shifts[keep]
 
-    def _energy(self, graph: AtomGraph, num_systems: int) -> torch.Tensor:
-        energy = self.module(graph)
+    def _graph_extras(
+        self, batch: Batch, edge_index: torch.Tensor, unit_shifts: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        extras: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            if self.reverse_edges:
+                extras["reverse_edge"] = reverse_edges(edge_index, unit_shifts, batch.num_nodes)
+            if self.angle_cutoff is not None:
+                sender, receiver = edge_index
+                shifts = torch.einsum(
+                    "ed,edc->ec", unit_shifts.to(batch.dtype), batch.cell[batch.batch_idx[sender]]
+                )
+                vectors = batch.positions[receiver] - batch.positions[sender] + shifts
+                extras["triplets"] = angle_triplets(edge_index, vectors.norm(dim=1), self.angle_cutoff)
+        return extras
+
+    def _energy(self, graph: AtomGraph, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        returned = self.module(graph)
+        others: dict[str, torch.Tensor] = {}
+        energy: Any = returned
+        if isinstance(returned, dict):
+            others = {k: v for k, v in returned.items() if k != "energy" and isinstance(v, torch.Tensor)}
+            energy = returned.get("energy")
+        num_systems = batch.num_graphs
         if not isinstance(energy, torch.Tensor) or energy.reshape(-1).shape != (num_systems,):
             shape = tuple(energy.shape) if isinstance(energy, torch.Tensor) else type(energy).__name__
             raise ModelOutputError(
                 f"module {type(self.module).__name__} returned energy {shape}, "
                 f"expected [{num_systems}] or [{num_systems}, 1] (one per system)"
             )
-        return energy.reshape(-1)
+        if "energies" in others and others["energies"].reshape(-1).shape != (batch.num_nodes,):
+            raise ModelOutputError(
+                f"module {type(self.module).__name__} returned energies {tuple(others['energies'].shape)}, "
+                f"expected [{batch.num_nodes}] (one per atom)"
+            )
+        if "energies" in others:
+            others["energies"] = others["energies"].reshape(-1)
+        return energy.reshape(-1).to(batch.dtype), others
 
     def __repr__(self) -> str:
         return (
             f"AutogradModel({type(self.module).__name__}, cutoff={self.cutoff}, skin={self.skin}, "
-            f"compute_stress={self.compute_stress})"
+            f"compute_stress={self.compute_stress}, dtype={self.dtype})"
         )
+
+
+def _module_cutoff(module: torch.nn.Module) -> float:
+    """The module's own ``cutoff`` (a number or a one-element tensor), or a clear error."""
+    value = getattr(module, "cutoff", None)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(
+        f"AutogradModel: pass cutoff= (Å); module {type(module).__name__} has no numeric 'cutoff' attribute"
+    )
+
+
+def _cast_graph(graph: AtomGraph, dtype: torch.dtype | None) -> AtomGraph:
+    """The graph with its float tensors in ``dtype`` (differentiable casts), or as it is."""
+    if dtype is None or dtype == graph.positions.dtype:
+        return graph
+    return dataclasses.replace(
+        graph,
+        positions=graph.positions.to(dtype),
+        cell=graph.cell.to(dtype),
+        shifts=graph.shifts.to(dtype),
+        edge_vectors=graph.edge_vectors.to(dtype),
+    )
 
 
 def strained_graph(
@@ -211,6 +316,8 @@ def strained_graph(
     strain: torch.Tensor,
     edge_index: torch.Tensor,
     unit_shifts: torch.Tensor,
+    reverse_edge: torch.Tensor | None = None,
+    triplets: torch.Tensor | None = None,
 ) -> AtomGraph:
     """The graph of the batch deformed by ``strain [B, 3, 3]`` (symmetrised; identity at zero).
 
@@ -234,6 +341,8 @@ def strained_graph(
         batch=batch.batch_idx,
         ptr=batch.ptr,
         num_systems=batch.num_graphs,
+        reverse_edge=reverse_edge,
+        triplets=triplets,
     )
 
 

@@ -219,6 +219,8 @@ def test_todict_is_json():
         "skin": 0.2,
         "max_neighbors": None,
         "compute_stress": True,
+        "dtype": None,
+        "angle_cutoff": None,
     }
 
 
