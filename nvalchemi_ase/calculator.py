@@ -21,6 +21,8 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.data.convert import resolve_device, resolve_dtype
 from nvalchemi_ase.models.base import Model, evaluate
 
+_STANDARD = ("energy", "free_energy", "forces", "stress", "energies")
+
 
 class BatchedCalculator(Calculator):
     """An ASE calculator over a batched model.
@@ -39,7 +41,9 @@ class BatchedCalculator(Calculator):
     -----
     Results are numpy arrays and Python floats, as ASE expects. ``stress`` is
     present only for cells that span 3D (as with ASE's LJ and EMT); asking for
-    it otherwise raises ``PropertyNotImplementedError``.
+    it otherwise raises ``PropertyNotImplementedError``. Per-atom energies and
+    a model's extra per-atom outputs (CHGNet's ``magmoms``) are in ``results``
+    whenever the model returns them.
     """
 
     nolabel = True
@@ -64,7 +68,7 @@ class BatchedCalculator(Calculator):
             p
             for p in ("energy", "free_energy", "forces", "stress", "energies")
             if p in model.implemented_properties
-        ]
+        ] + [p for p in model.implemented_properties if p not in _STANDARD]
         super().__init__(**kwargs)
 
     def todict(self, skip_default: bool = True) -> dict[str, Any]:
@@ -100,7 +104,9 @@ class BatchedCalculator(Calculator):
 
     def _evaluate(self, atoms_list: list[Atoms], properties: list[str]) -> list[dict[str, Any]]:
         batch = Batch.from_atoms(atoms_list, device=self.device, dtype=self.dtype)
-        wanted = ["energy", "forces"] + (["stress"] if "stress" in properties else [])
+        wanted = ["energy", "forces"] + [
+            p for p in properties if p not in ("energy", "free_energy", "forces")
+        ]
         with torch.no_grad():
             outputs = evaluate(self.model, batch, wanted)
             neighbor_list = getattr(self.model, "neighbor_list", None)
@@ -123,5 +129,8 @@ class BatchedCalculator(Calculator):
                 result["energies"] = host["energies"][atoms_slice].copy()
             if "stress" in host and atoms_list[b].cell.rank == 3 and np.all(np.isfinite(host["stress"][b])):
                 result["stress"] = full_3x3_to_voigt_6_stress(host["stress"][b])
+            for key, value in host.items():  # a model's extra per-atom outputs (magnetic moments, charges)
+                if key not in _STANDARD and value.ndim >= 1 and value.shape[0] == batch.num_nodes:
+                    result[key] = value[atoms_slice].copy()
             results.append(result)
         return results

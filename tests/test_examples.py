@@ -67,3 +67,10 @@ def test_npt_pressures() -> None:
     *volumes, difference = _load("npt_pressures.py")["main"](["--steps", "20"])
     assert volumes == sorted(volumes, reverse=True)  # higher pressure, smaller volume
     assert difference < 1e-10
+
+
+def test_pretrained_relaxes_a_ragged_list(capsys) -> None:
+    pytest.importorskip("sevenn", reason="sevenn is not installed (extra [sevenn])")
+    after = _load("pretrained.py")["main"](["--systems", "3", "--steps", "3", "--device", "cpu"])
+    assert len(after) == 3 and all(-5.0 < e < -3.0 for e in after)  # copper: about -4 eV/atom in 7net-0
+    assert "7net-0: 3 structures" in capsys.readouterr().out

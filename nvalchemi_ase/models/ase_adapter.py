@@ -60,13 +60,14 @@ class ASECalculatorModel(BatchedModel):
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
         systems = self._systems(batch)
-        want_stress = "stress" in properties
+        want_stress, want_per_atom = "stress" in properties, "energies" in properties
         energies, forces, per_atom, stresses = [], [], [], []
         for atoms, calculator in zip(systems, self._calculators_for(len(systems)), strict=True):
             atoms.calc = calculator
             energies.append(atoms.get_potential_energy())
             forces.append(atoms.get_forces())
-            per_atom.append(_optional(atoms.get_potential_energies, (len(atoms),)))
+            if want_per_atom:  # only when asked: some calculators run again for them (CHGNet's does)
+                per_atom.append(_optional(atoms.get_potential_energies, (len(atoms),)))
             if want_stress:
                 stresses.append(_optional(partial(_full_stress, atoms), (3, 3)))
         device, dtype = batch.device, batch.dtype
@@ -77,8 +78,9 @@ class ASECalculatorModel(BatchedModel):
         outputs = {
             "energy": tensor(energies).view(-1, 1),
             "forces": torch.as_tensor(np.concatenate(forces)).to(device=device, dtype=dtype),
-            "energies": torch.as_tensor(np.concatenate(per_atom)).to(device=device, dtype=dtype),
         }
+        if want_per_atom:
+            outputs["energies"] = torch.as_tensor(np.concatenate(per_atom)).to(device=device, dtype=dtype)
         if want_stress:
             outputs["stress"] = tensor(stresses)
         return outputs

@@ -28,7 +28,7 @@ def test_adapter_equals_the_calculator(source):
     systems = _systems()
     model = ASECalculatorModel(EMT() if source == "instance" else EMT)
     batch = Batch.from_atoms(systems, device="cpu")
-    outputs = evaluate(model, batch, ("energy", "forces", "stress"))
+    outputs = evaluate(model, batch, ("energy", "forces", "stress", "energies"))
     ptr = batch.ptr.tolist()
     for b, atoms in enumerate(systems):
         reference = atoms.copy()
@@ -44,6 +44,19 @@ def test_adapter_equals_the_calculator(source):
         rtol=1e-14,
     )
     assert np.isnan(outputs["stress"][2].numpy()).all()  # a cluster has no stress in EMT
+
+
+def test_per_atom_energies_are_asked_for_only_when_wanted():
+    """Some calculators compute per-atom energies in a second run (CHGNet's does): not unless asked."""
+    asked = []
+
+    class Recording(EMT):
+        def get_potential_energies(self, atoms=None):
+            asked.append(True)
+            return super().get_potential_energies(atoms)
+
+    outputs = evaluate(ASECalculatorModel(Recording), Batch.from_atoms(_systems(), device="cpu"))
+    assert "energies" not in outputs and not asked
 
 
 def reference_stress(atoms):

@@ -11,7 +11,7 @@ from nvalchemi_ase import Batch
 from nvalchemi_ase.neighbors import NeighborList
 from nvalchemi_ase.neighbors.graph import angle_triplets, reverse_edges
 from tests.neighbors.reference import reference_pairs
-from tests.structures import random_cells, ragged_systems
+from tests.structures import ragged_systems, random_cells
 
 CUTOFF, ANGLE_CUTOFF = 6.0, 4.0
 
@@ -22,8 +22,10 @@ def _edge_list(systems):
     """Our compact edge list of the batch, and the (system, i, j, S) naming each edge."""
     batch = Batch.from_atoms(systems, device="cpu")
     i, j, shifts = NeighborList(CUTOFF).update(batch).compact()
-    vectors = batch.positions[j] - batch.positions[i] + torch.einsum(
-        "ed,edc->ec", shifts.double(), batch.cell[batch.batch_idx[i]]
+    vectors = (
+        batch.positions[j]
+        - batch.positions[i]
+        + torch.einsum("ed,edc->ec", shifts.double(), batch.cell[batch.batch_idx[i]])
     )
     keep = vectors.norm(dim=1) < CUTOFF
     i, j, shifts, lengths = i[keep], j[keep], shifts[keep], vectors.norm(dim=1)[keep]

@@ -89,4 +89,4 @@ def pretrained_entries() -> list[ModelEntry]:
             "mace-off-large",
         )
     ]
-    return [*sevennet, *chgnet, *mace][: len(sevennet)]  # CHGNet and MACE adapters land next
+    return [*sevennet, *chgnet, *mace]

@@ -8,13 +8,14 @@ destination)`` and ``edge_vec = pos[destination] − pos[source] + shift @ cell`
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 
 from nvalchemi_ase.models.autograd import AtomGraph, AutogradModel
 from nvalchemi_ase.models.pretrained.common import pretrained_model
-from nvalchemi_ase.models.registry import MissingExtraError, require
+from nvalchemi_ase.models.registry import require
 
 SEVENNET_NAMES = ("7net-0", "7net-0_11jul2024", "7net-0_22may2024", "7net-l3i5")
 """The checkpoints the sevenn wheel ships (``sevennet-…`` spells the same ones)."""
@@ -71,12 +72,11 @@ def load_sevennet(argument: str | None = None, *, name: str = "7net-0", **option
     ``options``: ``dtype`` (default float32, as trained), ``skin``, ``max_neighbors``,
     ``compute_stress`` (see :class:`~nvalchemi_ase.models.AutogradModel`).
     """
-    util = require("sevenn.util", "sevenn", name)
-    checkpoint = argument if argument else util.pretrained_name_to_path(name)
-    try:
+    with warnings.catch_warnings():  # sevenn scripts modules on import; torch 2.13 deprecates that, loudly
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+        util = require("sevenn.util", "sevenn", name)
+        checkpoint = argument if argument else util.pretrained_name_to_path(name)
         network, _ = util.model_from_checkpoint(str(checkpoint))
-    except FileNotFoundError as error:
-        raise MissingExtraError(f"SevenNet checkpoint not found: {checkpoint} ({error})") from error
     return pretrained_model(SevenNetEnergy(network), properties=("energies",), **options)
 
 
