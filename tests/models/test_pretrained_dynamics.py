@@ -74,3 +74,30 @@ def test_fire_trajectories_and_batch_invariance(calculator, tmp_path):
     alone = _systems(calculator)[2]
     FIRE(alone).run(fmax=0.01, steps=STEPS)
     np.testing.assert_allclose(alone.positions, systems[2].positions, atol=BATCH_ALONE_ATOL)
+
+
+@pytest.mark.slow
+def test_command_line_runs_a_pretrained_model_by_name(tmp_path):
+    """``nvalchemi-ase run ... --model 7net-0``: the CLI takes the same names as ``load`` (about 20 s)."""
+    from ase.io import write
+
+    from nvalchemi_ase.cli import EXIT_OK, main
+
+    source = tmp_path / "in.extxyz"
+    write(source, [mlip_systems()[k] for k in (0, 2)])
+    out = tmp_path / "run"
+    arguments = [
+        "run",
+        str(source),
+        "--model",
+        "7net-0",
+        "--relax-steps",
+        "3",
+        "--steps",
+        "3",
+        "-o",
+        str(out),
+    ]
+    assert main([*arguments, "-q"]) == EXIT_OK
+    finals = read(out / "final.extxyz", ":")
+    assert len(finals) == 2 and all(np.isfinite(atoms.get_potential_energy()) for atoms in finals)
