@@ -12,7 +12,7 @@ our autograd differentiates its energy.
 
 Outputs besides energy, forces and stress: per-atom energies ``energies [N]``
 (CHGNet's site energies plus its per-element reference energies, summing to the
-energy) and magnetic moments ``magmoms [N]`` (μB, CHGNet's |m| per site).
+energy) and magnetic moments ``magmoms [N]`` (μB, the magnitude CHGNet predicts per site).
 """
 
 from __future__ import annotations
