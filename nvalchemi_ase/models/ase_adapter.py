@@ -61,8 +61,20 @@ class ASECalculatorModel(BatchedModel):
     ) -> dict[str, torch.Tensor]:
         systems = self._systems(batch)
         want_stress, want_per_atom = "stress" in properties, "energies" in properties
-        energies, forces, per_atom, stresses = [], [], [], []
+        energies: list[Any] = []
+        forces: list[np.ndarray] = []
+        per_atom: list[np.ndarray] = []
+        stresses: list[np.ndarray] = []
         for atoms, calculator in zip(systems, self._calculators_for(len(systems)), strict=True):
+            if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
+                _append_nan(
+                    len(atoms),
+                    energies,
+                    forces,
+                    per_atom if want_per_atom else None,
+                    stresses if want_stress else None,
+                )
+                continue  # not the calculator's business: NaN results name the system downstream
             atoms.calc = calculator
             energies.append(atoms.get_potential_energy())
             forces.append(atoms.get_forces())
@@ -110,6 +122,22 @@ class ASECalculatorModel(BatchedModel):
             atoms.cell[:] = cell[b]
             atoms.pbc[:] = pbc[b]
         return self._atoms
+
+
+def _append_nan(
+    count: int,
+    energies: list[Any],
+    forces: list[np.ndarray],
+    per_atom: list[np.ndarray] | None,
+    stresses: list[np.ndarray] | None,
+) -> None:
+    """NaN results for a system of ``count`` atoms (its positions or cell are not finite)."""
+    energies.append(np.nan)
+    forces.append(np.full((count, 3), np.nan))
+    if per_atom is not None:
+        per_atom.append(np.full(count, np.nan))
+    if stresses is not None:
+        stresses.append(np.full((3, 3), np.nan))
 
 
 def _full_stress(atoms: Atoms) -> np.ndarray:

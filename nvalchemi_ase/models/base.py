@@ -6,6 +6,10 @@ supported, ``stress[B, 3, 3]`` (eV/Å³, ASE's sign: positive is tensile; NaN
 for systems whose cell does not span 3D) and ``energies[N]`` (per atom). It
 declares ``cutoff`` (Å; 0 when it needs no neighbour list) and
 ``implemented_properties``. The engine only reads what a model returns.
+
+Nothing is silently wrong: a system whose positions or cell hold NaN or ±Inf
+gets NaN energy, forces, stress and per-atom energies from every model (see
+:func:`poison_nonfinite`), never a finite number that ignores its bad atoms.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
+from nvalchemi_ase.ops import segment_broadcast, segment_sum
 
 DEFAULT_PROPERTIES: tuple[str, ...] = ("energy", "forces")
 
@@ -50,6 +55,12 @@ class BatchedModel(torch.nn.Module):
     cutoff: float = 0.0
     implemented_properties: tuple[str, ...] = ("energy", "forces")
 
+    def __call__(
+        self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
+    ) -> dict[str, torch.Tensor]:
+        """``forward``, with NaN results for systems whose positions or cell are not finite."""
+        return poison_nonfinite(batch, super().__call__(batch, properties))
+
     def forward(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
@@ -80,10 +91,35 @@ def volumes(cell: torch.Tensor) -> torch.Tensor:
     return (cell[:, 0] * torch.linalg.cross(cell[:, 1], cell[:, 2])).sum(dim=1).abs()
 
 
+_ATOM_OUTPUTS = ("forces", "energies")
+
+
+def poison_nonfinite(batch: Batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``outputs`` with NaN for every system whose positions or cell hold NaN or ±Inf.
+
+    Pure arithmetic (``x + 0·r`` is NaN exactly when ``r`` is not finite), so
+    it never waits for the device; finite systems' values are unchanged.
+    Energies, stress and per-atom values all follow their system.
+    """
+    atom_flags = batch.positions.detach().sum(dim=1) * 0.0  # [N]: 0, or NaN
+    system_flags = segment_sum(atom_flags, batch.batch_idx, batch.num_graphs)
+    system_flags = system_flags + batch.cell.detach().sum(dim=(1, 2)) * 0.0  # [B]
+    atom_flags = segment_broadcast(system_flags, batch.batch_idx)
+    poisoned = dict(outputs)
+    for key, value in outputs.items():
+        flags = atom_flags if key in _ATOM_OUTPUTS else system_flags
+        if value.shape[:1] == flags.shape and value.is_floating_point():
+            poisoned[key] = value + flags.to(value.dtype).view(-1, *([1] * (value.dim() - 1)))
+    return poisoned
+
+
 def evaluate(
     model: Model, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
 ) -> dict[str, torch.Tensor]:
     """Call ``model`` and check what it returned (shapes only: no host sync).
+
+    Systems with non-finite positions or cell get NaN results whatever the
+    model (see :func:`poison_nonfinite`).
 
     Raises
     ------
@@ -92,6 +128,8 @@ def evaluate(
         shape, naming the model and the field.
     """
     outputs = model(batch, properties)
+    if not isinstance(model, BatchedModel):  # ours poison non-finite systems themselves
+        outputs = poison_nonfinite(batch, outputs)
     expected = {
         "energy": (batch.num_graphs, 1),
         "forces": (batch.num_nodes, 3),
