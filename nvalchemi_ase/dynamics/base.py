@@ -18,6 +18,7 @@ that step needs host values, or the convergence check is due (see
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -94,8 +95,6 @@ class BaseDynamics(HookRegistryMixin):
             )
         if "forces" not in model.implemented_properties:
             raise TypeError(f"model {type(model).__name__} does not implement forces")
-        if not dt > 0.0:
-            raise ValueError(f"dt must be positive, got {dt}")
         if n_steps is not None and (isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0):
             raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
         if initial_temperature is not None and not initial_temperature >= 0.0:
@@ -104,7 +103,7 @@ class BaseDynamics(HookRegistryMixin):
             convergence_hook = ConvergenceHook.from_fmax(self.default_fmax)
         convergence_hook = _as_convergence_hook(convergence_hook)
         self.model = model
-        self.dt = float(dt)
+        self.dt = dt
         self.n_steps = n_steps
         self.convergence_hook = convergence_hook
         self.initial_temperature = initial_temperature
@@ -123,6 +122,21 @@ class BaseDynamics(HookRegistryMixin):
         self._init_hooks(hooks)
 
     # ------------------------------------------------------------------ overridables
+    @property
+    def dt(self) -> float:
+        """The time step in fs; assigning checks it as the constructor does (positive and finite)."""
+        return self._dt
+
+    @dt.setter
+    def dt(self, value: float) -> None:
+        try:
+            dt = math.nan if isinstance(value, bool | str | bytes) else float(value)
+        except (TypeError, ValueError):
+            dt = math.nan
+        if not 0.0 < dt < math.inf:
+            raise ValueError(f"dt must be positive and finite (fs), got {value!r}")
+        self._dt = dt
+
     @property
     def dt_internal(self) -> float:
         """The time step in ASE's internal time unit."""

@@ -98,12 +98,12 @@ class Andersen(MolecularDynamics):
         )
 
     def set_temperature(self, temperature_K: float) -> None:
-        self.temp = units.kB * np.asarray(temperature_K, dtype=float)
         self._andersen.temperature = self._per_system_value(temperature_K, "temperature_K")
+        self.temp = units.kB * np.asarray(temperature_K, dtype=float)
 
     def set_andersen_prob(self, andersen_prob: float) -> None:
-        self.andersen_prob = andersen_prob
         self._andersen.andersen_prob = self._per_system_value(andersen_prob, "andersen_prob")
+        self.andersen_prob = andersen_prob
 
     def set_timestep(self, timestep: float) -> None:
         self.dt = timestep

@@ -203,15 +203,15 @@ class Langevin(MolecularDynamics):
 
     def set_temperature(self, temperature: float | None = None, temperature_K: float | None = None) -> None:
         """Change the target temperature (``temperature`` in eV is deprecated, as in ASE)."""
-        self.temp = units.kB * process_temperature(
-            self._entries(temperature), self._entries(temperature_K), "eV"
-        )
-        self._engine.temperature = self._langevin_value(self.temp / units.kB, "temperature_K")
+        temp = units.kB * process_temperature(self._entries(temperature), self._entries(temperature_K), "eV")
+        self._engine.temperature = self._langevin_value(temp / units.kB, "temperature_K")  # checked there
+        self.temp = temp  # only once accepted: an error changes nothing
 
     def set_friction(self, friction: Any) -> None:
         """Change the friction (1/ASE time; the forms ``friction`` takes at construction)."""
-        self.fr = self._entries(friction)
-        self._engine.friction = self._langevin_value(self.fr * units.fs, "friction")
+        fr = self._entries(friction)
+        self._engine.friction = self._langevin_value(fr * units.fs, "friction")
+        self.fr = fr
 
     # ------------------------------------------------------------------ per-atom values
     def _entries(self, values: Any) -> Any:

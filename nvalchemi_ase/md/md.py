@@ -81,9 +81,13 @@ class MolecularDynamics(LookalikeDynamics):
 
     @dt.setter
     def dt(self, timestep: float) -> None:
-        self._dt = float(timestep)
         if hasattr(self, "engine"):
-            self.engine.dt = self._dt / units.fs  # the engine's thermostat refreshes its coefficients
+            self.engine.dt = (
+                float(timestep) / units.fs
+            )  # checked there, thermostats refresh; an error changes nothing
+            self._dt = float(timestep)
+        else:
+            self._dt = float(timestep)
 
     def _per_system_value(self, values: Any, name: str) -> float | torch.Tensor:
         """An engine parameter: a float, or one value per system (per-atom values must agree per system)."""

@@ -67,8 +67,8 @@ class NVTBerendsen(MolecularDynamics):
         return engine
 
     def set_taut(self, taut: float) -> None:
-        self.taut = taut
         self._berendsen.taut = self._per_system_value(np.asarray(taut) / units.fs, "taut")
+        self.taut = taut
 
     def get_taut(self) -> float:
         return self.taut
@@ -76,8 +76,9 @@ class NVTBerendsen(MolecularDynamics):
     def set_temperature(
         self, temperature: float | None = None, *, temperature_K: float | None = None
     ) -> None:
-        self.temperature = process_temperature(temperature, temperature_K, "K")
-        self._berendsen.temperature = self._per_system_value(self.temperature, "temperature")
+        value = process_temperature(temperature, temperature_K, "K")
+        self._berendsen.temperature = self._per_system_value(value, "temperature")
+        self.temperature = value
 
     def get_temperature(self) -> float:
         return self.temperature
