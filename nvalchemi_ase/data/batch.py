@@ -45,6 +45,21 @@ class SystemMeta:
 
 IndexLike = int | slice | Sequence[int] | np.ndarray | torch.Tensor
 
+FLOAT_DTYPES = (torch.float64, torch.float32)
+"""The float dtypes a batch may hold (the kernels and models compute in these)."""
+
+_KIND_DTYPES = {Kind.INT: torch.long, Kind.BOOL: torch.bool}
+
+
+def check_float_dtype(dtype: Any) -> torch.dtype:
+    """``dtype`` if it is float64 or float32, else :class:`BatchValidationError`."""
+    if dtype not in FLOAT_DTYPES:
+        raise BatchValidationError(
+            f"dtype must be a torch float type the kernels compute in "
+            f"(torch.float64 or torch.float32), got {dtype!r}"
+        )
+    return dtype
+
 
 def default_device() -> torch.device:
     """CUDA when it is available, else CPU."""
@@ -88,7 +103,16 @@ class Batch:
         if len(self.meta) != counts_np.size:
             raise BatchValidationError(f"{len(self.meta)} metadata entries for {counts_np.size} systems")
         positions = fields["positions"]
+        if not isinstance(positions, torch.Tensor):
+            raise BatchValidationError(
+                f"expected a torch.Tensor, got {type(positions).__name__}", field="positions"
+            )
         device = positions.device
+        object.__setattr__(self, "_float_dtype", positions.dtype)
+        if positions.dtype not in FLOAT_DTYPES:
+            raise BatchValidationError(
+                f"dtype {positions.dtype}: a batch holds torch.float64 or torch.float32", field="positions"
+            )
         ptr = torch.zeros(counts_np.size + 1, dtype=torch.long)
         ptr[1:] = torch.as_tensor(np.cumsum(counts_np))
         object.__setattr__(self, "ptr", ptr.to(device))
@@ -99,8 +123,10 @@ class Batch:
                 torch.arange(counts_np.size, device=device), torch.as_tensor(counts_np).to(device)
             ),
         )
+        self.positions = positions
         for name, value in fields.items():
-            setattr(self, name, value)
+            if name != "positions":
+                setattr(self, name, value)
         missing = [name for name, spec in self._specs.items() if spec.required and name not in self._data]
         if missing:
             raise BatchValidationError(f"missing required fields {missing}")
@@ -134,8 +160,14 @@ class Batch:
         expected = (leading, *spec.shape)
         if tuple(value.shape) != expected:
             raise BatchValidationError(f"shape {tuple(value.shape)}, expected {expected}", field=name)
-        if spec.kind is Kind.FLOAT and not value.is_floating_point():
-            raise BatchValidationError(f"dtype {value.dtype} is not a float type", field=name)
+        wanted = self._float_dtype if spec.kind is Kind.FLOAT else _KIND_DTYPES[spec.kind]
+        if value.dtype != wanted:
+            what = "the batch's float dtype" if spec.kind is Kind.FLOAT else f"{spec.kind.value} fields"
+            raise BatchValidationError(f"dtype {value.dtype}, expected {wanted} ({what})", field=name)
+        if value.device != self.batch_idx.device:
+            raise BatchValidationError(
+                f"on device {value.device}, the batch is on {self.batch_idx.device}", field=name
+            )
         return value
 
     def add_field(self, name: str, value: torch.Tensor, scope: Scope, kind: Kind | None = None) -> None:
@@ -149,7 +181,25 @@ class Batch:
                 else (Kind.BOOL if value.dtype == torch.bool else Kind.INT)
             )
         self._specs[name] = Field(scope, kind, tuple(value.shape[1:]), required=False)
-        setattr(self, name, value)
+        try:
+            setattr(self, name, value)
+        except BatchValidationError:
+            del self._specs[name]  # nothing declared when the value is refused
+            raise
+
+    def fields_held(self) -> dict[str, torch.Tensor]:
+        """The field tensors as they are now, by reference (no copy).
+
+        Fields are replaced on assignment, never written in place, so these
+        stay the values of this moment; :meth:`put_back` restores them (an
+        interrupted step leaves the batch as it was before the step).
+        """
+        return dict(self._data)
+
+    def put_back(self, held: dict[str, torch.Tensor]) -> None:
+        """Make the fields exactly those of :meth:`fields_held` (fields added since are dropped)."""
+        self._data.clear()
+        self._data.update(held)
 
     def field_names(self) -> list[str]:
         """Names of the fields this batch holds now."""
@@ -195,8 +245,8 @@ class Batch:
     # ------------------------------------------------------------------ moves
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
         """A copy on ``device`` with float fields in ``dtype`` (either may be None: unchanged)."""
-        if dtype is not None and not dtype.is_floating_point:
-            raise BatchValidationError(f"dtype must be a float type, got {dtype}")
+        if dtype is not None:
+            check_float_dtype(dtype)
         fields = {}
         for name, value in self._data.items():
             cast = dtype if (dtype is not None and self._specs[name].kind is Kind.FLOAT) else None

@@ -22,7 +22,7 @@ from ase.constraints import FixAtoms
 from ase.data import atomic_masses
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
-from nvalchemi_ase.data.batch import Batch, SystemMeta, default_device
+from nvalchemi_ase.data.batch import Batch, SystemMeta, check_float_dtype, default_device
 from nvalchemi_ase.data.errors import BatchValidationError
 from nvalchemi_ase.data.fields import AtomCategory
 from nvalchemi_ase.data.validate import validate_atoms
@@ -44,12 +44,10 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 
 def resolve_dtype(dtype: torch.dtype | None) -> torch.dtype:
-    """``None`` means float64; otherwise a torch float type."""
+    """``None`` means float64; otherwise torch.float64 or torch.float32."""
     if dtype is None:
         return torch.float64
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise BatchValidationError(f"dtype must be a torch float type, got {dtype!r}")
-    return dtype
+    return check_float_dtype(dtype)
 
 
 def atoms_to_batch(

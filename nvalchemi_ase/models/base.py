@@ -119,7 +119,8 @@ def evaluate(
     """Call ``model`` and check what it returned (shapes only: no host sync).
 
     Systems with non-finite positions or cell get NaN results whatever the
-    model (see :func:`poison_nonfinite`).
+    model (see :func:`poison_nonfinite`); float outputs come back in the
+    batch's dtype.
 
     Raises
     ------
@@ -145,4 +146,9 @@ def evaluate(
             raise ModelOutputError(
                 f"model {name} returned '{key}' of shape {tuple(outputs[key].shape)}, expected {shape}"
             )
-    return outputs
+    return {key: _in_batch_dtype(value, batch) for key, value in outputs.items()}
+
+
+def _in_batch_dtype(value: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """A float output in the batch's dtype (a float32 network inside a float64 batch), else as it is."""
+    return value.to(batch.dtype) if value.is_floating_point() and value.dtype != batch.dtype else value

@@ -149,3 +149,54 @@ def test_cat_pads_per_system_state_of_different_widths(batch):
     assert joined.hessian[0, 3:].abs().sum() == 0 and joined.hessian[0, :, 3:].abs().sum() == 0
     assert (joined.hessian[1:] == 2.0).all()
     assert joined.index_select([0]).hessian.shape == (1, 6, 6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int32, torch.complex128])
+def test_only_float64_and_float32_batches_are_built(systems, batch, dtype):
+    with pytest.raises(BatchValidationError, match=r"float64 or torch\.float32"):
+        Batch.from_atoms(systems, device="cpu", dtype=dtype)
+    with pytest.raises(BatchValidationError, match=r"float64 or torch\.float32"):
+        batch.to(dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("positions", lambda b: b.positions.float(), r"field 'positions'.*float32, expected torch.float64"),
+        ("positions", lambda b: b.positions.half(), r"field 'positions'.*float16"),
+        ("forces", lambda b: torch.zeros(b.num_nodes, 3, dtype=torch.bfloat16), "field 'forces'.*bfloat16"),
+        ("energy", lambda b: torch.zeros(b.num_graphs, 1, dtype=torch.float32), "field 'energy'.*float32"),
+        (
+            "atomic_numbers",
+            lambda b: b.atomic_numbers.double(),
+            r"field 'atomic_numbers'.*expected torch.int64",
+        ),
+        ("atomic_numbers", lambda b: b.atomic_numbers.int(), r"field 'atomic_numbers'.*int32"),
+        ("pbc", lambda b: b.pbc.long(), r"field 'pbc'.*expected torch.bool"),
+        ("status", lambda b: b.status.float(), "field 'status'"),
+        (
+            "velocities",
+            lambda b: torch.zeros(b.num_nodes, 3, dtype=torch.float64, device="meta"),
+            "device meta",
+        ),
+        ("cell", lambda b: b.cell.reshape(-1, 9), r"field 'cell'.*shape"),
+    ],
+)
+def test_setters_refuse_wrong_dtype_shape_or_device_and_keep_the_field(batch, name, make, message):
+    batch.forces = torch.ones(batch.num_nodes, 3, dtype=torch.float64)
+    batch.energy = torch.ones(batch.num_graphs, 1, dtype=torch.float64)
+    before = getattr(batch, name).clone()
+    with pytest.raises(BatchValidationError, match=message):
+        setattr(batch, name, make(batch))
+    assert torch.equal(getattr(batch, name), before)
+
+
+def test_a_float32_batch_takes_float32_fields_only(batch):
+    single = batch.to(dtype=torch.float32)
+    single.forces = torch.zeros(single.num_nodes, 3, dtype=torch.float32)
+    with pytest.raises(BatchValidationError, match=r"field 'forces'.*float64, expected torch.float32"):
+        single.forces = torch.zeros(single.num_nodes, 3, dtype=torch.float64)
+    with pytest.raises(BatchValidationError, match=r"field 'charges'.*float64"):
+        single.add_field("charges", torch.zeros(single.num_nodes, dtype=torch.float64), Scope.ATOM)
+    assert not hasattr(single, "charges")  # nothing declared either
+    assert "charges" not in single.field_names()
