@@ -137,11 +137,18 @@ class Systems:
         systems = [atoms] if isinstance(atoms, Atoms) else list(atoms)
         if not systems:
             raise ValueError("atoms: an empty list has nothing to advance")
+        first_seen: dict[int, int] = {}
         for index, system in enumerate(systems):
             if not isinstance(system, Atoms):
                 raise TypeError(
                     f"atoms[{index}] is a {type(system).__name__}, not ase.Atoms "
                     "(cell filters are not supported by the look-alikes)"
+                )
+            earlier = first_seen.setdefault(id(system), index)
+            if earlier != index:
+                raise ValueError(
+                    f"atoms[{earlier}] and atoms[{index}] are the same Atoms object: each system "
+                    "needs its own (pass atoms.copy() for a second run of the same structure)"
                 )
         self.atoms = systems
         self.momenta = momenta
