@@ -11,7 +11,7 @@ trajectory or a log line is due, and only then copies the state to the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -216,6 +216,34 @@ class LookalikeDynamics(IOContext):
         if self.systems.pull_edits():
             self._stale = True
             self._fresh_step = -1
+
+    def _step(self) -> None:
+        """One engine step (its hook counts ``nsteps``, reports and calls the observers due).
+
+        Interrupted before the step was done, the engine puts the batch back as
+        it was; the forces kept for the Atoms go back with it.
+        """
+        raw_forces, count = self._raw_forces, self.engine.step_count
+        try:
+            self.engine.step(self.systems.batch)
+        except BaseException:
+            if self.engine.step_count == count:
+                self._raw_forces = raw_forces
+            raise
+
+    def _guarded(self, loop: Iterator[Any]) -> Iterator[Any]:
+        """``loop`` (a run or irun), leaving the Atoms at the last completed step however it ends.
+
+        An exception, ``KeyboardInterrupt`` or an ``irun`` left early: the
+        engine keeps its batch at the last completed step, ``nsteps`` counts
+        exactly those steps, and the Atoms (positions, momenta, calculator
+        results) are brought to them before the exception goes on.
+        """
+        try:
+            yield from loop
+        finally:
+            if self.systems.batch.forces is not None and self.systems.batch.energy is not None:
+                self._refresh_all()
 
     def _prime(self) -> None:
         """Forces for the current positions (with the constraint hooks), when they are not known."""

@@ -167,8 +167,35 @@ class BaseDynamics(HookRegistryMixin):
         return outputs
 
     def step(self, batch: Batch | None = None) -> Batch:
-        """Advance every system not yet converged by one step; returns the (same) batch."""
+        """Advance every system not yet converged by one step; returns the (same) batch.
+
+        A step is done once ``post_update`` and its hooks ran: an exception
+        (a hook's, the model's, ``KeyboardInterrupt``) before that puts the
+        batch's fields back as they were before the step (references, no
+        copy) and leaves ``step_count`` as it was; one at ``AFTER_STEP`` or
+        later counts the step. Either way ``step_count`` is the number of
+        completed steps the batch holds.
+        """
         batch = self._bind(batch)
+        held = batch.fields_held()
+        try:
+            self._advance(batch)
+        except BaseException:
+            batch.put_back(held)
+            raise
+        try:
+            self._finish(batch)
+        finally:
+            self.step_count += 1
+        return batch
+
+    def _finish(self, batch: Batch) -> None:
+        """The step from ``AFTER_STEP`` on: observers, convergence."""
+        self._call_hooks(DynamicsStage.AFTER_STEP, batch)
+        self._check_convergence(batch)
+
+    def _advance(self, batch: Batch) -> None:
+        """The step up to ``AFTER_POST_UPDATE``: the new state."""
         stages = DynamicsStage
         self._call_hooks(stages.BEFORE_STEP, batch)
         moving = None  # converged systems stay put; without a convergence hook none ever converge
@@ -183,10 +210,6 @@ class BaseDynamics(HookRegistryMixin):
         self._call_hooks(stages.BEFORE_POST_UPDATE, batch)
         self._update(self.post_update, self.masked_post_update, batch, moving)
         self._call_hooks(stages.AFTER_POST_UPDATE, batch)
-        self._call_hooks(stages.AFTER_STEP, batch)
-        self._check_convergence(batch)
-        self.step_count += 1
-        return batch
 
     def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:
         """Run up to ``n_steps`` steps (default: the constructor's), stopping once every system converged.

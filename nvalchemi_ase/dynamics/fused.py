@@ -75,6 +75,7 @@ class FusedStage(BaseDynamics):
         self.stages = stages
         self.finished_any = False
         """Whether some system finished at the last step (read from the step's one host copy)."""
+        self._members: list[torch.Tensor] = []
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
             self.properties |= stage.properties
@@ -141,9 +142,15 @@ class FusedStage(BaseDynamics):
 
     # ------------------------------------------------------------------ the fused step
     def step(self, batch: Batch | None = None) -> Batch:
-        """One fused step; returns the (same) batch."""
-        batch = self._bind(batch)
-        members = [batch.status == k for k in range(len(self.stages))]
+        """One fused step; returns the (same) batch (interrupted: as ``BaseDynamics.step``)."""
+        try:
+            return super().step(batch)
+        finally:
+            for stage in self.stages:
+                stage.step_count = self.step_count
+
+    def _advance(self, batch: Batch) -> None:
+        self._members = members = [batch.status == k for k in range(len(self.stages))]
         self._call_hooks(DynamicsStage.BEFORE_STEP, batch)
         for stage in self.stages:
             stage._call_hooks(DynamicsStage.BEFORE_STEP, batch)
@@ -160,14 +167,12 @@ class FusedStage(BaseDynamics):
             stage.masked_post_update(batch, mine)
             stage._call_hooks(DynamicsStage.AFTER_POST_UPDATE, batch)
         self._call_hooks(DynamicsStage.AFTER_POST_UPDATE, batch)
+
+    def _finish(self, batch: Batch) -> None:
         for stage in self.stages:
             stage._call_hooks(DynamicsStage.AFTER_STEP, batch)
         self._call_hooks(DynamicsStage.AFTER_STEP, batch)
-        self._migrate(batch, members)
-        self.step_count += 1
-        for stage in self.stages:
-            stage.step_count = self.step_count
-        return batch
+        self._migrate(batch, self._members)
 
     def _migrate(self, batch: Batch, members: list[torch.Tensor]) -> None:
         """Convergence, ON_CONVERGE and migration, with at most one device→host copy."""

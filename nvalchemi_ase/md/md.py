@@ -116,11 +116,11 @@ class MolecularDynamics(LookalikeDynamics):
         The ``Atoms`` are up to date at every yield, and edits made to them
         between yields are taken into account.
         """
-        return self._loop(steps, public=True)
+        return self._guarded(self._loop(steps, public=True))
 
     def run(self, steps: int = 50) -> bool:
         """Run ``steps`` steps; returns True (as ASE). The ``Atoms`` are up to date afterwards."""
-        *_, converged = self._loop(steps, public=False)
+        *_, converged = self._guarded(self._loop(steps, public=False))
         self._refresh_all()
         return converged
 
@@ -133,12 +133,11 @@ class MolecularDynamics(LookalikeDynamics):
             self.call_observers()
             self._pull_edits()
         yield self.nsteps == self.max_steps
-        batch = self.systems.batch
         while self.nsteps < self.max_steps:
             if public:
                 self._pull_edits()
             self._prime()
-            self.engine.step(batch)  # the step hook counts nsteps and calls the observers due
+            self._step()  # the step hook counts nsteps and calls the observers due
             if public:
                 self._refresh_all()
             yield self.nsteps == self.max_steps

@@ -166,7 +166,7 @@ class Optimizer(LookalikeDynamics):
         The ``Atoms`` are up to date at every yield.
         """
         self.fmax = fmax
-        return self._loop(steps, public=True)
+        return self._guarded(self._loop(steps, public=True))
 
     def run(self, fmax: float = 0.05, steps: int = DEFAULT_MAX_STEPS) -> np.bool_:
         """Optimize until every system's largest force is below ``fmax`` (eV/Å, strict) or ``steps`` steps.
@@ -174,7 +174,7 @@ class Optimizer(LookalikeDynamics):
         Returns whether every system converged (a numpy bool, as ASE).
         """
         self.fmax = fmax
-        *_, converged = self._loop(steps, public=False)
+        *_, converged = self._guarded(self._loop(steps, public=False))
         self._refresh_all()
         return converged
 
@@ -187,14 +187,13 @@ class Optimizer(LookalikeDynamics):
             self._report_step_zero()
         converged = self._all_converged()
         yield converged
-        batch = self.systems.batch
         while not converged and self.nsteps < self.max_steps:
             if public:
                 self._pull_edits()
             if self._stale:
                 self._prime()
                 self._set_threshold()
-            self.engine.step(batch)  # the step hook counts nsteps, logs and calls the observers due
+            self._step()  # the step hook counts nsteps, logs and calls the observers due
             converged = np.bool_(self.engine.done)  # the step's convergence check read it
             if public:
                 self._refresh_all()
