@@ -17,7 +17,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import Batch, BatchValidationError
 from nvalchemi_ase.data.convert import resolve_device, resolve_dtype
 from nvalchemi_ase.models.base import Model, evaluate
 
@@ -90,7 +90,12 @@ class BatchedCalculator(Calculator):
         properties = list(properties or ("energy",))
         super().calculate(atoms, properties, system_changes)
         assert self.atoms is not None
-        self.results = self._evaluate([self.atoms], properties)[0]
+        try:
+            self.results = self._evaluate([self.atoms], properties)[0]
+        except BatchValidationError as error:  # one Atoms: "system 0" would name the wrong one of a list
+            if error.system is None:
+                raise
+            raise BatchValidationError(error.detail, field=error.field) from None
 
     def calculate_batch(
         self, atoms_list: Sequence[Atoms], properties: Sequence[str] = ("energy", "forces")

@@ -11,6 +11,7 @@ trajectory or a log line is due, and only then copies the state to the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -241,9 +242,12 @@ class LookalikeDynamics(IOContext):
         """
         try:
             yield from loop
-        finally:
-            if self.systems.batch.forces is not None and self.systems.batch.energy is not None:
-                self._refresh_all()
+        except BaseException:  # GeneratorExit included: the Atoms are then current already
+            batch = self.systems.batch
+            if batch.forces is not None and batch.energy is not None:
+                with contextlib.suppress(Exception):  # the exception in flight is the one to see
+                    self._refresh_all()
+            raise
 
     def _prime(self) -> None:
         """Forces for the current positions (with the constraint hooks), when they are not known."""

@@ -24,6 +24,8 @@ from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 
 from nvalchemi_ase.calculator import BatchedCalculator
 from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data.errors import BatchValidationError
+from nvalchemi_ase.hooks.safety import NonFiniteError
 from nvalchemi_ase.models import ASECalculatorModel
 
 __all__ = ["Systems"]
@@ -203,16 +205,47 @@ class Systems:
         """Write host state (positions, velocities or None, energy ``[B]``, forces) into ``systems``.
 
         ``host`` holds the reported values of :meth:`report_tensors` (none here).
+
+        Raises
+        ------
+        NonFiniteError
+            Naming the systems (their index in the list) whose positions,
+            velocities or energy went NaN or ±Inf, after the others were
+            written; their ``Atoms`` keep their last finite state.
         """
+        failures = []
         for b in systems:
-            atoms, rows = self.atoms[b], self.rows(b)
-            atoms.set_positions(positions[rows], apply_constraint=False)
+            rows = self.rows(b)
+            values = {"positions": positions[rows], "energy": energy[b : b + 1]}
             if velocities is not None and self.momenta:
-                atoms.set_momenta(velocities[rows] * atoms.get_masses()[:, None], apply_constraint=False)
-            if self.batched:  # an ASE calculator caches what it just computed for these positions
-                self._install(atoms, float(energy[b]), forces[rows])
-            self._positions[b] = atoms.positions.copy()
-            self._momenta[b] = atoms.get_momenta()
+                values["momenta"] = velocities[rows]
+            bad = [name for name, value in values.items() if not np.isfinite(value).all()]
+            if bad:
+                failures.append(f"system {b} (atoms[{b}]): non-finite {', '.join(bad)}")
+            else:
+                self._write(b, positions, velocities, energy, forces)
+        if failures:
+            raise NonFiniteError(
+                "; ".join(failures) + " (the run diverged: time step, temperature or a bad structure?)"
+            )
+
+    def _write(
+        self,
+        b: int,
+        positions: np.ndarray,
+        velocities: np.ndarray | None,
+        energy: np.ndarray,
+        forces: np.ndarray,
+    ) -> None:
+        """System ``b``'s host state into its ``Atoms``."""
+        atoms, rows = self.atoms[b], self.rows(b)
+        atoms.set_positions(positions[rows], apply_constraint=False)
+        if velocities is not None and self.momenta:
+            atoms.set_momenta(velocities[rows] * atoms.get_masses()[:, None], apply_constraint=False)
+        if self.batched:  # an ASE calculator caches what it just computed for these positions
+            self._install(atoms, float(energy[b]), forces[rows])
+        self._positions[b] = atoms.positions.copy()
+        self._momenta[b] = atoms.get_momenta()
 
     @staticmethod
     def _install(atoms: Atoms, energy: float, forces: np.ndarray) -> None:
@@ -231,13 +264,31 @@ class Systems:
 
         Systems whose ``Atoms`` still hold what was last written are left as
         they are on the device (their ``Atoms`` may be older than the device).
+
+        Raises
+        ------
+        ValueError
+            When a system gained or lost atoms since the look-alike was built.
+        BatchValidationError
+            When edited positions or momenta are not finite (naming the system).
         """
+        for b, atoms in enumerate(self.atoms):
+            if len(atoms) != self.batch.counts[b]:
+                raise ValueError(
+                    f"atoms[{b}] has {len(atoms)} atoms, it had {self.batch.counts[b]} when this "
+                    "dynamics was built: atoms were added or deleted; build a new one for the new system"
+                )
         moved = [b for b, a in enumerate(self.atoms) if not np.array_equal(a.positions, self._positions[b])]
         kicked = []
         if self.momenta:
             kicked = [
                 b for b, a in enumerate(self.atoms) if not np.array_equal(a.get_momenta(), self._momenta[b])
             ]
+        for name, edited in (("positions", moved), ("momenta", kicked)):
+            for b in edited:
+                array = self.atoms[b].positions if name == "positions" else self.atoms[b].get_momenta()
+                if not np.isfinite(array).all():
+                    raise BatchValidationError("edited to non-finite values", system=b, field=name)
         if moved:
             values = [self.atoms[b].positions for b in moved]
             self.batch.positions = self._replace_rows(self.batch.positions, moved, values)

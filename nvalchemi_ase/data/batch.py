@@ -160,15 +160,27 @@ class Batch:
         expected = (leading, *spec.shape)
         if tuple(value.shape) != expected:
             raise BatchValidationError(f"shape {tuple(value.shape)}, expected {expected}", field=name)
-        wanted = self._float_dtype if spec.kind is Kind.FLOAT else _KIND_DTYPES[spec.kind]
-        if value.dtype != wanted:
-            what = "the batch's float dtype" if spec.kind is Kind.FLOAT else f"{spec.kind.value} fields"
-            raise BatchValidationError(f"dtype {value.dtype}, expected {wanted} ({what})", field=name)
+        self._check_dtype(name, spec, value.dtype)
         if value.device != self.batch_idx.device:
             raise BatchValidationError(
                 f"on device {value.device}, the batch is on {self.batch_idx.device}", field=name
             )
         return value
+
+    def _check_dtype(self, name: str, spec: Field, dtype: torch.dtype) -> None:
+        """Built-in fields: the batch's float dtype, ``torch.long`` or ``torch.bool``, exactly.
+
+        Custom float fields keep their own float dtype (a float32 weight in a
+        float64 batch); custom integer or boolean ones are not checked.
+        """
+        if name not in FIELDS:
+            if spec.kind is Kind.FLOAT and not dtype.is_floating_point:
+                raise BatchValidationError(f"dtype {dtype} is not a float type", field=name)
+            return
+        wanted = self._float_dtype if spec.kind is Kind.FLOAT else _KIND_DTYPES[spec.kind]
+        if dtype != wanted:
+            what = "the batch's float dtype" if spec.kind is Kind.FLOAT else f"{spec.kind.value} fields"
+            raise BatchValidationError(f"dtype {dtype}, expected {wanted} ({what})", field=name)
 
     def add_field(self, name: str, value: torch.Tensor, scope: Scope, kind: Kind | None = None) -> None:
         """Declare and set a custom field (its scope decides how it is sliced and joined)."""

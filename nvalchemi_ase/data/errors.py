@@ -19,3 +19,5 @@ class BatchValidationError(ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.system = system
         self.field = field
+        self.detail = message
+        """The message without the system and field."""

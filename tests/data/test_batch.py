@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvalchemi_ase.data import AtomCategory, Batch, BatchValidationError, Scope
+from nvalchemi_ase.data import AtomCategory, Batch, BatchValidationError, Kind, Scope
 from tests.structures import ragged_systems
 
 
@@ -196,7 +196,7 @@ def test_a_float32_batch_takes_float32_fields_only(batch):
     single.forces = torch.zeros(single.num_nodes, 3, dtype=torch.float32)
     with pytest.raises(BatchValidationError, match=r"field 'forces'.*float64, expected torch.float32"):
         single.forces = torch.zeros(single.num_nodes, 3, dtype=torch.float64)
-    with pytest.raises(BatchValidationError, match=r"field 'charges'.*float64"):
-        single.add_field("charges", torch.zeros(single.num_nodes, dtype=torch.float64), Scope.ATOM)
+    with pytest.raises(BatchValidationError, match=r"field 'charges'.*not a float type"):
+        single.add_field("charges", torch.zeros(single.num_nodes, dtype=torch.long), Scope.ATOM, Kind.FLOAT)
     assert not hasattr(single, "charges")  # nothing declared either
     assert "charges" not in single.field_names()

@@ -175,3 +175,58 @@ def test_the_same_atoms_twice_in_a_list_is_refused_naming_both():
     with pytest.raises(ValueError, match=r"atoms\[1\] and atoms\[2\]"):
         FIRE([atoms, other, other], logfile=None)
     assert Batch.from_atoms([atoms, atoms]).num_graphs == 2  # a batch only reads them: replicas are fine
+
+
+class PoisonAt:
+    """An engine hook that sets one atom of system 1 to NaN before step ``step`` (a run diverging)."""
+
+    stage = DynamicsStage.BEFORE_STEP
+    frequency = 1
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, ctx, stage):
+        if ctx.step_count == self.step:
+            positions = ctx.batch.positions.clone()
+            positions[int(ctx.batch.ptr[1])] = float("nan")
+            ctx.batch.positions = positions
+
+
+@pytest.mark.parametrize("logfile", [True, False])
+def test_a_system_going_nan_is_named_by_its_index(tmp_path, logfile):
+    from nvalchemi_ase.hooks.safety import NonFiniteError
+
+    systems = _systems()
+    before = [atoms.positions.copy() for atoms in systems]
+    dyn = VelocityVerlet(systems, timestep=2 * units.fs, logfile=tmp_path / "md.log" if logfile else None)
+    dyn.engine.register_hook(PoisonAt(3))
+    with pytest.raises(NonFiniteError, match=r"system 1 \(atoms\[1\]\): non-finite positions"):
+        dyn.run(10)
+    assert np.isfinite(systems[1].positions).all()  # never written into the Atoms
+    assert not np.array_equal(systems[0].positions, before[0])
+
+
+def test_edits_between_runs_that_cannot_be_taken_are_named():
+    from nvalchemi_ase.data import BatchValidationError
+
+    systems = _systems()
+    dyn = _verlet(systems)
+    dyn.run(2)
+    systems[1].positions[2, 1] = np.nan
+    with pytest.raises(BatchValidationError, match=r"system 1, field 'positions'"):
+        dyn.run(2)
+    systems[1].positions[2, 1] = 0.0
+    del systems[1][0]
+    with pytest.raises(ValueError, match=r"atoms\[1\] has 3 atoms, it had 4 .* added or deleted"):
+        dyn.run(2)
+
+
+def test_the_calculator_of_one_atoms_does_not_name_a_system():
+    from nvalchemi_ase.data import BatchValidationError
+
+    atoms = _systems()[1]
+    atoms.positions[0, 0] = np.inf
+    with pytest.raises(BatchValidationError) as error:
+        atoms.get_potential_energy()
+    assert "system" not in str(error.value) and error.value.field == "positions"
