@@ -14,6 +14,7 @@ the batch, and moves state between the device and the ``Atoms``:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -60,7 +61,8 @@ class _CalculatorView(Calculator):
         super().calculate(atoms, properties, system_changes)
         for name in properties:
             self.base.get_property(name, self.atoms)
-        self.results = dict(self.base.results)
+        # copies: calculators such as EMT rewrite their result arrays in place for the next system
+        self.results = {name: copy.deepcopy(value) for name, value in self.base.results.items()}
 
 
 def _same_model(first: Any, other: Any) -> bool:
