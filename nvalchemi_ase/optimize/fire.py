@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.optimize.fire import _forbid_maxmove
-from ase.optimize.optimize import OptimizableAtoms
 from ase.utils import deprecated
 
 from nvalchemi_ase.data.host import to_host
@@ -94,7 +93,6 @@ class FIRE(Optimizer):
         self.a = a
         self.downhill_check = downhill_check
         self.position_reset_callback = position_reset_callback
-        self._optimizables: dict[int, OptimizableAtoms] = {}
         super().__init__(atoms, restart, logfile, trajectory, **kwargs)
         if downhill_check:
             self.engine.register_hook(_DownhillHook(self))
@@ -158,9 +156,7 @@ class FIRE(Optimizer):
         self.systems.refresh(positions, None, raw_energy, raw_forces, systems)
         for b in map(int, systems):
             rows, atoms = self.systems.rows(b), self.systems.atoms[b]
-            if b not in self._optimizables:  # one per system, kept, as ASE's self.optimizable
-                self._optimizables[b] = OptimizableAtoms(atoms)
-            optimizable = self._optimizables[b]
+            optimizable = self.optimizables[b]  # one per system, kept, as ASE's self.optimizable
             self.position_reset_callback(optimizable, r_last[rows].ravel(), float(e[b]), float(e_last[b]))
             atoms.set_positions(positions[rows], apply_constraint=False)  # ASE resets whatever it did
 

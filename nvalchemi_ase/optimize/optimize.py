@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.parallel import world
+from ase.utils.abc import Optimizable
 
 from nvalchemi_ase._lookalike.base import LookalikeDynamics
+from nvalchemi_ase._lookalike.optimizable import SystemsOptimizable, optimizable_of
 from nvalchemi_ase._lookalike.outputs import OptimizerLog, system_paths
 from nvalchemi_ase.dynamics import ConvergenceHook
 from nvalchemi_ase.ops.thermo import max_force
@@ -45,10 +47,6 @@ def restart_array(values: Any, shape: tuple[int, ...], batch: Any, path: Any) ->
             f"{path}: an array of {array.size} values where {shape} was expected (another system?)"
         )
     return torch.as_tensor(array.reshape(shape), dtype=batch.dtype, device=batch.device)
-
-
-def _gradient_norm(forces: np.ndarray) -> float:
-    return float(np.sqrt((np.asarray(forces).reshape(-1, 3) ** 2).sum(axis=1)).max())
 
 
 class Optimizer(LookalikeDynamics):
@@ -87,6 +85,12 @@ class Optimizer(LookalikeDynamics):
         loginterval: int = 1,
     ) -> None:
         super().__init__(atoms, trajectory, append_trajectory, master, comm, loginterval=loginterval)
+        self.optimizables: list[Optimizable] = [optimizable_of(system) for system in self.systems.atoms]
+        """ASE's ``Optimizable`` of each system (``atoms.__ase_optimizable__()``)."""
+        self.optimizable: Optimizable = (
+            self.optimizables[0] if isinstance(atoms, Atoms) else SystemsOptimizable(self.optimizables)
+        )
+        """As ASE's: the system's own for one ``Atoms``; for a list, all systems as one problem."""
         self.logfile = OptimizerLog(logfile, len(self.systems), comm)
         self.restart = restart
         self.fmax: float | None = None
@@ -246,4 +250,4 @@ class Optimizer(LookalikeDynamics):
     def gradient_converged(self, gradient: np.ndarray) -> np.bool_:
         """ASE's test on a flat gradient (all systems' atoms): largest row norm < ``fmax``."""
         assert gradient.ndim == 1
-        return np.bool_(_gradient_norm(gradient) < float(self.fmax or 0.0))
+        return np.bool_(self.optimizable.converged(gradient, float(self.fmax or 0.0)))
