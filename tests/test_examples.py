@@ -74,3 +74,10 @@ def test_pretrained_relaxes_a_ragged_list(capsys) -> None:
     after = _load("pretrained.py")["main"](["--systems", "3", "--steps", "3", "--device", "cpu"])
     assert len(after) == 3 and all(-5.0 < e < -3.0 for e in after)  # copper: about -4 eV/atom in 7net-0
     assert "7net-0: 3 structures" in capsys.readouterr().out
+
+
+def test_safe_runs_names_the_system_and_keeps_the_last_step() -> None:
+    results = _load("safe_runs.py")["main"](["--device", "cpu"])
+    assert "system(s) [1]" in results["message"]
+    assert results["nsteps"] == 10 and results["moved"] > 0.0
+    assert results["energy"] < 0.0  # a finite, bound argon energy
