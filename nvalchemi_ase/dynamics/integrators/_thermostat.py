@@ -85,7 +85,10 @@ class PerSystemParameter:
             bound = "real" if self.signed else bound
             if self.maximum is not None:
                 bound += f" and at most {self.maximum}"
-            raise ValueError(f"{self.name} must be finite and {bound} ({self.unit}), got {value!r}")
+            shown = (
+                tensor.item() if tensor.dim() == 0 else tensor[~(torch.isfinite(tensor) & low_ok & high_ok)]
+            )
+            raise ValueError(f"{self.name} must be finite and {bound} ({self.unit}), got {shown}")
         engine.__dict__[self.name] = tensor
         engine._stale = True
 
