@@ -8,8 +8,10 @@ declares ``cutoff`` (Å; 0 when it needs no neighbour list) and
 ``implemented_properties``. The engine only reads what a model returns.
 
 Nothing is silently wrong: a system whose positions or cell hold NaN or ±Inf
-gets NaN energy, forces, stress and per-atom energies from every model (see
-:func:`poison_nonfinite`), never a finite number that ignores its bad atoms.
+gets NaN energy and stress, and NaN forces and per-atom energies (on every atom
+of it, or at least on the bad atoms for the fused pair kernels, which do it at
+no cost), from every model (see :func:`poison_nonfinite`), never a finite
+number that ignores its bad atoms.
 """
 
 from __future__ import annotations
@@ -55,11 +57,16 @@ class BatchedModel(torch.nn.Module):
     cutoff: float = 0.0
     implemented_properties: tuple[str, ...] = ("energy", "forces")
 
+    propagates_nonfinite: bool = False
+    """True when ``forward`` itself gives NaN for non-finite positions or cells (a fused kernel
+    does, at no cost); else :meth:`__call__` poisons the results with :func:`poison_nonfinite`."""
+
     def __call__(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
         """``forward``, with NaN results for systems whose positions or cell are not finite."""
-        return poison_nonfinite(batch, super().__call__(batch, properties))
+        outputs = super().__call__(batch, properties)
+        return outputs if self.propagates_nonfinite else poison_nonfinite(batch, outputs)
 
     def forward(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES

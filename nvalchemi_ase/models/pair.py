@@ -53,6 +53,11 @@ class PairPotential(BatchedModel):
         """Pair energy ``u`` and ``du = (du/dr)/r`` at squared distances ``r2`` (all inside the cutoff)."""
         raise NotImplementedError
 
+    @property
+    def propagates_nonfinite(self) -> bool:  # type: ignore[override]
+        """The fused kernel makes a bad atom's results NaN itself; the torch path needs poisoning."""
+        return self.kernel_terms is not None and self.use_kernel
+
     kernel_terms: Any = None
     """A ``wp.func`` ``(r2, params) -> vec2d(u, du)`` for the fused kernel (see ``pair_kernel``), or None."""
 

@@ -93,9 +93,13 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         a1 = cell_rows[b, 0]
         a2 = cell_rows[b, 1]
         a3 = cell_rows[b, 2]
-        energy = wp.float64(0.0)
-        force = wp.vec3d()
-        virial = wp.mat33d()
+        # 0, or NaN when this atom's position or its system's cell is not finite: results never
+        # ignore a bad atom (its energy, force and virial are NaN, so its system's are too)
+        rows = a1 + a2 + a3
+        nan = wp.float64(0.0) * (wp.dot(here, here) + wp.dot(rows, rows))
+        energy = nan
+        force = wp.vec3d(nan, nan, nan)
+        virial = wp.mat33d(nan, nan, nan, nan, nan, nan, nan, nan, nan)
         for k in range(wp.min(counts[i], matrix.shape[1])):
             s = shifts[i, k]
             image = wp.float64(s[0]) * a1 + wp.float64(s[1]) * a2 + wp.float64(s[2]) * a3
