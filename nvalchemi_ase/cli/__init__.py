@@ -4,9 +4,13 @@ Commands: ``run INPUT`` (any ``ase.io`` format, every frame), ``demo`` (the same
 on a built-in set), ``plot LOG`` (PNG plots of a run's csv log), ``neb INITIAL
 FINAL`` (barriers, :mod:`nvalchemi_ase.cli.neb`).
 
-Exit codes: 0 done; 1 the run failed (e.g. non-finite forces); 2 bad input
-(unreadable file, unknown model, bad option, unwritable folder); 130
-interrupted (Ctrl-C: the files written so far stay readable).
+Exit codes: 0 done; 1 the run failed; 2 bad input (unreadable file, unknown
+model, bad option, unwritable folder), one line on stderr, before anything is
+written; 130 interrupted (Ctrl-C: finished systems are in ``final.extxyz`` and
+``summary.json``).
+
+Only the standard library is imported here: torch, ASE and the kernels load
+when a command needs them, so ``--help`` and ``--version`` answer at once.
 """
 
 from __future__ import annotations
@@ -16,32 +20,37 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import ase.io
-
+from nvalchemi_ase import __version__
 from nvalchemi_ase.cli import neb
-from nvalchemi_ase.cli.demo import DEFAULT_MODEL, demo_structures
-from nvalchemi_ase.cli.models import CommandLineError, make_model, parse_parameters
-from nvalchemi_ase.cli.pipeline import ENSEMBLES, Settings, run
-from nvalchemi_ase.cli.plot import plot_log
+from nvalchemi_ase.cli.models import DEFAULT_MODEL, MODELS, CommandLineError, models_help
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+DESCRIPTION = "Relax and run MD on many ASE structures at once, batched on one device."
+EXIT_CODES = (
+    "exit codes: 0 done; 1 the run failed; 2 bad input (one line on stderr, nothing written);\n"
+    "130 interrupted (finished systems are in final.extxyz and summary.json)"
+)
+ENSEMBLE_NAMES = ("nve", "langevin", "langevin-baoab", "berendsen", "bussi", "nose-hoover", "andersen")
+"""Kept equal to ``pipeline.ENSEMBLES`` (a test checks), so ``--help`` needs no torch."""
 
-def _run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
+
+def _run_options(parser: argparse.ArgumentParser, default_output: str, default_model: str) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
         default=None,
-        help="a name nvalchemi_ase.models.load knows (lj, morse, emt, 7net-0, chgnet, mace:FILE, ...; "
-        "'--model ?' lists them) or an ASE calculator as module:Class",
+        help=f"{', '.join(MODELS)}, a pretrained potential ('--model ?' lists them) "
+        f"or an ASE calculator as module:Class ({default_model})",
     )
     model.add_argument(
         "--model-param",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="model parameter (repeatable)",
+        help="model parameter, repeatable (see the model list below)",
     )
     job = parser.add_argument_group("job")
     job.add_argument("--no-relax", dest="relax", action="store_false", help="skip the FIRE relaxation")
@@ -51,7 +60,7 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
         "--relax-steps", type=int, default=500, help="relaxation budget per system (default 500)"
     )
     job.add_argument(
-        "--ensemble", choices=sorted(ENSEMBLES), default="langevin", help="MD ensemble (default langevin)"
+        "--ensemble", choices=ENSEMBLE_NAMES, default="langevin", help="MD ensemble (default langevin)"
     )
     job.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     job.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
@@ -61,14 +70,25 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     job.add_argument(
         "--andersen-prob", type=float, default=0.01, help="Andersen collision probability (default 0.01)"
     )
-    job.add_argument("--seed", type=int, default=0)
+    job.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial velocities and thermostat noise (default 0)"
+    )
+    job.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop (exit 2) instead of setting aside structures that cannot run",
+    )
     machine = parser.add_argument_group("machine")
     machine.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    machine.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    machine.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64", help="(default float64)"
+    )
     machine.add_argument(
         "--max-systems", type=int, default=64, help="systems on the device at once (default 64)"
     )
-    machine.add_argument("--max-atoms", type=int, default=None, help="atoms on the device at once")
+    machine.add_argument(
+        "--max-atoms", type=int, default=None, help="atoms on the device at once (default unlimited)"
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--output", "-o", default=default_output, help=f"output folder (default {default_output})"
@@ -77,40 +97,68 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     out.add_argument(
         "--trajectory-interval", type=int, default=10, help="steps between trajectory frames (default 10)"
     )
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress display")
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="nvalchemi-ase", description=__doc__.split("\n\n")[0])
-    commands = main.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="relax then MD every structure of a file")
+    formatter = argparse.RawDescriptionHelpFormatter
+    main = argparse.ArgumentParser(
+        prog="nvalchemi-ase", description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=formatter
+    )
+    main.add_argument("--version", action="version", version=f"nvalchemi-ase {__version__}")
+    commands = main.add_subparsers(dest="command", required=True, metavar="{run,demo,plot,neb}")
+    epilog = f"{models_help()}\n\n{EXIT_CODES}"
+    run_parser = commands.add_parser(
+        "run",
+        help="relax then run MD on every structure of a file",
+        description="Relax (FIRE) then run MD on every structure of a file, batched.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
     run_parser.add_argument("input", help="structure file (every frame is read; any ase.io format)")
     run_parser.add_argument("--format", default=None, help="ase.io format, when the extension does not tell")
-    _run_options(run_parser, "nvalchemi-ase-run")
-    demo_parser = commands.add_parser("demo", help="the same on a built-in set of a few dozen structures")
+    _run_options(run_parser, "nvalchemi-ase-run", f"default {DEFAULT_MODEL} when it has every element")
+    demo_parser = commands.add_parser(
+        "demo",
+        help="the same on a built-in set of rattled copper structures",
+        description="Relax then run MD on a built-in set of rattled copper structures (4 to 108 atoms).",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
     demo_parser.add_argument("--structures", type=int, default=32, help="how many (default 32)")
-    _run_options(demo_parser, "nvalchemi-ase-demo")
+    _run_options(demo_parser, "nvalchemi-ase-demo", f"default {DEFAULT_MODEL}")
     plot_parser = commands.add_parser(
-        "plot", help="PNG plots of energy, temperature and fmax from a run's log.csv"
+        "plot",
+        help="PNG plots of a run's log.csv",
+        description="PNG plots of per-atom energy, temperature and fmax against step from a run's log.csv.",
     )
     plot_parser.add_argument("log", help="log.csv of a run")
     plot_parser.add_argument(
         "--output", "-o", default=None, help="folder for the PNGs (default: beside the log)"
     )
+    plot_parser.add_argument(
+        "--fmax", type=float, default=None, help="relaxation target to draw on the fmax plot (eV/Å)"
+    )
     group = plot_parser.add_mutually_exclusive_group()
     group.add_argument(
         "--per-system", dest="aggregate", action="store_false", default=None, help="one line per system"
     )
-    group.add_argument("--aggregate", dest="aggregate", action="store_true", help="mean and 10-90 %% band")
+    group.add_argument("--aggregate", dest="aggregate", action="store_true", help="median and 10-90 %% band")
     neb.add_command(commands)
     return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Idle OpenMP threads sleep rather than spin: on a few shared cores, spinning
+    # threads take the time the one busy thread needs (set before torch loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         if args.command == "plot":
-            for path in plot_log(Path(args.log), Path(args.output) if args.output else None, args.aggregate):
+            from nvalchemi_ase.cli.plot import plot_log
+
+            output = Path(args.output) if args.output else None
+            for path in plot_log(Path(args.log), output, args.aggregate, fmax=args.fmax):
                 print(f"wrote {path}")
             return EXIT_OK
         if args.command == "neb":
@@ -119,63 +167,106 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as error:
         print(f"nvalchemi-ase: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(
-            "\nnvalchemi-ase: interrupted; the files written so far are complete and readable.",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as interrupt:
+        _report_interrupt(interrupt)
         return EXIT_INTERRUPTED
 
 
+def _report_interrupt(interrupt: KeyboardInterrupt) -> None:
+    summary = getattr(interrupt, "summary", None)
+    if summary is None:
+        print("\nnvalchemi-ase: interrupted before the run started; nothing was written.", file=sys.stderr)
+        return
+    from nvalchemi_ase.cli.text import plural
+
+    print(
+        f"\nnvalchemi-ase: interrupted. Written: {plural(summary.finished, 'finished system')} "
+        f"in {summary.outputs['final structures']}, "
+        f"the summary ({len(summary.unfinished)} unfinished) in {summary.outputs['summary']}, "
+        f"trajectories so far in {summary.outputs['trajectories']}, "
+        f"the log in {summary.outputs['log']}.",
+        file=sys.stderr,
+    )
+
+
 def _run_command(args: argparse.Namespace) -> int:
+    from nvalchemi_ase.cli.checks import check_options, check_sizes, set_aside
+    from nvalchemi_ase.cli.models import choose_model, make_model, parse_parameters
+    from nvalchemi_ase.cli.text import plural
+
+    check_options(args)
     if args.command == "demo":
+        if args.structures < 1:
+            raise CommandLineError(f"--structures must be at least 1, got {args.structures}")
+        from nvalchemi_ase.cli.demo import demo_structures
+
         structures = demo_structures(args.structures)
-        name = args.model or DEFAULT_MODEL
-        parameters = parse_parameters(args.model_param)
     else:
         structures = _read(args.input, args.format)
-        name = args.model or "lj"
-        parameters = parse_parameters(args.model_param)
+    elements = {symbol for atoms in structures for symbol in atoms.get_chemical_symbols()}
+    name = choose_model(args.model, elements)
+    parameters = parse_parameters(args.model_param)
+    check_sizes(structures, args.max_atoms)
+    aside = set_aside(structures, name.lower())
+    if aside and (args.strict or len(aside) == len(structures)):
+        why = "--strict" if args.strict else "no structure can run"
+        raise CommandLineError(
+            f"{why}: {aside[0].text()}" + (f" (and {len(aside) - 1} more)" if len(aside) > 1 else "")
+        )
     model = make_model(name, parameters)
     settings = _settings(args)
-    progress = _progress(len(structures), quiet=args.quiet)
+    from nvalchemi_ase.cli.pipeline import run, stage_names
+    from nvalchemi_ase.cli.progress import Progress
+
+    shown = ", ".join(f"{k}={v}" for k, v in parameters.items()) or "defaults"
     print(
-        f"{len(structures)} structures, model {name}{f' {parameters}' if parameters else ''}, "
-        f"output in {settings.output}",
+        f"{plural(len(structures), 'structure')}, model {name} ({shown}), output in {settings.output}",
         flush=True,
     )
+    for entry in aside:
+        print(f"set aside: {entry.text()}", flush=True)
+    progress = Progress(len(structures) - len(aside), stage_names(settings), len(aside), quiet=args.quiet)
     try:
-        summary = run(structures, model, settings, on_finish=progress.finished)
+        summary = run(structures, model, settings, set_aside=aside, progress=progress, strict=args.strict)
     except RuntimeError as error:
         print(f"nvalchemi-ase: the run failed: {error}", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        progress.close()
     print(summary.text())
-    print(
-        f"open them with:  ase gui {settings.output / 'trajectories'}/system_00000.traj   "
-        f"(or ase gui {settings.output / 'final.extxyz'})"
-    )
-    print(f"plot the log with:  nvalchemi-ase plot {settings.output / 'log.csv'}")
+    if summary.finished:
+        first = summary_first(summary)
+        print(
+            f"open them with:  ase gui {settings.output / 'trajectories'}/system_{first:05d}.traj   "
+            f"(or ase gui {settings.output / 'final.extxyz'})"
+        )
+        print(f"plot the log with:  nvalchemi-ase plot {settings.output / 'log.csv'}")
     return EXIT_OK
+
+
+def summary_first(summary: Any) -> int:
+    """The first structure that ran (its trajectory is the one to open)."""
+    skipped = {entry["index"] for entry in summary.set_aside}
+    return next(k for k in range(summary.systems) if k not in skipped)
 
 
 def _read(path: str, format: str | None) -> list:
     if not os.path.isfile(path):
         raise CommandLineError(f"input file {path} does not exist")
+    import ase.io
+
     try:
         frames = ase.io.read(path, index=":", format=format)
     except Exception as error:
-        raise CommandLineError(f"cannot read {path}: {error}") from error
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CommandLineError(f"cannot read {path}: {message}") from error
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
         raise CommandLineError(f"{path} holds no structures")
     return frames
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    if not args.relax and not args.md:
-        raise CommandLineError("--no-relax and --no-md together leave nothing to do")
+def _settings(args: argparse.Namespace) -> Any:
+    from nvalchemi_ase.cli.pipeline import Settings
+
     output = Path(args.output)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -184,10 +275,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         probe.unlink()
     except OSError as error:
         raise CommandLineError(f"cannot write to output folder {output}: {error}") from error
-    for name in ("steps", "relax_steps", "max_systems", "log_interval", "trajectory_interval"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CommandLineError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     return Settings(
         output=output,
         relax=args.relax,
@@ -209,24 +296,3 @@ def _settings(args: argparse.Namespace) -> Settings:
         log_interval=args.log_interval,
         trajectory_interval=args.trajectory_interval,
     )
-
-
-class _progress:
-    """A tqdm bar over finished systems, shown only on a terminal."""
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="system", desc="done")
-        self.done = 0
-
-    def finished(self, total_done: int) -> None:
-        if self.bar is not None:
-            self.bar.update(total_done - self.done)
-        self.done = total_done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -28,7 +28,3 @@ def demo_structures(count: int = 32, seed: int = 0) -> list[Atoms]:
         atoms.info["name"] = f"demo-{k:02d}"
         made.append(atoms)
     return made
-
-
-DEFAULT_MODEL = "emt"
-"""The built-in default model: batched EMT, equal to ``ase.calculators.emt.EMT``."""

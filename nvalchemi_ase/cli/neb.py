@@ -18,9 +18,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import ase.io
-import numpy as np
-
 from nvalchemi_ase.cli.models import CommandLineError, make_model, parse_parameters
 
 __all__ = ["add_command", "run_command"]
@@ -52,6 +49,7 @@ def add_command(commands: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Build the bands, relax them together, write the outputs; 0 when every band converged, else 1."""
+    import ase.io
     import torch
     from ase.mep import NEB
 
@@ -120,6 +118,8 @@ def _pairs(args: argparse.Namespace) -> list[tuple[Any, Any]]:
 
 
 def _read(path: Path) -> Any:
+    import ase.io
+
     if not os.path.isfile(path):
         raise CommandLineError(f"structure file {path} does not exist")
     try:
@@ -140,6 +140,8 @@ def _output(output: Path) -> Path:
 
 
 def _summary(bands: list[Any], args: argparse.Namespace, steps: int) -> dict[str, Any]:
+    import numpy as np
+
     rows = []
     for b, neb in enumerate(bands):
         fmax = float(np.linalg.norm(neb.get_forces(), axis=1).max())  # ASE's, from the cached image results

@@ -3,15 +3,21 @@
 Outputs in the output folder:
 
 * ``trajectories/system_00000.traj`` ... one ASE trajectory per input structure;
-* ``final.extxyz``: the final structures, in input order, with energy and forces;
+* ``final.extxyz``: the finished structures, in input order, with energy and forces;
 * ``log.csv``: one row per system every ``log_interval`` steps (step, system,
   status, energy, fmax, temperature);
-* ``summary.json`` and the printed summary.
+* ``summary.json`` and the printed summary: what finished, what did not
+  converge, what was set aside (index and reason) and, after Ctrl-C, what did
+  not finish.
+
+Trajectory frames carry ``info["step"]`` (fused steps completed) and ``info["stage"]``
+(0 relaxing, 1 MD, 2 done, with ``--no-relax`` or ``--no-md`` counting from 0).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +28,7 @@ import ase.io
 import torch
 from ase import Atoms
 
+from nvalchemi_ase.cli.checks import SetAside
 from nvalchemi_ase.dynamics import (
     FIRE,
     NVE,
@@ -36,8 +43,9 @@ from nvalchemi_ase.dynamics import (
     NVTLangevin,
     TrajectorySink,
 )
-from nvalchemi_ase.dynamics.base import BaseDynamics
-from nvalchemi_ase.dynamics.hooks import LoggingHook, NaNDetectorHook, SnapshotHook
+from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
+from nvalchemi_ase.hooks import LoggingHook
+from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.models.base import Model
 
 
@@ -107,30 +115,111 @@ ENSEMBLES: dict[str, Callable[[Model, Settings], BaseDynamics]] = {
 
 @dataclass
 class Summary:
+    """What a run did; written as ``summary.json`` and printed."""
+
     systems: int
     finished: int
     relaxed: int
     unconverged: list[int] = field(default_factory=list)
+    set_aside: list[dict[str, Any]] = field(default_factory=list)
+    """``{"index": ..., "reason": ...}`` for each structure that did not run."""
+    unfinished: list[int] = field(default_factory=list)
+    """Structures still running when the run was interrupted."""
+    interrupted: bool = False
     atom_steps_per_second: float = 0.0
     seconds: float = 0.0
     fused_steps: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The run's :class:`Settings` (``nvalchemi-ase plot`` reads ``fmax`` and the stages)."""
 
     def text(self) -> str:
+        from nvalchemi_ase.cli.text import plural
+
         lines = [
-            f"{self.finished}/{self.systems} systems done in {self.seconds:.1f} s "
-            f"({self.fused_steps} fused steps, {self.atom_steps_per_second:.3g} atom-steps/s)",
+            f"{self.finished}/{plural(self.systems, 'system')} done in {self.seconds:.1f} s "
+            f"({plural(self.fused_steps, 'fused step')}, {self.atom_steps_per_second:.3g} atom-steps/s)",
         ]
         if self.unconverged:
-            shown = ", ".join(map(str, self.unconverged[:20])) + (
-                " ..." if len(self.unconverged) > 20 else ""
-            )
             lines.append(
-                f"{len(self.unconverged)} did not reach fmax within the relaxation budget: systems {shown}"
+                f"{plural(len(self.unconverged), 'system')} did not reach fmax within the relaxation "
+                f"budget: {_listed(self.unconverged)}"
+            )
+        for entry in self.set_aside:
+            lines.append(f"set aside: structure {entry['index']}: {entry['reason']}")
+        if self.interrupted:
+            lines.append(
+                f"interrupted: {plural(len(self.unfinished), 'system')} unfinished: "
+                f"{_listed(self.unfinished)}"
             )
         for what, where in self.outputs.items():
             lines.append(f"{what}: {where}")
         return "\n".join(lines)
+
+
+def _listed(indices: list[int]) -> str:
+    return ", ".join(map(str, indices[:20])) + (" ..." if len(indices) > 20 else "")
+
+
+def _atoms_per_system(ctx: HookContext) -> torch.Tensor:
+    """The log's ``atoms`` column (per-atom energies in ``nvalchemi-ase plot``)."""
+    return ctx.batch.ptr[1:] - ctx.batch.ptr[:-1]
+
+
+class _Snapshots:
+    """AFTER_STEP every ``frequency`` steps: every system to the trajectory sink, with its step."""
+
+    stage = DynamicsStage.AFTER_STEP
+
+    def __init__(self, sink: TrajectorySink, frequency: int) -> None:
+        self.sink = sink
+        self.frequency = frequency
+
+    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
+        self.sink.write(ctx.batch, step=ctx.step_count + 1)
+
+
+class _SteppedSink(TrajectorySink):
+    """A trajectory sink whose frames without an explicit step get the pipeline's step count."""
+
+    step_of: Callable[[], int] = staticmethod(lambda: 0)
+
+    def write(self, batch: Any, mask: Any = None, *, step: int | None = None) -> None:
+        super().write(batch, mask, step=self.step_of() if step is None else step)
+
+
+class _SetAsideNonFinite:
+    """AFTER_COMPUTE: systems with non-finite energy or forces leave the run, with their reason.
+
+    One device→host copy per step (as ``NaNDetectorHook``). A bad system's
+    forces are zeroed (so its update stays finite) and its status set to done;
+    it is then written nowhere but ``summary.json``.
+    """
+
+    stage = DynamicsStage.AFTER_COMPUTE
+    frequency = 1
+
+    def __init__(self, exit_status: int, strict: bool) -> None:
+        self.exit_status = exit_status
+        self.strict = strict
+        self.found: dict[int, str] = {}
+
+    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
+        batch = ctx.batch
+        if batch.energy is None or batch.forces is None:
+            return
+        atom_bad = ~torch.isfinite(batch.forces).all(dim=1)
+        bad = ~torch.isfinite(batch.energy.reshape(-1))
+        bad = bad | torch.zeros_like(bad).index_add_(0, batch.batch_idx, atom_bad.to(bad.dtype)).bool()
+        if not bool(bad.any()):  # the one sync per step
+            return
+        ids = batch.system_id[bad].tolist()
+        for system_id in ids:
+            self.found.setdefault(int(system_id), f"non-finite energy or forces at step {ctx.step_count}")
+        if self.strict:
+            raise RuntimeError(f"non-finite energy or forces at step {ctx.step_count} in structures {ids}")
+        batch.forces = torch.where(bad[batch.batch_idx].unsqueeze(1), 0.0, batch.forces)
+        batch.status = torch.where(bad, self.exit_status, batch.status)
 
 
 def build_pipeline(model: Model, settings: Settings, hooks: Sequence[Any]) -> FusedStage:
@@ -146,25 +235,49 @@ def build_pipeline(model: Model, settings: Settings, hooks: Sequence[Any]) -> Fu
     return FusedStage(stages, hooks=hooks)
 
 
+def stage_names(settings: Settings) -> list[str]:
+    """What the progress display calls the systems in each sub-stage."""
+    return [name for name, on in (("relaxing", settings.relax), ("in MD", settings.md)) if on]
+
+
 def run(
     structures: Sequence[Atoms],
     model: Model,
     settings: Settings,
-    on_finish: Callable[[int], None] | None = None,
+    set_aside: Sequence[SetAside] = (),
+    progress: Any = None,
+    strict: bool = False,
 ) -> Summary:
-    """Run the job; writes the outputs as it goes (flushed, readable if interrupted)."""
+    """Run the job on every structure not set aside; writes the outputs as it goes.
+
+    Files are flushed as they are written. On Ctrl-C the finished systems still
+    go to ``final.extxyz`` and ``summary.json`` (``interrupted``, ``unfinished``)
+    before ``KeyboardInterrupt`` propagates; a second Ctrl-C exits at once.
+    """
     out = settings.output
     trajectories = out / "trajectories"
     trajectories.mkdir(parents=True, exist_ok=True)
-    sink = TrajectorySink(trajectories)
-    hooks = [
-        NaNDetectorHook(),
-        LoggingHook(frequency=settings.log_interval, backend="csv", log_path=str(out / "log.csv")),
-        SnapshotHook(sink=sink, frequency=settings.trajectory_interval),
+    sink = _SteppedSink(trajectories)
+    exit_status = int(settings.relax) + int(settings.md)
+    non_finite = _SetAsideNonFinite(exit_status, strict)
+    hooks: list[Any] = [
+        non_finite,
+        LoggingHook(
+            frequency=settings.log_interval,
+            backend="csv",
+            log_path=str(out / "log.csv"),
+            custom_scalars={"atoms": _atoms_per_system},
+        ),
+        _Snapshots(sink, settings.trajectory_interval),
     ]
+    if progress is not None:
+        hooks.append(progress.hook)
     pipeline = build_pipeline(model, settings, hooks)
+    sink.step_of = lambda: pipeline.step_count
+    skipped = {entry.index for entry in set_aside}
+    running = [k for k in range(len(structures)) if k not in skipped]
     sampler = InflightSampler(
-        structures,
+        [structures[k] for k in running],
         max_atoms=settings.max_atoms,
         max_systems=settings.max_systems,
         device=settings.device,
@@ -177,18 +290,39 @@ def run(
         nonlocal atom_steps
         atom_steps += batch_atoms
 
-    results: list[Atoms] = []
+    finished: dict[int, Atoms] = {}
+    interrupted = False
     try:
-        results = pipeline.run_inflight(sampler, sinks=[sink], on_finish=on_finish, on_step=count_step)
+        pipeline.run_inflight(
+            sampler,
+            sinks=[sink],
+            on_finish=None if progress is None else progress.finished,
+            on_step=count_step,
+            results=finished,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        signal.signal(signal.SIGINT, _exit_now)
     finally:
         sink.close()
-        seconds = time.perf_counter() - start
-        _write_final(out / "final.extxyz", results)
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - start
+    results = {running[k]: atoms for k, atoms in finished.items()}  # input indices
+    aside = {entry.index: entry.reason for entry in set_aside}
+    aside.update({running[k]: reason for k, reason in non_finite.found.items()})
+    done = [results[k] for k in sorted(results) if k not in aside]
+    for atoms in done:
+        atoms.info["system_id"] = running[atoms.info["system_id"]]
+    _write_final(out / "final.extxyz", done)
     summary = Summary(
         systems=len(structures),
-        finished=sum(1 for r in results if r.info.get("finished")),
-        relaxed=sum(1 for r in results if settings.relax and not r.info.get("unconverged")),
-        unconverged=[r.info["system_id"] for r in results if r.info.get("unconverged")],
+        finished=len(done),
+        relaxed=sum(1 for r in done if settings.relax and not r.info.get("unconverged")),
+        unconverged=[r.info["system_id"] for r in done if r.info.get("unconverged")],
+        set_aside=[{"index": k, "reason": aside[k]} for k in sorted(aside)],
+        unfinished=sorted(set(running) - set(results) - set(aside)) if interrupted else [],
+        interrupted=interrupted,
         atom_steps_per_second=atom_steps / seconds if seconds > 0 else 0.0,
         seconds=seconds,
         fused_steps=pipeline.step_count,
@@ -196,10 +330,28 @@ def run(
             "trajectories": str(trajectories),
             "final structures": str(out / "final.extxyz"),
             "log": str(out / "log.csv"),
+            "summary": str(out / "summary.json"),
         },
+        settings={k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
     )
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if interrupted:
+        raise InterruptedRun(summary)
     return summary
+
+
+class InterruptedRun(KeyboardInterrupt):
+    """Ctrl-C during a run, after the finished systems were written; carries the summary."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__()
+        self.summary = summary
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    import os
+
+    os._exit(130)
 
 
 def _write_final(path: Path, results: list[Atoms]) -> None:

@@ -121,6 +121,7 @@ class FusedStage(BaseDynamics):
         n_steps: int | None = None,
         on_finish: Callable[[int], None] | None = None,
         on_step: Callable[[int], None] | None = None,
+        results: dict[int, Atoms] | None = None,
     ) -> list[Atoms]:
         """Stream every structure of ``sampler`` through the pipeline, refilling as systems finish.
 
@@ -128,7 +129,7 @@ class FusedStage(BaseDynamics):
         final structures in input order.
         """
         with self.opened_hooks():
-            return run_inflight(self, sampler, sinks, n_steps, on_finish, on_step)
+            return run_inflight(self, sampler, sinks, n_steps, on_finish, on_step, results)
 
     def _hooked_engines(self) -> list[BaseDynamics]:
         return [self, *self.stages]

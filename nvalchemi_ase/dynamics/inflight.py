@@ -145,6 +145,7 @@ def run_inflight(
     n_steps: int | None = None,
     on_finish: Callable[[int], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    results: dict[int, Atoms] | None = None,
 ) -> list[Atoms]:
     """Run ``fused`` over every structure of ``sampler``; finished ones are refilled.
 
@@ -155,8 +156,11 @@ def run_inflight(
     ``on_finish(total)`` is called with the number of finished systems whenever
     it grows, and ``on_step(atoms)`` after each step with the atoms it advanced
     (both host-side counts: no device sync), e.g. for a progress bar.
+    ``results``, when given, is filled with each finished structure as it
+    finishes (``system_id`` → Atoms), so a caller still holds them when the run
+    is interrupted (Ctrl-C) before it returns.
     """
-    results: dict[int, Atoms] = {}
+    results = {} if results is None else results
     first = sampler.take()
     if not first:
         return []

@@ -5,15 +5,26 @@ the process's stdout when it initialises. That line is noise for our users (a
 CPU run is a supported configuration), so we initialise warp once with the
 file descriptors (and Python's streams) pointed at /dev/null when torch sees no
 CUDA, and always without warp's start-up banner.
+
+Start-up cost is kept to what a run uses (``benchmarks/bench_startup.py``
+measures it): only ``nvalchemiops.torch.neighbors`` is imported, not the
+package's ``__init__`` (which defines every optimizer and interaction kernel
+of the library, seconds of warp code generation we never launch; any other
+use of ``nvalchemiops.torch`` still gets the complete package, see
+:func:`_neighbors_module`), and the library's torch custom ops are called
+without importing ``torch._dynamo`` (see :func:`_without_dynamo_import`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -58,13 +69,74 @@ def initialised_warp() -> Any:
     return warp
 
 
+def _lazy_package(name: str) -> None:
+    """Register package ``name`` without running its ``__init__`` until one of its own attributes is used.
+
+    Its submodules import as usual; the first look-up of any other attribute
+    (``nvalchemiops.torch.fire2_step_coord``) runs the real ``__init__`` then,
+    so the package stays complete for every other user.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def complete(attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        del package.__dict__["__getattr__"]
+        loader.exec_module(package)
+        return getattr(package, attribute)
+
+    package.__dict__["__getattr__"] = complete
+    sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    setattr(importlib.import_module(parent), child, package)
+
+
+def _without_dynamo_import(module: ModuleType) -> None:
+    """Let ``module``'s torch custom ops run without importing ``torch._dynamo`` (seconds, once per process).
+
+    torch wraps each custom-op kernel in ``torch._disable_dynamo``, which
+    imports ``torch._dynamo`` on the kernel's first call to build its
+    "not under torch.compile" twin, and caches that twin on the kernel as
+    ``__dynamo_disable``. Nothing here runs under ``torch.compile``, so the
+    kernel itself is that twin. Kernels of another torch layout are left as
+    they are (they then import dynamo as before).
+    """
+    if "torch._dynamo" in sys.modules:  # already paid for: keep torch's own wrapping
+        return
+    from torch._library.custom_ops import CustomOpDef
+
+    for value in vars(module).values():
+        if not isinstance(value, CustomOpDef):
+            continue
+        for kernel in getattr(value, "_backend_fns", {}).values():
+            target = getattr(kernel, "__wrapped__", None)
+            if target is not None and getattr(target, "__dynamo_disable", None) is None:
+                target.__dynamo_disable = target
+
+
+@functools.cache
+def _neighbors_module() -> ModuleType:
+    """``nvalchemiops.torch.neighbors``, imported once, without the rest of ``nvalchemiops.torch``."""
+    initialised_warp()
+    _lazy_package("nvalchemiops.torch")
+    import nvalchemiops.torch.neighbors as neighbors
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("nvalchemiops.torch.neighbors") and module is not None:
+            _without_dynamo_import(module)
+    return neighbors
+
+
 @functools.cache
 def ops_neighbor_list() -> Callable[..., Any]:
     """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
-    initialised_warp()
-    from nvalchemiops.torch.neighbors import neighbor_list
-
-    return neighbor_list
+    return _neighbors_module().neighbor_list
 
 
 def cell_list_workspace(
@@ -76,7 +148,7 @@ def cell_list_workspace(
     (which reads the cell on the host). Valid while the cell, ``pbc``, the
     cutoff and the number of atoms stay as they were.
     """
-    initialised_warp()
+    _neighbors_module()
     from nvalchemiops.torch.neighbors import estimate_batch_cell_list_sizes
     from nvalchemiops.torch.neighbors.neighbor_utils import allocate_cell_list
 

@@ -119,6 +119,8 @@ class TrajectorySink(DataSink):
             ``[B]`` bool selecting systems; ``None`` means all of them.
         step
             Stored as ``atoms.info["step"]`` of every frame of this write.
+            A batch with a ``status`` field (the sub-stage of a fused run)
+            also gives each frame ``atoms.info["stage"]``.
         """
         systems = self._prepare(batch, mask)
         if systems.size:
@@ -128,9 +130,12 @@ class TrajectorySink(DataSink):
         selected = batch.index_select(systems)
         images = selected.to_atoms()
         system_ids = selected.system_id.detach().cpu().numpy()
-        for system_id, atoms in zip(system_ids.tolist(), images, strict=True):
+        stages = selected.status.tolist() if "status" in selected.field_names() else [None] * len(images)
+        for system_id, atoms, stage in zip(system_ids.tolist(), images, stages, strict=True):
             if step is not None:
                 atoms.info["step"] = int(step)
+            if stage is not None:
+                atoms.info["stage"] = int(stage)
             self._append_frame(int(system_id), atoms)
 
     def _append_frame(self, system_id: int, atoms: Any) -> None:
