@@ -77,7 +77,8 @@ def test_without_model_emt_is_used_when_it_has_every_element(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(_write(tmp_path, _copper(1))), "-o", str(out), *FAST]) == EXIT_OK
     text = capsys.readouterr().out
-    assert text.startswith("1 structure, model emt (defaults)") and "1/1 system done" in text
+    assert text.startswith("1 structure, model emt (defaults: asap_cutoff=False, skin=0.5 (Å))")
+    assert "1/1 system done" in text
 
 
 def test_without_model_other_elements_ask_for_one(tmp_path, capsys):
@@ -125,7 +126,8 @@ def test_non_finite_forces_set_a_system_aside_mid_run(tmp_path, monkeypatch, cap
     (tmp_path / "nan_calculator.py").write_text(
         textwrap.dedent(
             """
-                        from ase.calculators.emt import EMT
+            import numpy as np
+            from ase.calculators.emt import EMT
 
             class NaNForEight(EMT):
                 def calculate(self, atoms=None, properties=("energy",), system_changes=()):

@@ -218,7 +218,9 @@ def _run_command(args: argparse.Namespace) -> int:
     from nvalchemi_ase.cli.pipeline import run, stage_names
     from nvalchemi_ase.cli.progress import Progress
 
-    shown = ", ".join(f"{k}={v}" for k, v in parameters.items()) or "defaults"
+    choice = MODELS.get(name.lower())
+    defaults = f"defaults: {choice.parameters}" if choice is not None else "its defaults"
+    shown = ", ".join(f"{k}={v}" for k, v in parameters.items()) or defaults
     print(
         f"{plural(len(structures), 'structure')}, model {name} ({shown}), output in {settings.output}",
         flush=True,

@@ -13,9 +13,10 @@ With χ_ab = n0_b / n0_a and β = 1.809:
 
 Forces and stress are analytic: the energy depends on each pair through its
 distance only, so ``F_a = Σ_b (dE/dr_ab / r_ab)·d_ab`` with ``d_ab = r_b − r_a``
-and ``σ = 1/(2V) Σ_ab (dE/dr_ab / r_ab)·d_ab ⊗ d_ab``. Everything is a tensor
-expression over the batch's padded neighbour matrix ``[N, K]``: no loop over
-systems or atoms.
+and ``σ = 1/(2V) Σ_ab (dE/dr_ab / r_ab)·d_ab ⊗ d_ab``. The pair sums run in two fused
+kernels (:mod:`~nvalchemi_ase.models.emt_kernel`); ``use_kernel=False`` gives
+the same numbers as tensor expressions over the batch's padded neighbour
+matrix ``[N, K]``. Neither loops over systems or atoms in Python.
 
 Reference: K. W. Jacobsen, P. Stoltze and J. K. Nørskov, Surf. Sci. 366, 394
 (1996), doi:10.1016/0039-6028(96)00816-3.
@@ -76,6 +77,9 @@ class EMT(BatchedModel):
         Å, the neighbour list's reuse margin (keyword only; not in ASE).
     max_neighbors
         Room per atom in the neighbour list (``None``: sized automatically).
+    use_kernel
+        Sum the pairs with the fused kernels (default; float64 inside whatever
+        the batch's dtype) rather than with ``[N, K]`` tensor expressions.
 
     Attributes
     ----------
@@ -96,7 +100,12 @@ class EMT(BatchedModel):
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
 
     def __init__(
-        self, asap_cutoff: bool = False, *, skin: float = 0.5, max_neighbors: int | None = None
+        self,
+        asap_cutoff: bool = False,
+        *,
+        skin: float = 0.5,
+        max_neighbors: int | None = None,
+        use_kernel: bool = True,
     ) -> None:
         if not isinstance(asap_cutoff, bool):
             raise TypeError(f"EMT: asap_cutoff must be a bool, got {asap_cutoff!r}")
@@ -106,6 +115,7 @@ class EMT(BatchedModel):
         self.asap_cutoff = asap_cutoff
         self.skin = float(skin)
         self.max_neighbors = max_neighbors
+        self.use_kernel = use_kernel
         self.cutoff = largest_cutoff(asap_cutoff)
         self.neighbor_list = NeighborList(self.cutoff, skin=self.skin, max_neighbors=max_neighbors)
         self._table = parameter_table()
@@ -113,7 +123,12 @@ class EMT(BatchedModel):
         self._checked: tuple[weakref.ref[torch.Tensor], tuple[int, ...]] | None = None
 
     def todict(self) -> dict[str, Any]:
-        return {"asap_cutoff": self.asap_cutoff, "skin": self.skin, "max_neighbors": self.max_neighbors}
+        return {
+            "asap_cutoff": self.asap_cutoff,
+            "skin": self.skin,
+            "max_neighbors": self.max_neighbors,
+            "use_kernel": self.use_kernel,
+        }
 
     def check_elements(self, batch: Batch) -> None:
         """Raise ``NotImplementedError`` naming each unsupported element and the systems holding it.
@@ -143,10 +158,18 @@ class EMT(BatchedModel):
         atoms = atom_terms(
             self._table_for(batch), batch.atomic_numbers, batch.batch_idx, batch.num_graphs, self.asap_cutoff
         )
-        vectors = neighbors.vectors(batch.positions.detach())  # [N, K, 3]
-        energies, de_dr_over_r = emt_terms(atoms, neighbors.matrix, neighbors.mask, vectors)
+        atom_virial: torch.Tensor | None = None
+        if self.use_kernel:
+            energies, forces, atom_virial = kernel_terms(
+                atoms, batch.positions, neighbors, "stress" in properties
+            )
+        else:
+            vectors = neighbors.vectors(batch.positions.detach())  # [N, K, 3]
+            energies, de_dr_over_r = emt_terms(atoms, neighbors.matrix, neighbors.mask, vectors)
+            forces = torch.einsum("nk,nkd->nd", de_dr_over_r, vectors)
+            if "stress" in properties:
+                atom_virial = 0.5 * torch.einsum("nk,nka,nkb->nab", de_dr_over_r, vectors, vectors)
         energy = segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1)
-        forces = torch.einsum("nk,nkd->nd", de_dr_over_r, vectors)
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         atom_poisoned = segment_broadcast(poisoned, batch.batch_idx)
         outputs = {
@@ -154,8 +177,7 @@ class EMT(BatchedModel):
             "forces": torch.where(atom_poisoned.unsqueeze(1), torch.nan, forces),
             "energies": torch.where(atom_poisoned, torch.nan, energies),
         }
-        if "stress" in properties:
-            atom_virial = 0.5 * torch.einsum("nk,nka,nkb->nab", de_dr_over_r, vectors, vectors)
+        if atom_virial is not None:  # stress was asked for
             virial = segment_sum(atom_virial, batch.batch_idx, batch.num_graphs)
             volume = volumes(batch.cell).view(-1, 1, 1)
             stress = torch.where(volume > 0, virial / volume, torch.nan)
@@ -175,7 +197,10 @@ class EMT(BatchedModel):
         return self._tables[key]
 
     def __repr__(self) -> str:
-        return f"EMT(asap_cutoff={self.asap_cutoff}, skin={self.skin}, max_neighbors={self.max_neighbors})"
+        return (
+            f"EMT(asap_cutoff={self.asap_cutoff}, skin={self.skin}, max_neighbors={self.max_neighbors}, "
+            f"use_kernel={self.use_kernel})"
+        )
 
 
 def _unsupported_message(numbers: list[int], systems: list[int]) -> str:
@@ -251,6 +276,34 @@ def emt_terms(
         + de_dsigma[matrix] * sigma_out * (dlogw - own.eta2)
     )
     return energies, de_dr / r
+
+
+def kernel_terms(
+    atoms: AtomTerms, positions: torch.Tensor, neighbors: Any, with_virials: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (or None) from the kernels.
+
+    The same terms as :func:`emt_terms`, summed in :mod:`~nvalchemi_ase.models.emt_kernel`
+    in float64 and returned in the batch's dtype.
+    """
+    from nvalchemi_ase.models import emt_kernel
+
+    dtype = positions.dtype
+    f64 = torch.float64
+    columns = _PairColumns.of(atoms)
+    per_atom = [*columns, atoms.rc, atoms.slope, atoms.rc_list, torch.zeros_like(atoms.rc)]
+    table = torch.stack([column.to(f64) for column in per_atom], dim=1).contiguous()
+    sigma1 = emt_kernel.density(positions, neighbors, table)
+    atoms64 = AtomTerms(*(term.to(f64) for term in atoms))
+    cohesive, de_dsigma = cohesive_terms(atoms64, sigma1)
+    table[:, emt_kernel.DE_DSIGMA] = de_dsigma
+    spheres, forces, virials = emt_kernel.sums(positions, neighbors, table, with_virials)
+    energies = cohesive + 0.5 * spheres - atoms64.e0
+    return (
+        energies.to(dtype),
+        forces.to(dtype),
+        None if virials is None else virials.to(dtype),
+    )
 
 
 class _PairColumns(NamedTuple):

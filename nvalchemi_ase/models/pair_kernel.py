@@ -128,7 +128,9 @@ def _cpu_threads(count: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-pairs")
 
 
-def _launch(kernel: Any, rows: int, inputs: list[Any], device: torch.device) -> None:
+def _launch(
+    kernel: Any, rows: int, inputs: list[Any], device: torch.device, rows_per_thread: int = _ROWS_PER_THREAD
+) -> None:
     """Run ``kernel`` over ``rows`` atoms: one launch on a GPU, split over torch's threads on a CPU.
 
     Warp runs a CPU launch on the calling thread and releases the GIL while
@@ -136,7 +138,7 @@ def _launch(kernel: Any, rows: int, inputs: list[Any], device: torch.device) -> 
     parallel. Each row is written by exactly one launch: the sums do not
     depend on the number of threads.
     """
-    threads = min(torch.get_num_threads(), rows // _ROWS_PER_THREAD)
+    threads = min(torch.get_num_threads(), rows // rows_per_thread)
     if device.type != "cpu" or threads < 2:
         _recorded(kernel, 0, rows, device, inputs).launch()
         return

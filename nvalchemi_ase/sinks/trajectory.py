@@ -147,8 +147,12 @@ class TrajectorySink(DataSink):
         if self._format == "traj":
             writer = self._writers.get(system_id)
             if writer is None:
-                writer = self._writers[system_id] = Trajectory(str(path), "a")
-            writer.write(atoms)  # ASE syncs and flushes the file after every frame
+                # properties=[]: only what each frame hands over below is written, and
+                # ASE does not compare the frame with its calculator's copy for each of
+                # its dozen property names (that comparison was most of a write)
+                writer = self._writers[system_id] = Trajectory(str(path), "a", properties=[])
+            results = getattr(atoms.calc, "results", {})
+            writer.write(atoms, **results)  # ASE syncs and flushes the file after every frame
         else:
             ase.io.write(str(path), atoms, format="extxyz", append=True)
         self._order.append((system_id, self._frames_in_file[system_id]))

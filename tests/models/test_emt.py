@@ -174,6 +174,7 @@ def test_calculator_omits_stress_where_ase_raises():
         "asap_cutoff": True,
         "skin": 0.3,
         "max_neighbors": None,
+        "use_kernel": True,
     }
 
 
@@ -199,6 +200,25 @@ def test_shared_neighbor_list_is_used_and_gives_the_same_numbers():
     assert model.neighbor_list.rebuilds == 0
     for key in ("energy", "forces", "stress", "energies"):
         torch.testing.assert_close(shared[key], own[key], rtol=1e-13, atol=1e-13, equal_nan=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_and_tensor_paths_agree(threads, monkeypatch):
+    """The fused kernels give the tensor path's numbers, whatever the number of CPU threads."""
+    from nvalchemi_ase.models import emt_kernel
+
+    monkeypatch.setattr(emt_kernel, "ROWS_PER_THREAD", 8)  # split even these small batches
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for asap_cutoff in (False, True):
+            batch = Batch.from_atoms(metal_systems(seed=3), device="cpu")
+            tensor = evaluate(EMT(asap_cutoff, use_kernel=False), batch, ("energy", "forces", "stress"))
+            fused = evaluate(EMT(asap_cutoff), batch, ("energy", "forces", "stress"))
+            for key in ("energy", "forces", "stress", "energies"):
+                torch.testing.assert_close(fused[key], tensor[key], rtol=1e-12, atol=1e-12, equal_nan=True)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_overflowing_neighbor_list_poisons_only_its_systems():
