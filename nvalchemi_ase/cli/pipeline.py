@@ -47,6 +47,7 @@ from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
 from nvalchemi_ase.hooks import LoggingHook
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.models.base import Model
+from nvalchemi_ase.ops import segment_broadcast, segment_sum
 
 
 @dataclass
@@ -210,7 +211,7 @@ class _SetAsideNonFinite:
             return
         atom_bad = ~torch.isfinite(batch.forces).all(dim=1)
         bad = ~torch.isfinite(batch.energy.reshape(-1))
-        bad = bad | torch.zeros_like(bad).index_add_(0, batch.batch_idx, atom_bad.to(bad.dtype)).bool()
+        bad = bad | (segment_sum(atom_bad.to(batch.forces.dtype), batch.batch_idx, batch.num_graphs) > 0)
         if not bool(bad.any()):  # the one sync per step
             return
         ids = batch.system_id[bad].tolist()
@@ -218,7 +219,7 @@ class _SetAsideNonFinite:
             self.found.setdefault(int(system_id), f"non-finite energy or forces at step {ctx.step_count}")
         if self.strict:
             raise RuntimeError(f"non-finite energy or forces at step {ctx.step_count} in structures {ids}")
-        batch.forces = torch.where(bad[batch.batch_idx].unsqueeze(1), 0.0, batch.forces)
+        batch.forces = torch.where(segment_broadcast(bad, batch.batch_idx).unsqueeze(1), 0.0, batch.forces)
         batch.status = torch.where(bad, self.exit_status, batch.status)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.models.pair_kernel import _launch
+from nvalchemi_ase.models.pair_kernel import _descriptor, _float64_tensor, _launch
 from nvalchemi_ase.neighbors._backend import initialised_warp
 
 wp = initialised_warp()
@@ -154,23 +154,23 @@ def _sums_kernel(with_virials: bool) -> Any:
     return emt_sums
 
 
-def _geometry(positions: torch.Tensor, neighbors: Any) -> list[Any]:
-    cell = neighbors.cell.detach().to(torch.float64).contiguous()
+def _geometry(positions: torch.Tensor, neighbors: Any, cell: torch.Tensor) -> list[Any]:
+    """The kernels' first arguments: warp views (cached by ``pair_kernel``) of the geometry."""
     return [
-        wp.from_torch(positions, dtype=wp.vec3d),
-        wp.from_torch(neighbors.raw_matrix),
-        wp.from_torch(neighbors.raw_counts),
-        wp.from_torch(neighbors.raw_shifts, dtype=wp.vec3i),
-        wp.from_torch(cell, dtype=wp.vec3d),
-        wp.from_torch(neighbors.batch_idx),
+        _descriptor(positions, wp.vec3d),
+        _descriptor(neighbors.raw_matrix),
+        _descriptor(neighbors.raw_counts),
+        _descriptor(neighbors.raw_shifts, wp.vec3i),
+        _descriptor(cell, wp.vec3d),
+        _descriptor(neighbors.batch_idx),
     ]
 
 
 def density(positions: torch.Tensor, neighbors: Any, table: torch.Tensor) -> torch.Tensor:
     """``σ₁`` ``[N]`` of every atom; ``table`` is the ``[N, COLUMNS]`` float64 per-atom table."""
-    positions = positions.detach().to(torch.float64).contiguous()
+    positions, cell = _float64_tensor(positions), _float64_tensor(neighbors.cell)
     sigma1 = torch.empty(positions.shape[0], dtype=torch.float64, device=positions.device)
-    inputs = [*_geometry(positions, neighbors), wp.from_torch(table), wp.from_torch(sigma1)]
+    inputs = [*_geometry(positions, neighbors, cell), _descriptor(table), _descriptor(sigma1)]
     _launch(_sigma1, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
     return sigma1
 
@@ -182,17 +182,17 @@ def sums(
 
     ``table`` must hold ``dE_c/dσ₁`` in its last column.
     """
-    positions = positions.detach().to(torch.float64).contiguous()
+    positions, cell = _float64_tensor(positions), _float64_tensor(neighbors.cell)
     n, device = positions.shape[0], positions.device
     spheres = torch.empty(n, dtype=torch.float64, device=device)
     forces = torch.empty(n, 3, dtype=torch.float64, device=device)
     virials = torch.empty(n if with_virials else 0, 3, 3, dtype=torch.float64, device=device)
     inputs = [
-        *_geometry(positions, neighbors),
-        wp.from_torch(table),
-        wp.from_torch(spheres),
-        wp.from_torch(forces, dtype=wp.vec3d),
-        wp.from_torch(virials, dtype=wp.mat33d),
+        *_geometry(positions, neighbors, cell),
+        _descriptor(table),
+        _descriptor(spheres),
+        _descriptor(forces, wp.vec3d),
+        _descriptor(virials, wp.mat33d),
     ]
     _launch(_sums_kernel(with_virials), n, inputs, device, ROWS_PER_THREAD)
     return spheres, forces, virials if with_virials else None

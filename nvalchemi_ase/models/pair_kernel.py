@@ -129,16 +129,18 @@ def _cpu_threads(count: int) -> ThreadPoolExecutor:
 
 
 def _launch(
-    kernel: Any, rows: int, inputs: list[Any], device: torch.device, rows_per_thread: int = _ROWS_PER_THREAD
+    kernel: Any, rows: int, inputs: list[Any], device: torch.device, rows_per_thread: int | None = None
 ) -> None:
     """Run ``kernel`` over ``rows`` atoms: one launch on a GPU, split over torch's threads on a CPU.
 
-    Warp runs a CPU launch on the calling thread and releases the GIL while
+    ``rows_per_thread`` (default ``_ROWS_PER_THREAD``) is the fewest rows worth a
+    thread of their own. Warp runs a CPU launch on the calling thread and releases the GIL while
     it runs, so launches over disjoint row ranges from a pool of threads run in
     parallel. Each row is written by exactly one launch: the sums do not
     depend on the number of threads.
     """
-    threads = min(torch.get_num_threads(), rows // rows_per_thread)
+    per_thread = _ROWS_PER_THREAD if rows_per_thread is None else rows_per_thread
+    threads = min(torch.get_num_threads(), rows // per_thread)
     if device.type != "cpu" or threads < 2:
         _recorded(kernel, 0, rows, device, inputs).launch()
         return
