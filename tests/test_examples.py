@@ -81,3 +81,12 @@ def test_safe_runs_names_the_system_and_keeps_the_last_step() -> None:
     assert "system(s) [1]" in results["message"]
     assert results["nsteps"] == 10 and results["moved"] > 0.0
     assert results["energy"] < 0.0  # a finite, bound argon energy
+
+
+def test_relax_cell_reaches_the_same_volume_per_atom() -> None:
+    results = _load("relax_cell.py")["main"](
+        ["--systems", "4", "--md-steps", "2", "--device", "cpu", "--fmax", "1e-3"]
+    )
+    volumes = [atoms.get_volume() / len(atoms) for atoms in results]
+    assert len(results) == 4 and max(volumes) - min(volumes) < 5e-3
+    assert not any(atoms.info["unconverged"] for atoms in results)

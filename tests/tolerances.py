@@ -38,3 +38,6 @@ MLIP_FORCES_ATOL = 1e-4
 
 MLIP_STRESS_ATOL = 1e-5
 """eV/Å³ (1.6 MPa): the same comparison for stress (~1e-7 seen)."""
+
+CELL_FILTER_ATOL = 1e-10
+"""Our cell-filter maps (matrix log included) against ``ase.filters``, Å or eV/Å."""

@@ -91,7 +91,7 @@ class LookalikeDynamics(IOContext):
         loginterval: int = 1,
     ) -> None:
         self.systems: Systems | Bands = (
-            Bands(atoms) if is_band_input(atoms) else Systems(atoms, momenta=self.md)
+            Bands(atoms) if is_band_input(atoms) else Systems(atoms, momenta=self.md, filters=not self.md)
         )
         self.atoms = atoms
         self.observers: list[Observer] = []
@@ -144,7 +144,11 @@ class LookalikeDynamics(IOContext):
             for hook in self.systems.hooks():
                 self.engine.register_hook(hook)
         if plan.frozen:
-            self.engine.register_hook(FreezeAtomsHook(zero_forces=not self.md))
+            self.engine.register_hook(
+                FreezeAtomsHook(
+                    zero_forces=not self.md, follow_cell=getattr(self.systems, "has_filters", False)
+                )
+            )
         self.engine.constraints = device_constraints(plan, batch)
         if plan.native:
             self.engine.register_hook(

@@ -10,6 +10,11 @@ the batch, and moves state between the device and the ``Atoms``:
   so ``atoms.get_forces()`` costs nothing and trajectory writers find them);
 * :meth:`Systems.pull_edits` sends positions or momenta that user code changed
   on the host (observers, edits between runs) back to the device.
+
+ASE's cell filters (``FrechetCellFilter``, ``UnitCellFilter``,
+``ExpCellFilter``, ``StrainFilter``) are accepted in place of ``Atoms``: the
+systems are their ``atoms``, and their settings become the batch's cell-filter
+fields (:mod:`nvalchemi_ase._lookalike.cell_filters`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
+from ase.filters import Filter
+from ase.stress import full_3x3_to_voigt_6_stress
 
+from nvalchemi_ase._lookalike.cell_filters import add_filter_fields, is_cell_filter, sync_filter
 from nvalchemi_ase.calculator import BatchedCalculator
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.data.errors import BatchValidationError
@@ -137,17 +145,21 @@ class Systems:
     (``atoms.calc.base`` is the shared calculator).
     """
 
-    def __init__(self, atoms: Atoms | Sequence[Atoms], *, momenta: bool) -> None:
-        systems = [atoms] if isinstance(atoms, Atoms) else list(atoms)
-        if not systems:
+    def __init__(self, atoms: Atoms | Sequence[Atoms], *, momenta: bool, filters: bool = False) -> None:
+        single = isinstance(atoms, Atoms | Filter)  # a Filter iterates over its atoms: not a list
+        given: list[Any] = [atoms] if single else list(atoms)
+        if not given:
             raise ValueError("atoms: an empty list has nothing to advance")
+        for index, system in enumerate(given):
+            if not (isinstance(system, Atoms) or (filters and is_cell_filter(system))):
+                allowed = "ase.Atoms or one of ASE's cell filters" if filters else "ase.Atoms"
+                raise TypeError(f"atoms[{index}] is a {type(system).__name__}, not {allowed}")
+        self.filters = [system if is_cell_filter(system) else None for system in given]
+        """Per system, the ASE cell filter it came in (or None)."""
+        self.has_filters = any(f is not None for f in self.filters)
+        systems: list[Atoms] = [system.atoms if is_cell_filter(system) else system for system in given]
         first_seen: dict[int, int] = {}
         for index, system in enumerate(systems):
-            if not isinstance(system, Atoms):
-                raise TypeError(
-                    f"atoms[{index}] is a {type(system).__name__}, not ase.Atoms "
-                    "(cell filters are not supported by the look-alikes)"
-                )
             earlier = first_seen.setdefault(id(system), index)
             if earlier != index:
                 raise ValueError(
@@ -164,7 +176,10 @@ class Systems:
         self.batch.energy = None
         self.batch.stress = None
         self.starts = np.concatenate([[0], np.cumsum(self.batch.counts)])
+        if self.has_filters:
+            add_filter_fields(self.batch, self.filters)
         self._positions = [a.positions.copy() for a in systems]
+        self._cells = [a.cell.array.copy() for a in systems]
         self._momenta = [a.get_momenta() for a in systems]
 
     def __len__(self) -> int:
@@ -179,8 +194,11 @@ class Systems:
         return self.atoms[b]
 
     def report_tensors(self) -> dict[str, torch.Tensor]:
-        """Device values beyond positions, energy and forces that :meth:`refresh` needs (none here)."""
-        return {}
+        """Device values beyond positions, energy and forces that :meth:`refresh` needs (cell filters')."""
+        if not self.has_filters:
+            return {}
+        batch = self.batch
+        return {"cell": batch.cell, "stress": batch.stress, "cell_strain": batch.cell_strain}
 
     def degrees_of_freedom(self) -> np.ndarray:
         """``[B]`` ASE's ``get_number_of_degrees_of_freedom()`` per system (constraint-aware)."""
@@ -206,7 +224,8 @@ class Systems:
     ) -> None:
         """Write host state (positions, velocities or None, energy ``[B]``, forces) into ``systems``.
 
-        ``host`` holds the reported values of :meth:`report_tensors` (none here).
+        ``host`` holds the reported values of :meth:`report_tensors` (with
+        cell filters: ``cell``, ``stress [B, 3, 3]`` and ``cell_strain``).
 
         Raises
         ------
@@ -225,7 +244,7 @@ class Systems:
             if bad:
                 failures.append(f"system {b} (atoms[{b}]): non-finite {', '.join(bad)}")
             else:
-                self._write(b, positions, velocities, energy, forces)
+                self._write(b, positions, velocities, energy, forces, host)
         if failures:
             raise NonFiniteError(
                 "; ".join(failures) + " (the run diverged: time step, temperature or a bad structure?)"
@@ -238,24 +257,33 @@ class Systems:
         velocities: np.ndarray | None,
         energy: np.ndarray,
         forces: np.ndarray,
+        host: dict[str, np.ndarray] | None = None,
     ) -> None:
         """System ``b``'s host state into its ``Atoms``."""
         atoms, rows = self.atoms[b], self.rows(b)
+        stress = None
+        if self.has_filters and host is not None:
+            atoms.set_cell(host["cell"][b], scale_atoms=False)
+            sync_filter(self.filters[b], host["cell_strain"][b])
+            stress = host["stress"][b]
+            self._cells[b] = atoms.cell.array.copy()
         atoms.set_positions(positions[rows], apply_constraint=False)
         if velocities is not None and self.momenta:
             atoms.set_momenta(velocities[rows] * atoms.get_masses()[:, None], apply_constraint=False)
         if self.batched:  # an ASE calculator caches what it just computed for these positions
-            self._install(atoms, float(energy[b]), forces[rows])
+            self._install(atoms, float(energy[b]), forces[rows], stress)
         self._positions[b] = atoms.positions.copy()
         self._momenta[b] = atoms.get_momenta()
 
     @staticmethod
-    def _install(atoms: Atoms, energy: float, forces: np.ndarray) -> None:
-        """Make ``energy`` and (raw) ``forces`` the calculator's cached results for the current state."""
+    def _install(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None = None) -> None:
+        """Make ``energy``, (raw) ``forces`` and ``stress`` the calculator's cached results now."""
         calc = atoms.calc
         if calc is None or not hasattr(calc, "results"):
             return
         results = {"energy": energy, "free_energy": energy, "forces": np.array(forces, dtype=float)}
+        if stress is not None:
+            results["stress"] = full_3x3_to_voigt_6_stress(stress)
         implemented = set(getattr(calc, "implemented_properties", results))
         calc.atoms = atoms.copy()
         calc.results = {name: value for name, value in results.items() if name in implemented}
@@ -281,6 +309,17 @@ class Systems:
                     "dynamics was built: atoms were added or deleted; build a new one for the new system"
                 )
         moved = [b for b, a in enumerate(self.atoms) if not np.array_equal(a.positions, self._positions[b])]
+        strained = []  # cell edits reach the device for cell filters (MD look-alikes own their cells)
+        if self.has_filters:
+            strained = [
+                b for b, a in enumerate(self.atoms) if not np.array_equal(a.cell.array, self._cells[b])
+            ]
+        if strained:
+            cells = self.batch.cell.clone()
+            for b in strained:
+                cells[b] = torch.as_tensor(self.atoms[b].cell.array, dtype=cells.dtype)
+                self._cells[b] = self.atoms[b].cell.array.copy()
+            self.batch.cell = cells
         kicked = []
         if self.momenta:
             kicked = [
@@ -301,7 +340,7 @@ class Systems:
             self._positions[b] = self.atoms[b].positions.copy()
         for b in kicked:
             self._momenta[b] = self.atoms[b].get_momenta()
-        return bool(moved)
+        return bool(moved or strained)
 
     def _replace_rows(
         self, tensor: torch.Tensor, systems: list[int], values: list[np.ndarray]

@@ -60,6 +60,12 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str, default_m
         "--relax-steps", type=int, default=500, help="relaxation budget per system (default 500)"
     )
     job.add_argument(
+        "--relax-cell", action="store_true", help="relax the cells too (FIRE with a Frechet cell filter)"
+    )
+    job.add_argument(
+        "--pressure", type=float, default=None, help="GPa, the pressure --relax-cell relaxes to (default 0)"
+    )
+    job.add_argument(
         "--ensemble", choices=ENSEMBLE_NAMES, default="langevin", help="MD ensemble (default langevin)"
     )
     job.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
@@ -269,6 +275,10 @@ def _read(path: str, format: str | None) -> list:
 def _settings(args: argparse.Namespace) -> Any:
     from nvalchemi_ase.cli.pipeline import Settings
 
+    if args.relax_cell and not args.relax:
+        raise CommandLineError("--relax-cell relaxes the cells in the relaxation, which --no-relax skips")
+    if args.pressure is not None and not args.relax_cell:
+        raise CommandLineError("--pressure applies to --relax-cell; add --relax-cell")
     output = Path(args.output)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -283,6 +293,8 @@ def _settings(args: argparse.Namespace) -> Any:
         md=args.md,
         fmax=args.fmax,
         relax_steps=args.relax_steps,
+        relax_cell=args.relax_cell,
+        pressure=0.0 if args.pressure is None else args.pressure,
         ensemble=args.ensemble,
         temperature=args.temperature,
         timestep=args.timestep,

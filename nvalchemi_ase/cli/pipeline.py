@@ -44,6 +44,7 @@ from nvalchemi_ase.dynamics import (
     TrajectorySink,
 )
 from nvalchemi_ase.dynamics.base import BaseDynamics, DynamicsStage
+from nvalchemi_ase.dynamics.variable_cell import CellFilter
 from nvalchemi_ase.hooks import LoggingHook
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.models.base import Model
@@ -59,6 +60,10 @@ class Settings:
     md: bool = True
     fmax: float = 0.05
     relax_steps: int = 500
+    relax_cell: bool = False
+    """Relax the cells too (FIRE with a Frechet cell filter), to ``pressure``."""
+    pressure: float = 0.0
+    """GPa, the pressure the cells relax to (with ``relax_cell``)."""
     ensemble: str = "langevin"
     temperature: float = 300.0
     timestep: float = 2.0
@@ -228,7 +233,10 @@ def build_pipeline(model: Model, settings: Settings, hooks: Sequence[Any]) -> Fu
     if settings.relax:
         stages.append(
             FIRE(
-                model, convergence_hook=ConvergenceHook.from_fmax(settings.fmax), n_steps=settings.relax_steps
+                model,
+                convergence_hook=ConvergenceHook.from_fmax(settings.fmax),
+                n_steps=settings.relax_steps,
+                cell_filter=CellFilter(pressure_GPa=settings.pressure) if settings.relax_cell else None,
             )
         )
     if settings.md:

@@ -21,6 +21,7 @@ from nvalchemi_ase.dynamics.integrators import (
     NVTLangevin,
 )
 from nvalchemi_ase.dynamics.optimizers import BFGS, FIRE, LBFGS, MDMin
+from nvalchemi_ase.dynamics.variable_cell import CellFilter
 from nvalchemi_ase.sinks import (
     DataSink,
     GPUBuffer,
@@ -39,6 +40,7 @@ __all__ = [
     "Andersen",
     "BaseDynamics",
     "Bussi",
+    "CellFilter",
     "ConvergenceHook",
     "Criterion",
     "DataSink",

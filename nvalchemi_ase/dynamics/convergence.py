@@ -16,16 +16,30 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.base import DynamicsStage
+from nvalchemi_ase.dynamics.variable_cell import generalized_max_force, has_cell_filter, residual_stress
 from nvalchemi_ase.ops.segment import segment_max
 from nvalchemi_ase.ops.thermo import max_force
 
 Quantity = Callable[[Batch], torch.Tensor]
 
+
+def _fmax(batch: Batch) -> torch.Tensor:
+    if has_cell_filter(batch):  # ASE's test on a filter: atoms and cell rows
+        return generalized_max_force(batch)
+    return max_force(batch.forces, batch.batch_idx, batch.num_graphs)
+
+
 QUANTITIES: dict[str, Quantity] = {
-    "fmax": lambda batch: max_force(batch.forces, batch.batch_idx, batch.num_graphs),
+    "fmax": _fmax,
     "energy": lambda batch: batch.energy.view(-1),
+    "cell_stress": residual_stress,
 }
-"""Named per-system quantities a criterion can test (``[B]`` tensors)."""
+"""Named per-system quantities a criterion can test (``[B]`` tensors).
+
+``fmax``: the largest atomic force norm, eV/Å (with a cell filter, the largest
+row of the filter's forces, atoms and cell, as ASE tests a filter);
+``cell_stress``: with a cell filter, the largest relaxed component of
+``stress + p I``, eV/Å³ (0 for systems without one)."""
 
 
 @dataclass(frozen=True)

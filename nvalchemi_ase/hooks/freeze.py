@@ -46,6 +46,10 @@ class FreezeAtomsHook:
     zero_forces
         Also zero the frozen atoms' forces (eV/Å), as ASE's ``FixAtoms`` does
         for ``atoms.get_forces()``; FIRE and convergence checks then ignore them.
+    follow_cell
+        When the step changes cells (a cell filter): frozen atoms keep their
+        fractional coordinates, scaled with their cell as ASE's
+        ``set_cell(..., scale_atoms=True)`` moves them.
     frequency
         Must be 1: a freeze that skips steps is not a freeze.
     follow_cell

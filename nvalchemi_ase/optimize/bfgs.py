@@ -66,7 +66,7 @@ class BFGS(Optimizer):
         super().__init__(atoms, restart, logfile, trajectory, append_trajectory, **kwargs)
 
     def _make_engine(self, model: Any) -> BFGSEngine:
-        return BFGSEngine(model, maxstep=self.maxstep, alpha=self.alpha)
+        return BFGSEngine(model, maxstep=self.maxstep, alpha=self.alpha, cell_filter=self.cell_filter)
 
     def initialize(self) -> None:
         self._maxsteps = [float(self.maxstep)] * len(self.systems)

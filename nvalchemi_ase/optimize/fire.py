@@ -110,6 +110,7 @@ class FIRE(Optimizer):
             fa=self.fa,
             a=self.a,
             downhill_check=self.downhill_check,
+            cell_filter=self.cell_filter,
         )
 
     def initialize(self) -> None:

@@ -94,9 +94,19 @@ class LBFGS(Optimizer):
             )
 
     def _make_engine(self, model: Any) -> LBFGSEngine:
-        engine = LineSearchLBFGSEngine if self.use_line_search else LBFGSEngine
-        return engine(
-            model, maxstep=self.maxstep, memory=self.memory, damping=self.damping, alpha=self._alpha
+        if self.use_line_search:
+            if getattr(self.systems, "has_filters", False):
+                raise NotImplementedError("LBFGS(use_line_search=True) with cell filters is not supported")
+            return LineSearchLBFGSEngine(
+                model, maxstep=self.maxstep, memory=self.memory, damping=self.damping, alpha=self._alpha
+            )
+        return LBFGSEngine(
+            model,
+            maxstep=self.maxstep,
+            memory=self.memory,
+            damping=self.damping,
+            alpha=self._alpha,
+            cell_filter=self.cell_filter,
         )
 
     @property

@@ -56,7 +56,7 @@ class MDMin(Optimizer):
         super().__init__(atoms, restart, logfile, trajectory, **kwargs)
 
     def _make_engine(self, model: Any) -> MDMinEngine:
-        return MDMinEngine(model, dt=self.dt, maxstep=self.maxstep)
+        return MDMinEngine(model, dt=self.dt, maxstep=self.maxstep, cell_filter=self.cell_filter)
 
     def read(self) -> None:
         """ASE's restart: the velocities of each system with a file (the stored ``dt`` unused, as ASE)."""

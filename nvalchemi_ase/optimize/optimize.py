@@ -23,7 +23,9 @@ from ase.utils.abc import Optimizable
 from nvalchemi_ase._lookalike.base import LookalikeDynamics
 from nvalchemi_ase._lookalike.optimizable import SystemsOptimizable, optimizable_of
 from nvalchemi_ase._lookalike.outputs import OptimizerLog, system_paths
-from nvalchemi_ase.dynamics import ConvergenceHook
+from nvalchemi_ase.dynamics import ConvergenceHook, variable_cell
+from nvalchemi_ase.dynamics.convergence import QUANTITIES
+from nvalchemi_ase.dynamics.variable_cell import CellFilter, generalized_max_force
 from nvalchemi_ase.ops.thermo import max_force
 
 __all__ = ["DEFAULT_MAX_STEPS", "Optimizer", "RestartError"]
@@ -91,6 +93,10 @@ class Optimizer(LookalikeDynamics):
             self.optimizables[0] if isinstance(atoms, Atoms) else SystemsOptimizable(self.optimizables)
         )
         """As ASE's: the system's own for one ``Atoms``; for a list, all systems as one problem."""
+        if getattr(self.systems, "has_filters", False) and restart is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__}: restart files with cell filters are not supported"
+            )
         self.logfile = OptimizerLog(logfile, len(self.systems), comm)
         self.restart = restart
         self.fmax: float | None = None
@@ -102,6 +108,11 @@ class Optimizer(LookalikeDynamics):
             self.initialize()
 
     # ------------------------------------------------------------------ for subclasses
+    @property
+    def cell_filter(self) -> CellFilter | None:
+        """What the engine is given for the systems' ASE cell filters (their settings are batch fields)."""
+        return CellFilter() if getattr(self.systems, "has_filters", False) else None
+
     def initialize(self) -> None:
         """Set up the optimizer state (no restart file)."""
 
@@ -150,6 +161,10 @@ class Optimizer(LookalikeDynamics):
             "log_energy": batch.energy.view(-1),
             "fmax": max_force(batch.forces, batch.batch_idx, batch.num_graphs),
         }
+        if getattr(
+            self.systems, "has_filters", False
+        ):  # what ASE logs for a filter: E + pV and its (n + 3)-row fmax
+            tensors.update(log_energy=variable_cell.enthalpy(batch), fmax=generalized_max_force(batch))
         if self.restart is not None:
             tensors.update(self._restart_tensors(batch))
         return tensors
@@ -243,7 +258,7 @@ class Optimizer(LookalikeDynamics):
             gradient = -np.asarray(forces).ravel()
         else:
             batch = self.systems.batch
-            largest = max_force(batch.forces, batch.batch_idx, batch.num_graphs).max()
+            largest = QUANTITIES["fmax"](batch).max()
             return np.bool_(bool(largest < float(self.fmax or 0.0)))
         return self.gradient_converged(gradient)
 

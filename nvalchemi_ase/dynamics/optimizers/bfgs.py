@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics import variable_cell
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.variable_cell import CellFilter, Coordinates
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.bfgs import BFGSState, bfgs_step, initial_hessian, pad_hessian
 
@@ -29,6 +31,10 @@ class BFGS(BaseDynamics):
         step is scaled down as a whole, keeping its direction.
     alpha
         Initial Hessian ``alpha·I``, eV/Å² (ASE's 70.0).
+    cell_filter
+        A :class:`~nvalchemi_ase.dynamics.variable_cell.CellFilter`: relax the
+        cells with the atoms, as ASE's optimizers given a cell filter (the
+        model must compute stress).
     n_steps, hooks
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
     convergence_hook
@@ -50,6 +56,8 @@ class BFGS(BaseDynamics):
     """
 
     default_fmax = 0.05
+    cell_filter: CellFilter | None = None
+    row_fields: tuple[str, ...] = ()
 
     state_fields = ("bfgs_hessian", "bfgs_positions0", "bfgs_forces0", "bfgs_started")
 
@@ -58,6 +66,7 @@ class BFGS(BaseDynamics):
         model: Model,
         maxstep: float = 0.2,
         alpha: float = 70.0,
+        cell_filter: CellFilter | None = None,
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
@@ -73,18 +82,20 @@ class BFGS(BaseDynamics):
         self.maxstep: float | torch.Tensor = float(maxstep)
         """A float, or ``[B]`` per-system values (the ASE look-alike's restored restart files)."""
         self.alpha = float(alpha)
+        variable_cell.attach(self, cell_filter, ("bfgs_positions0", "bfgs_forces0"))
 
     @property
     def dt_internal(self) -> float:
         return self.dt  # BFGS has no time step; dt is an unused placeholder
 
     def init_state(self, batch: Batch) -> None:
-        width = 3 * int(batch.counts.max())
+        width = 3 * (int(batch.counts.max()) + (3 if self.cell_filter is not None else 0))
         if "bfgs_hessian" in batch.field_names():
             if batch.bfgs_hessian.shape[-1] < width:
                 raise ValueError(
                     f"bfgs_hessian is {batch.bfgs_hessian.shape[-1]} wide, the largest system needs {width}"
                 )
+            variable_cell.init_state(self, batch)
             return  # carried over from an earlier run on this batch
         started = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
         hessian = initial_hessian(batch.num_graphs, width, self.alpha, batch.positions)
@@ -92,16 +103,22 @@ class BFGS(BaseDynamics):
         batch.add_field("bfgs_positions0", torch.zeros_like(batch.positions), Scope.ATOM)
         batch.add_field("bfgs_forces0", torch.zeros_like(batch.positions), Scope.ATOM)
         batch.add_field("bfgs_started", started, Scope.SYSTEM)
+        variable_cell.init_state(self, batch)
 
     def pre_update(self, batch: Batch) -> None:
-        dofs = 3 * (batch.ptr[1:] - batch.ptr[:-1])
+        rows = Coordinates(batch, self.cell_filter)
+        dofs = 3 * (rows.ptr[1:] - rows.ptr[:-1])
         hessian = pad_hessian(batch.bfgs_hessian, dofs, self.alpha)
-        state = BFGSState(hessian, batch.bfgs_positions0, batch.bfgs_forces0, batch.bfgs_started)
-        positions, state = bfgs_step(
-            batch.positions, batch.forces, state, self.maxstep, batch.batch_idx, batch.ptr
+        state = BFGSState(
+            hessian, rows.state("bfgs_positions0"), rows.state("bfgs_forces0"), batch.bfgs_started
         )
-        batch.positions = positions
-        batch.bfgs_hessian, batch.bfgs_positions0, batch.bfgs_forces0, batch.bfgs_started = state
+        positions, state = bfgs_step(
+            rows.positions, rows.forces, state, self.maxstep, rows.batch_idx, rows.ptr
+        )
+        rows.move(positions)
+        rows.store("bfgs_positions0", state.positions0)
+        rows.store("bfgs_forces0", state.forces0)
+        batch.bfgs_hessian, batch.bfgs_started = state.hessian, state.started
 
     def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
         """The BFGS step of the ``members`` (``[B]`` bool) only: the others' Hessians are not decomposed.
@@ -110,6 +127,9 @@ class BFGS(BaseDynamics):
         step's ``eigh`` waits for the device anyway), stepped, and their
         positions and state written back; nothing is copied for the others.
         """
+        if self.cell_filter is not None:  # the generalized rows: held and restored as a whole
+            super().masked_pre_update(batch, members)
+            return
         systems = members.nonzero().squeeze(1)
         count = systems.numel()
         if count == batch.num_graphs:

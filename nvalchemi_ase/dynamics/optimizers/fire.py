@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics import variable_cell
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.variable_cell import CellFilter, Coordinates
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.fire import (
     DownhillState,
@@ -41,6 +43,10 @@ class FIRE(BaseDynamics):
         ASE's ``downhill_check``: a system whose energy rose since its last
         step goes back to the positions of that step and restarts its FIRE
         velocities (see :func:`~nvalchemi_ase.ops.fire.fire_downhill_check`).
+    cell_filter
+        A :class:`~nvalchemi_ase.dynamics.variable_cell.CellFilter`: relax the
+        cells with the atoms, as ASE's optimizers given a cell filter (the
+        model must compute stress).
     n_steps, hooks
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
     convergence_hook
@@ -57,6 +63,8 @@ class FIRE(BaseDynamics):
     """
 
     default_fmax = 0.05
+    cell_filter: CellFilter | None = None
+    row_fields: tuple[str, ...] = ()
 
     state_fields: tuple[str, ...] = ("fire_velocities", "fire_dt", "fire_a", "fire_n")
 
@@ -73,6 +81,7 @@ class FIRE(BaseDynamics):
         fa: float = 0.99,
         a: float = 0.1,
         downhill_check: bool = False,
+        cell_filter: CellFilter | None = None,
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
@@ -89,7 +98,10 @@ class FIRE(BaseDynamics):
         self.energy_offset: torch.Tensor | None = None
         """``[B]`` added to ``batch.energy`` for the downhill check (constraint energy terms), or None."""
         if downhill_check:
+            if cell_filter is not None:
+                raise NotImplementedError("FIRE: downhill_check with a cell filter is not supported")
             self.state_fields = (*type(self).state_fields, "fire_e_last", "fire_r_last")
+        variable_cell.attach(self, cell_filter, ("fire_velocities",))
 
     @property
     def dt_internal(self) -> float:
@@ -111,6 +123,7 @@ class FIRE(BaseDynamics):
         if self.downhill_check and "fire_e_last" not in names:
             batch.add_field("fire_e_last", zeros + torch.inf, Scope.SYSTEM)
             batch.add_field("fire_r_last", batch.positions.clone(), Scope.ATOM)
+        variable_cell.init_state(self, batch)
 
     def downhill_energy(self, batch: Batch) -> torch.Tensor:
         """``[B]`` the energy the downhill check compares: ``batch.energy`` plus :attr:`energy_offset`."""
@@ -124,14 +137,16 @@ class FIRE(BaseDynamics):
         return fire_uphill(self.downhill_energy(batch), batch.fire_e_last, batch.fire_n)
 
     def pre_update(self, batch: Batch) -> None:
-        state = FireState(batch.fire_velocities, batch.fire_dt, batch.fire_a, batch.fire_n)
-        positions, uphill = batch.positions, None
+        rows = Coordinates(batch, self.cell_filter)
+        state = FireState(rows.state("fire_velocities"), batch.fire_dt, batch.fire_a, batch.fire_n)
+        positions, uphill = rows.positions, None
         if self.downhill_check:
             memory = DownhillState(batch.fire_e_last, batch.fire_r_last)
             positions, uphill, memory = fire_downhill_check(
                 positions, self.downhill_energy(batch), memory, batch.fire_n, batch.batch_idx
             )
             batch.fire_e_last, batch.fire_r_last = memory
-        positions, state = fire_step(positions, batch.forces, state, self.parameters, batch.batch_idx, uphill)
-        batch.positions = positions
-        batch.fire_velocities, batch.fire_dt, batch.fire_a, batch.fire_n = state
+        positions, state = fire_step(positions, rows.forces, state, self.parameters, rows.batch_idx, uphill)
+        rows.move(positions)
+        rows.store("fire_velocities", state.velocities)
+        batch.fire_dt, batch.fire_a, batch.fire_n = state.dt, state.a, state.n

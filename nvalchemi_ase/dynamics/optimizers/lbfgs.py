@@ -12,9 +12,14 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics import variable_cell
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.variable_cell import CellFilter, Coordinates
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.lbfgs import LBFGSState, lbfgs_step
+
+_ROW_FIELDS = ("lbfgs_s", "lbfgs_y", "lbfgs_positions0", "lbfgs_forces0")
+"""The per-atom state, which a cell filter extends with cell rows."""
 
 
 class LBFGS(BaseDynamics):
@@ -34,6 +39,10 @@ class LBFGS(BaseDynamics):
     alpha
         Initial Hessian guess, eV/Å² (ASE's 70.0); the inverse Hessian starts,
         and in the recursion always starts, as ``I/alpha``.
+    cell_filter
+        A :class:`~nvalchemi_ase.dynamics.variable_cell.CellFilter`: relax the
+        cells with the atoms, as ASE's optimizers given a cell filter (the
+        model must compute stress).
     n_steps, hooks
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
     convergence_hook
@@ -49,6 +58,8 @@ class LBFGS(BaseDynamics):
     """
 
     default_fmax = 0.05
+    cell_filter: CellFilter | None = None
+    row_fields: tuple[str, ...] = ()
 
     state_fields = (
         "lbfgs_s",
@@ -66,6 +77,7 @@ class LBFGS(BaseDynamics):
         memory: int = 100,
         damping: float = 1.0,
         alpha: float = 70.0,
+        cell_filter: CellFilter | None = None,
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
@@ -86,6 +98,7 @@ class LBFGS(BaseDynamics):
         self.memory = int(memory)
         self.damping = float(damping)
         self.alpha = float(alpha)
+        variable_cell.attach(self, cell_filter, _ROW_FIELDS)
         self._history_bound = self.memory
         """Host-side bound on every system's history length: steps taken since the state was
         created (the recursion visits no more slots than this, so early steps stay cheap)."""
@@ -102,6 +115,7 @@ class LBFGS(BaseDynamics):
                     f"this engine has memory={self.memory}"
                 )
             self._history_bound = self.memory  # carried over: its fill is unknown here
+            variable_cell.init_state(self, batch)
             return
         history = batch.positions.new_zeros((batch.num_nodes, self.memory, 3))
         rho = batch.positions.new_zeros((batch.num_graphs, self.memory))
@@ -113,22 +127,36 @@ class LBFGS(BaseDynamics):
         batch.add_field("lbfgs_positions0", torch.zeros_like(batch.positions), Scope.ATOM)
         batch.add_field("lbfgs_forces0", torch.zeros_like(batch.positions), Scope.ATOM)
         self._history_bound = 0
+        variable_cell.init_state(self, batch)
 
     def pre_update(self, batch: Batch) -> None:
         loops = min(self._history_bound, self.memory)
+        rows = Coordinates(batch, self.cell_filter)
+        state = LBFGSState(
+            *(
+                rows.state(f"lbfgs_{name}")
+                if f"lbfgs_{name}" in _ROW_FIELDS
+                else getattr(batch, f"lbfgs_{name}")
+                for name in LBFGSState._fields
+            )
+        )
         positions, state = lbfgs_step(
-            batch.positions,
-            batch.forces,
-            self.state(batch),
+            rows.positions,
+            rows.forces,
+            state,
             self.alpha,
             self.maxstep,
             self.damping,
-            batch.batch_idx,
+            rows.batch_idx,
             loops=loops,
         )
         self._history_bound = min(self._history_bound + 1, self.memory)
-        batch.positions = positions
-        self.store(batch, state)
+        rows.move(positions)
+        for name, value in zip(LBFGSState._fields, state, strict=True):
+            if f"lbfgs_{name}" in _ROW_FIELDS:
+                rows.store(f"lbfgs_{name}", value)
+            else:
+                setattr(batch, f"lbfgs_{name}", value)
 
     @staticmethod
     def state(batch: Batch) -> LBFGSState:

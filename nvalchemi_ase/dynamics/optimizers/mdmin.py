@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.dynamics import variable_cell
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.dynamics.variable_cell import CellFilter, Coordinates
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops.mdmin import MDMinState, mdmin_step
 
@@ -31,6 +33,10 @@ class MDMin(BaseDynamics):
         belongs to the ASE look-alike; here ``dt`` must be positive.)
     maxstep
         Largest displacement of any atom in one step, Å (ASE's 0.2).
+    cell_filter
+        A :class:`~nvalchemi_ase.dynamics.variable_cell.CellFilter`: relax the
+        cells with the atoms, as ASE's optimizers given a cell filter (the
+        model must compute stress).
     n_steps, hooks
         As :class:`~nvalchemi_ase.dynamics.BaseDynamics`.
     convergence_hook
@@ -45,6 +51,8 @@ class MDMin(BaseDynamics):
     """
 
     default_fmax = 0.05
+    cell_filter: CellFilter | None = None
+    row_fields: tuple[str, ...] = ()
 
     state_fields = ("mdmin_velocities", "mdmin_started")
 
@@ -53,6 +61,7 @@ class MDMin(BaseDynamics):
         model: Model,
         dt: float = 0.2,
         maxstep: float = 0.2,
+        cell_filter: CellFilter | None = None,
         n_steps: int | None = None,
         hooks: Iterable[Any] | None = None,
         convergence_hook: Any = None,
@@ -64,22 +73,25 @@ class MDMin(BaseDynamics):
         if not maxstep > 0.0:
             raise ValueError(f"maxstep must be positive (Å), got {maxstep}")
         self.maxstep = float(maxstep)
+        variable_cell.attach(self, cell_filter, ("mdmin_velocities",))
 
     @property
     def dt_internal(self) -> float:
         return self.dt  # MDMin's dt is ASE's unitless step parameter
 
     def init_state(self, batch: Batch) -> None:
-        if "mdmin_velocities" in batch.field_names():
-            return  # carried over from an earlier run on this batch
-        started = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
-        batch.add_field("mdmin_velocities", torch.zeros_like(batch.positions), Scope.ATOM)
-        batch.add_field("mdmin_started", started, Scope.SYSTEM)
+        if "mdmin_velocities" not in batch.field_names():  # else carried over from an earlier run
+            started = torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
+            batch.add_field("mdmin_velocities", torch.zeros_like(batch.positions), Scope.ATOM)
+            batch.add_field("mdmin_started", started, Scope.SYSTEM)
+        variable_cell.init_state(self, batch)
 
     def pre_update(self, batch: Batch) -> None:
-        state = MDMinState(batch.mdmin_velocities, batch.mdmin_started)
+        rows = Coordinates(batch, self.cell_filter)
+        state = MDMinState(rows.state("mdmin_velocities"), batch.mdmin_started)
         positions, state = mdmin_step(
-            batch.positions, batch.forces, state, self.dt, self.maxstep, batch.batch_idx
+            rows.positions, rows.forces, state, self.dt, self.maxstep, rows.batch_idx
         )
-        batch.positions = positions
-        batch.mdmin_velocities, batch.mdmin_started = state
+        rows.move(positions)
+        rows.store("mdmin_velocities", state.velocities)
+        batch.mdmin_started = state.started
