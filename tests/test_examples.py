@@ -90,3 +90,18 @@ def test_relax_cell_reaches_the_same_volume_per_atom() -> None:
     volumes = [atoms.get_volume() / len(atoms) for atoms in results]
     assert len(results) == 4 and max(volumes) - min(volumes) < 5e-3
     assert not any(atoms.info["unconverged"] for atoms in results)
+
+
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    difference = _load("checkpoint_resume.py")["main"](["--steps", "12", "--every", "4", "--device", "cpu"])
+    assert difference == 0.0 and (tmp_path / "run.ckpt").exists()
+
+
+def test_distributed_screen_finds_every_structure(capsys) -> None:
+    pytest.importorskip("distributed")
+    energies = _load("distributed_screen.py")["main"](
+        ["--structures", "6", "--workers", "1", "--chunk-size", "2", "--no-processes", "--device", "cpu"]
+    )
+    assert sorted(energies) == list(range(6))
+    assert "lowest energy" in capsys.readouterr().out

@@ -122,14 +122,16 @@ class FusedStage(BaseDynamics):
         on_finish: Callable[[int], None] | None = None,
         on_step: Callable[[int], None] | None = None,
         results: dict[int, Atoms] | None = None,
+        *,
+        batch: Batch | None = None,
     ) -> list[Atoms]:
         """Stream every structure of ``sampler`` through the pipeline, refilling as systems finish.
 
-        See :func:`nvalchemi_ase.dynamics.inflight.run_inflight`. Returns the
-        final structures in input order.
+        See :func:`nvalchemi_ase.dynamics.inflight.run_inflight` (``batch`` and
+        ``results`` continue a checkpointed run). Returns the final structures in input order.
         """
         with self.opened_hooks():
-            return run_inflight(self, sampler, sinks, n_steps, on_finish, on_step, results)
+            return run_inflight(self, sampler, sinks, n_steps, on_finish, on_step, results, batch=batch)
 
     def _hooked_engines(self) -> list[BaseDynamics]:
         return [self, *self.stages]

@@ -79,12 +79,22 @@ class InflightSampler:
         self._source: Iterator[Atoms] = iter(structures)
         self._next: tuple[int, Atoms] | None = None
         self._index = 0
+        self.handed_out = 0
+        """How many structures ``take`` has handed out (a checkpoint stores it; see :meth:`skip`)."""
         self._advance()
 
     @property
     def exhausted(self) -> bool:
         """Whether every structure has been handed out."""
         return self._next is None
+
+    def skip(self, count: int) -> None:
+        """Pass over the next ``count`` structures (they were handed out before a checkpoint)."""
+        for _ in range(count):
+            if self._next is None:
+                raise ValueError(f"cannot skip {count} structures: the input holds only {self.handed_out}")
+            self._advance()
+            self.handed_out += 1
 
     def _advance(self) -> None:
         atoms = next(self._source, None)
@@ -117,6 +127,7 @@ class InflightSampler:
             if not fits:
                 break
             taken.append((index, atoms))
+            self.handed_out += 1
             atoms_used, systems_used, pairs_used = (
                 atoms_used + n_atoms,
                 systems_used + 1,
@@ -146,6 +157,8 @@ def run_inflight(
     on_finish: Callable[[int], None] | None = None,
     on_step: Callable[[int], None] | None = None,
     results: dict[int, Atoms] | None = None,
+    *,
+    batch: Batch | None = None,
 ) -> list[Atoms]:
     """Run ``fused`` over every structure of ``sampler``; finished ones are refilled.
 
@@ -159,27 +172,33 @@ def run_inflight(
     ``results``, when given, is filled with each finished structure as it
     finishes (``system_id`` → Atoms), so a caller still holds them when the run
     is interrupted (Ctrl-C) before it returns.
+
+    To continue a checkpointed run, pass the restored ``batch`` (already bound to
+    ``fused``, see :func:`~nvalchemi_ase.dynamics.checkpoint.restore_checkpoint`),
+    the finished ``results`` so far (by system id; filled as systems finish) and a
+    sampler that has skipped the structures handed out before.
     """
     results = {} if results is None else results
-    first = sampler.take()
-    if not first:
-        return []
-    batch: Batch | None = sampler.batch(first)
-    fused.prime(batch)  # bind, state, forces
+    if batch is None:
+        first = sampler.take()
+        if not first:
+            return [results[k] for k in sorted(results)]
+        batch = fused.prime(sampler.batch(first))  # bind, state, forces
+    current: Batch | None = batch
     taken = 0
-    while batch is not None and (n_steps is None or taken < n_steps):
-        fused.step(batch)
+    while current is not None and (n_steps is None or taken < n_steps):
+        fused.step(current)
         taken += 1
         if on_step is not None:
-            on_step(batch.num_nodes)
+            on_step(current.num_nodes)
         if fused.finished_any:
-            batch = _refill(fused, batch, sampler, sinks, results)
+            current = _refill(fused, current, sampler, sinks, results)
             if on_finish is not None:
                 on_finish(len(results))
-    if batch is not None:
+    if current is not None:
         _collect(
-            batch,
-            torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device),
+            current,
+            torch.ones(current.num_graphs, dtype=torch.bool, device=current.device),
             results,
             finished=False,
         )
