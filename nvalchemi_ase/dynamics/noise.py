@@ -37,7 +37,7 @@ COUNTER_FIELD = "noise_counter"
 class Draw(NamedTuple):
     """One array of random numbers, named by the numpy method that draws it in ASE.
 
-    Attributes
+    Parameters
     ----------
     method
         ``"standard_normal"``, ``"normal"`` (loc 0, scale 1), ``"random"``
