@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.constraints import FixAtoms, FixBondLengths, FixCartesian, FixCom, Hookean
 
 from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.dynamics import Andersen as AndersenEngine
 from nvalchemi_ase.md.md import MolecularDynamics
+from nvalchemi_ase.units import ev_to_kelvin, internal_to_fs, kelvin_to_ev
 
 __all__ = ["Andersen"]
 
@@ -79,7 +80,7 @@ class Andersen(MolecularDynamics):
         rng: Any = None,
         **kwargs: Any,
     ) -> None:
-        self.temp = units.kB * np.asarray(temperature_K, dtype=float)
+        self.temp = kelvin_to_ev(np.asarray(temperature_K, dtype=float))
         self.andersen_prob = andersen_prob
         self.fix_com = fixcm
         self.rng = np.random if rng is None else rng
@@ -90,8 +91,8 @@ class Andersen(MolecularDynamics):
             _check_fixcm_constraints(self.systems.atoms)
         return AndersenEngine(
             model,
-            self.dt / units.fs,
-            temperature=self._per_system_value(self.temp / units.kB, "temperature_K"),
+            internal_to_fs(self.dt),
+            temperature=self._per_system_value(ev_to_kelvin(self.temp), "temperature_K"),
             andersen_prob=self._per_system_value(self.andersen_prob, "andersen_prob"),
             fixcm=bool(self.fix_com),
             noise=ase_noise(self.rng, len(self.systems), self.systems.device),
@@ -99,7 +100,7 @@ class Andersen(MolecularDynamics):
 
     def set_temperature(self, temperature_K: float) -> None:
         self._andersen.temperature = self._per_system_value(temperature_K, "temperature_K")
-        self.temp = units.kB * np.asarray(temperature_K, dtype=float)
+        self.temp = kelvin_to_ev(np.asarray(temperature_K, dtype=float))
 
     def set_andersen_prob(self, andersen_prob: float) -> None:
         self._andersen.andersen_prob = self._per_system_value(andersen_prob, "andersen_prob")

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
 from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.dynamics import Bussi as BussiEngine
 from nvalchemi_ase.md.verlet import VelocityVerlet
+from nvalchemi_ase.units import ev_to_kelvin, internal_to_fs, kelvin_to_ev
 
 __all__ = ["Bussi"]
 
@@ -48,7 +49,7 @@ class Bussi(VelocityVerlet):
         rng: Any = None,
         **kwargs: Any,
     ) -> None:
-        self.temp = np.asarray(temperature_K, dtype=float) * units.kB
+        self.temp = kelvin_to_ev(np.asarray(temperature_K, dtype=float))
         self.taut = np.asarray(taut, dtype=float) if isinstance(taut, list | tuple) else taut
         self.rng = np.random if rng is None else rng
         super().__init__(atoms, timestep, **kwargs)
@@ -65,9 +66,9 @@ class Bussi(VelocityVerlet):
     def _make_engine(self, model: Any) -> BussiEngine:
         engine = BussiEngine(
             model,
-            self.dt / units.fs,
-            temperature=self._per_system_value(self.temp / units.kB, "temperature_K"),
-            taut=self._per_system_value(np.asarray(self.taut) / units.fs, "taut"),
+            internal_to_fs(self.dt),
+            temperature=self._per_system_value(ev_to_kelvin(self.temp), "temperature_K"),
+            taut=self._per_system_value(internal_to_fs(np.asarray(self.taut)), "taut"),
             noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
         engine.fixed_degrees_of_freedom = self.systems.degrees_of_freedom()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from ase import Atoms, units
+from ase import Atoms
 
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
 from nvalchemi_ase._lookalike.random import ase_noise
@@ -22,6 +22,7 @@ from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import NVTLangevin
 from nvalchemi_ase.dynamics.noise import Draw, NoiseSource
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
+from nvalchemi_ase.units import ev_to_kelvin, internal_to_fs, kelvin_to_ev, rate_internal_to_fs
 
 __all__ = ["Langevin"]
 
@@ -171,8 +172,8 @@ class Langevin(MolecularDynamics):
             raise TypeError("Missing 'friction' argument.")
         self._systems_given = None if isinstance(atoms, Atoms) else len(atoms)
         self.fr = self._entries(friction)
-        self.temp = units.kB * process_temperature(
-            self._entries(temperature), self._entries(temperature_K), "eV"
+        self.temp = kelvin_to_ev(
+            process_temperature(self._entries(temperature), self._entries(temperature_K), "eV")
         )
         if fixcm:
             warnings.warn(_FIXCM_WARNING, FutureWarning, stacklevel=2)
@@ -187,30 +188,32 @@ class Langevin(MolecularDynamics):
     def _make_engine(self, model: Any) -> NVTLangevin:
         return NVTLangevin(
             model,
-            self.dt / units.fs,
-            temperature=self._langevin_value(self.temp / units.kB, "temperature_K"),
-            friction=self._langevin_value(self.fr * units.fs, "friction"),
+            internal_to_fs(self.dt),
+            temperature=self._langevin_value(ev_to_kelvin(self.temp), "temperature_K"),
+            friction=self._langevin_value(rate_internal_to_fs(self.fr), "friction"),
             fixcm=bool(self.fix_com),
             noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
 
     def todict(self) -> dict[str, Any]:
         return super().todict() | {
-            "temperature_K": self.temp / units.kB,
+            "temperature_K": ev_to_kelvin(self.temp),
             "friction": self.fr,
             "fixcm": self.fix_com,
         }
 
     def set_temperature(self, temperature: float | None = None, temperature_K: float | None = None) -> None:
         """Change the target temperature (``temperature`` in eV is deprecated, as in ASE)."""
-        temp = units.kB * process_temperature(self._entries(temperature), self._entries(temperature_K), "eV")
-        self._engine.temperature = self._langevin_value(temp / units.kB, "temperature_K")  # checked there
+        temp = kelvin_to_ev(
+            process_temperature(self._entries(temperature), self._entries(temperature_K), "eV")
+        )
+        self._engine.temperature = self._langevin_value(ev_to_kelvin(temp), "temperature_K")  # checked there
         self.temp = temp  # only once accepted: an error changes nothing
 
     def set_friction(self, friction: Any) -> None:
         """Change the friction (1/ASE time; the forms ``friction`` takes at construction)."""
         fr = self._entries(friction)
-        self._engine.friction = self._langevin_value(fr * units.fs, "friction")
+        self._engine.friction = self._langevin_value(rate_internal_to_fs(fr), "friction")
         self.fr = fr
 
     # ------------------------------------------------------------------ per-atom values

@@ -18,6 +18,7 @@ from nvalchemi_ase.dynamics import NVE, BaseDynamics, LangevinBAOABNPT
 from nvalchemi_ase.dynamics import LangevinBAOAB as BAOABEngine
 from nvalchemi_ase.md.md import MolecularDynamics
 from nvalchemi_ase.ops.baoab import external_stress_tensor
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["LangevinBAOAB"]
 
@@ -180,12 +181,12 @@ class LangevinBAOAB(MolecularDynamics):
             )
             return self._make_barostat(model)
         if self.temperature_K is None:
-            return NVE(model, dt=self.dt / units.fs)
+            return NVE(model, dt=internal_to_fs(self.dt))
         return BAOABEngine(
             model,
-            self.dt / units.fs,
+            internal_to_fs(self.dt),
             temperature=self._per_system_value(self.temperature_K, "temperature_K"),
-            T_tau=self._per_system_value(np.asarray(self.T_tau) / units.fs, "T_tau"),
+            T_tau=self._per_system_value(internal_to_fs(np.asarray(self.T_tau)), "T_tau"),
             noise=ase_noise(self.rng, len(self.systems), self.systems.device),
         )
 
@@ -194,16 +195,16 @@ class LangevinBAOAB(MolecularDynamics):
         noise = ase_noise(self.rng, len(self.systems), self.systems.device) if thermostatted else None
         return LangevinBAOABNPT(
             model,
-            self.dt / units.fs,
+            internal_to_fs(self.dt),
             torch.as_tensor(self.externalstress),
             hydrostatic=self.hydrostatic,
             temperature=self._per_system_value(self.temperature_K, "temperature_K")
             if thermostatted
             else None,
-            T_tau=self._per_system_value(np.asarray(self.T_tau) / units.fs, "T_tau")
+            T_tau=self._per_system_value(internal_to_fs(np.asarray(self.T_tau)), "T_tau")
             if thermostatted
             else None,
-            P_tau=self._per_system_value(np.asarray(self.P_tau) / units.fs, "P_tau"),
+            P_tau=self._per_system_value(internal_to_fs(np.asarray(self.P_tau)), "P_tau"),
             P_mass=torch.as_tensor(np.asarray(self.barostat_mass, dtype=float)),
             disable_cell_langevin=self.disable_cell_langevin,
             noise=noise,

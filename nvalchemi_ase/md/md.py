@@ -12,12 +12,13 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from ase import Atoms, units
+from ase import Atoms
 from ase.md.md import process_temperature
 from ase.parallel import world
 
 from nvalchemi_ase._lookalike.base import LookalikeDynamics
 from nvalchemi_ase.md.logger import attach_md_logger
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["MolecularDynamics", "process_temperature"]
 
@@ -82,12 +83,9 @@ class MolecularDynamics(LookalikeDynamics):
     @dt.setter
     def dt(self, timestep: float) -> None:
         if hasattr(self, "engine"):
-            self.engine.dt = (
-                float(timestep) / units.fs
-            )  # checked there, thermostats refresh; an error changes nothing
-            self._dt = float(timestep)
-        else:
-            self._dt = float(timestep)
+            # checked there (an error changes nothing); the engine's thermostat refreshes its coefficients
+            self.engine.dt = internal_to_fs(float(timestep))
+        self._dt = float(timestep)
 
     def _per_system_value(self, values: Any, name: str) -> float | torch.Tensor:
         """An engine parameter: a float, or one value per system (per-atom values must agree per system)."""

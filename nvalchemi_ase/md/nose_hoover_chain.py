@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
 from nvalchemi_ase._lookalike.constraints import SUPPORTED, no_fixcom_mixture, only_constraints
 from nvalchemi_ase.dynamics import NoseHooverChainNVT as NoseHooverEngine
 from nvalchemi_ase.md._mtk import MTKNPT, IsotropicMTKNPT
 from nvalchemi_ase.md.md import MolecularDynamics
 from nvalchemi_ase.ops.thermo import kinetic_energy
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["MTKNPT", "IsotropicMTKNPT", "NoseHooverChainNVT"]
 
@@ -76,9 +77,9 @@ class NoseHooverChainNVT(MolecularDynamics):
         no_fixcom_mixture(self.systems.atoms, type(self).__name__)
         return NoseHooverEngine(
             model,
-            self.dt / units.fs,
+            internal_to_fs(self.dt),
             temperature=self._per_system_value(self.temperature_K, "temperature_K"),
-            tdamp=self._per_system_value(np.asarray(self.tdamp) / units.fs, "tdamp"),
+            tdamp=self._per_system_value(internal_to_fs(np.asarray(self.tdamp)), "tdamp"),
             tchain=self.tchain,
             tloop=self.tloop,
             frozen_momenta=True,

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
 from nvalchemi_ase.dynamics import NVTBerendsen as BerendsenEngine
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["NVTBerendsen"]
 
@@ -58,16 +59,16 @@ class NVTBerendsen(MolecularDynamics):
     def _make_engine(self, model: Any) -> BerendsenEngine:
         engine = BerendsenEngine(
             model,
-            self.dt / units.fs,
+            internal_to_fs(self.dt),
             temperature=self._per_system_value(self.temperature, "temperature"),
-            taut=self._per_system_value(np.asarray(self.taut) / units.fs, "taut"),
+            taut=self._per_system_value(internal_to_fs(np.asarray(self.taut)), "taut"),
             fixcm=bool(self.fix_com),
         )
         engine.fixed_degrees_of_freedom = self.systems.degrees_of_freedom()  # ASE's count
         return engine
 
     def set_taut(self, taut: float) -> None:
-        self._berendsen.taut = self._per_system_value(np.asarray(taut) / units.fs, "taut")
+        self._berendsen.taut = self._per_system_value(internal_to_fs(np.asarray(taut)), "taut")
         self.taut = taut
 
     def get_taut(self) -> float:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ase import units
-
 from nvalchemi_ase.dynamics import NVE, BaseDynamics
 from nvalchemi_ase.md.md import MolecularDynamics
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["VelocityVerlet"]
 
@@ -22,4 +21,4 @@ class VelocityVerlet(MolecularDynamics):
     """
 
     def _make_engine(self, model: Any) -> BaseDynamics:
-        return NVE(model, dt=self.dt / units.fs)
+        return NVE(model, dt=internal_to_fs(self.dt))
