@@ -16,6 +16,7 @@ import torch
 from ase import Atoms
 
 from nvalchemi_ase._lookalike.host_constraints import HostConstraintHook
+from nvalchemi_ase._lookalike.parameters import PerSystem, engine_value
 from nvalchemi_ase._lookalike.random import ase_noise
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.data.host import to_host
@@ -68,47 +69,6 @@ class _RedistributedNoise:
         for b, rows in zip(self.systems, self.local, strict=True):
             self.hook.redistribute_noise(b, host[rows])
         return noise.index_copy(0, self.index, torch.as_tensor(host, dtype=noise.dtype).to(noise.device))
-
-
-class _PerSystem(list):
-    """One entry per system (a scalar or that system's per-atom array); ``*`` and ``/`` act per entry."""
-
-    def __mul__(self, other: Any) -> _PerSystem:
-        return _PerSystem(np.multiply(entry, other) for entry in self)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, other: Any) -> _PerSystem:
-        return _PerSystem(np.divide(entry, other) for entry in self)
-
-
-def _per_atom(values: Any, name: str, count: int) -> float | np.ndarray:
-    """A float when all equal, else one value per atom ``[count]``, from what ASE's ``updatevars`` accepts.
-
-    ASE broadcasts the value against ``masses`` ``(N, 1)`` and then the
-    ``(N, 3)`` moves: an ``(N, 1)`` array is one value per atom; an ``(N,)``
-    one fails there (ValueError here); one that varies along the last axis
-    (``(N, 3)``, ``(3,)``) is per direction (NotImplementedError here).
-    """
-    array = np.asarray(values, dtype=float)
-    if array.ndim == 0:
-        return float(array)
-    try:
-        full = np.broadcast_to(array, (count, 3))
-    except ValueError:
-        raise ValueError(
-            f"{name}: an array of shape {array.shape} does not broadcast against the masses "
-            f"({count}, 1) and moves ({count}, 3) (ASE fails with it); give a scalar or one "
-            f"value per atom of shape ({count}, 1)"
-        ) from None
-    if np.all(full == full.flat[0]):
-        return float(full.flat[0])
-    if np.any(full != full[:, :1]):
-        raise NotImplementedError(
-            f"{name}: values that differ per direction (shape {array.shape}) are not supported; "
-            f"give one value per atom, shape ({count}, 1)"
-        )
-    return full[:, 0].copy()
 
 
 class Langevin(MolecularDynamics):
@@ -218,32 +178,17 @@ class Langevin(MolecularDynamics):
 
     # ------------------------------------------------------------------ per-atom values
     def _entries(self, values: Any) -> Any:
-        """A list/tuple as an array; a ``_PerSystem`` for a list of Atoms (one entry each, some arrays)."""
+        """A list/tuple as an array; a ``PerSystem`` for a list of Atoms (one entry each, some arrays)."""
         if not isinstance(values, list | tuple):
             return values
         per_system = self._systems_given is not None and len(values) == self._systems_given
         if per_system and any(np.ndim(entry) > 0 for entry in values):
-            return _PerSystem(values)
+            return PerSystem(values)
         return np.asarray(values, dtype=float)
 
     def _langevin_value(self, values: Any, name: str) -> float | torch.Tensor:
         """The engine's temperature/friction: a float, ``[B]`` per system or ``[N]`` per atom."""
-        atoms = self.systems.atoms
-        if isinstance(values, _PerSystem):
-            counts = [len(system) for system in atoms]
-            parts = [
-                _per_atom(value, f"{name}[{b}]", count)
-                for b, (value, count) in enumerate(zip(values, counts, strict=True))
-            ]
-            if all(isinstance(part, float) for part in parts):
-                return self._per_system_value(np.asarray(parts), name)
-            per_atom = [np.broadcast_to(part, count) for part, count in zip(parts, counts, strict=True)]
-            return torch.as_tensor(np.concatenate(per_atom))
-        values = np.asarray(values, dtype=float)
-        if values.shape == (len(atoms),):  # one per system (one Atoms: a one-element array)
-            return self._per_system_value(values, name)
-        part = _per_atom(values, name, sum(len(a) for a in atoms))
-        return part if isinstance(part, float) else torch.as_tensor(part)
+        return engine_value(values, name, [len(atoms) for atoms in self.systems.atoms], per_atom=True)
 
     @property
     def _engine(self) -> NVTLangevin:

@@ -17,6 +17,7 @@ from ase.md.md import process_temperature
 from ase.parallel import world
 
 from nvalchemi_ase._lookalike.base import LookalikeDynamics
+from nvalchemi_ase._lookalike.parameters import engine_value
 from nvalchemi_ase.md.logger import attach_md_logger
 from nvalchemi_ase.units import internal_to_fs
 
@@ -89,14 +90,7 @@ class MolecularDynamics(LookalikeDynamics):
 
     def _per_system_value(self, values: Any, name: str) -> float | torch.Tensor:
         """An engine parameter: a float, or one value per system (per-atom values must agree per system)."""
-        values = np.asarray(values, dtype=float)
-        if values.ndim == 0 or np.all(values == values.flat[0]):
-            return float(values.flat[0])
-        if values.shape == (len(self.systems),):
-            return torch.as_tensor(values)
-        raise NotImplementedError(
-            f"{name}: per-atom values are not supported; give one value, or one per system for a list"
-        )
+        return engine_value(values, name, [len(atoms) for atoms in self.systems.atoms])
 
     def _forbid_constraints(self, reason: str) -> None:
         """Raise NotImplementedError naming the first system that carries a constraint."""
