@@ -129,3 +129,28 @@ def test_bfgs_state_of_different_widths_survives_refills():
             InflightSampler([original], max_systems=1, device="cpu")
         )[0]
         np.testing.assert_allclose(result.positions, alone.positions, rtol=0, atol=1e-9)
+
+
+def test_langevin_trajectories_do_not_depend_on_the_slot_count():
+    """Counter-based noise: a system's MD noise follows its system_id, not its slot or batch mates."""
+    from nvalchemi_ase.dynamics import NVTLangevin
+
+    structures = _structures(7, seed=2)
+
+    def run(slots):
+        model = LennardJones(**ARGON)
+        pipeline = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=200) + NVTLangevin(
+            model,
+            dt=2.0,
+            temperature=80.0,
+            friction=0.02,
+            seed=5,
+            n_steps=10,
+            initial_temperature=40.0,
+            velocity_seed=1,
+        )
+        return pipeline.run_inflight(InflightSampler(structures, max_systems=slots, device="cpu"))
+
+    for two, five in zip(run(2), run(5), strict=True):
+        np.testing.assert_allclose(two.positions, five.positions, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(two.get_velocities(), five.get_velocities(), rtol=0, atol=1e-9)
