@@ -74,6 +74,8 @@ class FusedStage(BaseDynamics):
             raise ValueError("the same engine object appears twice; create one per sub-stage")
         self.stages = stages
         self.finished_any = False
+        self._occupied: list[bool] | None = None
+        """Which sub-stages held systems after the last step (read with its host copy); None: assume all."""
         """Whether some system finished at the last step (read from the step's one host copy)."""
         self._members: list[torch.Tensor] = []
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
@@ -104,6 +106,7 @@ class FusedStage(BaseDynamics):
             stage.batch = batch
             stage.init_state(batch)
         self.done = False
+        self._occupied = None
 
     def enter(self, batch: Batch, systems: torch.Tensor) -> None:
         """New systems start in the first sub-stage (those with status 0 enter it)."""
@@ -158,16 +161,19 @@ class FusedStage(BaseDynamics):
         for stage in self.stages:
             stage._call_hooks(DynamicsStage.BEFORE_STEP, batch)
         self._call_hooks(DynamicsStage.BEFORE_PRE_UPDATE, batch)
-        for stage, mine in zip(self.stages, members, strict=True):
+        occupied = self._occupied or [True] * len(self.stages)
+        for stage, mine, busy in zip(self.stages, members, occupied, strict=True):
             stage._call_hooks(DynamicsStage.BEFORE_PRE_UPDATE, batch)
-            stage.masked_pre_update(batch, mine)
+            if busy:  # a sub-stage without systems does no update work
+                stage.masked_pre_update(batch, mine)
         self._call_hooks(DynamicsStage.BEFORE_COMPUTE, batch)
         self.compute(batch)
         self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
         for stage in self.stages:
             stage._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
-        for stage, mine in zip(self.stages, members, strict=True):
-            stage.masked_post_update(batch, mine)
+        for stage, mine, busy in zip(self.stages, members, occupied, strict=True):
+            if busy:
+                stage.masked_post_update(batch, mine)
             stage._call_hooks(DynamicsStage.AFTER_POST_UPDATE, batch)
         self._call_hooks(DynamicsStage.AFTER_POST_UPDATE, batch)
 
@@ -201,8 +207,15 @@ class FusedStage(BaseDynamics):
                 self.stages[k + 1].enter(batch, leaving)
         listening = [k for k, s in enumerate(self.stages) if s.hooks_at(DynamicsStage.ON_CONVERGE)]
         finished = batch.status == self.exit_status
-        flags = torch.stack([converged[k].any() for k in listening] + [finished.any(), finished.all()])
+        occupied = [(batch.status == k).any() for k in range(len(self.stages))]
+        flags = torch.stack(
+            [converged[k].any() for k in listening] + occupied + [finished.any(), finished.all()]
+        )
         *any_converged, any_finished, all_done = flags.tolist()
+        any_converged, self._occupied = (
+            any_converged[: len(listening)],
+            [bool(flag) for flag in any_converged[len(listening) :]],
+        )
         self.finished_any = bool(any_finished)
         for k, fired in zip(listening, any_converged, strict=True):
             if fired:

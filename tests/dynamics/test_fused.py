@@ -223,3 +223,25 @@ def test_a_final_stage_without_budget_runs_to_n_steps():
     fused.run(batch, n_steps=12)
     assert fused.step_count == 12 and batch.status.tolist() == [1] and not fused.done
     assert np.isfinite(batch.positions.numpy()).all()
+
+
+def test_a_sub_stage_without_systems_does_no_update_work():
+    model = LennardJones(**ARGON)
+    relax = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.05), n_steps=300)
+    md = NVE(model, dt=1.0, n_steps=5)
+    calls = {"relax": 0, "md": 0}
+    for name, engine in (("relax", relax), ("md", md)):
+        original = engine.masked_pre_update
+
+        def counting(batch, members, name=name, original=original):
+            calls[name] += 1
+            original(batch, members)
+
+        engine.masked_pre_update = counting
+    fused = relax + md
+    batch = Batch.from_atoms([argon_bulk(1, seed=0, rattle=0.05)], device="cpu")
+    fused.run(batch)
+    steps = fused.step_count
+    assert fused.done and steps > 5
+    assert calls["relax"] == steps - 5  # not called once the system left it
+    assert calls["md"] == 5 + 1  # the first step assumes every sub-stage busy
