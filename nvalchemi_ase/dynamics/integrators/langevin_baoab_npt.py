@@ -56,15 +56,16 @@ class LangevinBAOABNPT(Thermostat):
         Factor on the heuristic W.
     disable_cell_langevin
         No Langevin on the cell even when thermostatted.
-    seed, n_steps, hooks, convergence_hook, **options
+    seed, noise, n_steps, hooks, convergence_hook, **options
         As :class:`~nvalchemi_ase.dynamics.integrators.langevin_baoab.LangevinBAOAB`.
 
     Notes
     -----
-    :meth:`draw_noise` returns ``(ξ [N, 3] or None, η [B, k, k] or None)``;
-    a subclass returning ASE's numpy draws (``rng.normal(size=(n, 3))`` then
-    ``rng.normal()`` or ``rng.normal(size=(3, 3))`` per system) reproduces
-    ASE's run of each system. p_ε and the cell force live on the engine
+    :meth:`draw_noise` returns ``(ξ [N, 3] or None, η [B, k, k] or None)``,
+    asking the noise source for ASE's draws (``normal(size=(n, 3))`` then
+    ``normal()`` or ``normal(size=(3, 3))`` per system):
+    :class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` with one generator per
+    system reproduces ASE's run of each system. p_ε and the cell force live on the engine
     (``p_eps``, ``force_eps``); converged systems (with a convergence hook)
     keep straining their cell.
     """
