@@ -124,6 +124,8 @@ class TrajectorySink(DataSink):
             ``[B]`` bool selecting systems; ``None`` means all of them.
         step
             Stored as ``atoms.info["step"]`` of every frame of this write.
+            A batch with a ``status`` field (the sub-stage of a fused run)
+            also gives each frame ``atoms.info["stage"]``.
         """
         systems = self._prepare(batch, mask)
         if systems.size:
@@ -133,9 +135,12 @@ class TrajectorySink(DataSink):
         selected = batch.index_select(systems)
         images = selected.to_atoms()
         system_ids = selected.system_id.detach().cpu().numpy()
-        for system_id, atoms in zip(system_ids.tolist(), images, strict=True):
+        stages = selected.status.tolist() if "status" in selected.field_names() else [None] * len(images)
+        for system_id, atoms, stage in zip(system_ids.tolist(), images, stages, strict=True):
             if step is not None:
                 atoms.info["step"] = int(step)
+            if stage is not None:
+                atoms.info["stage"] = int(stage)
             self._append_frame(int(system_id), atoms)
 
     def _append_frame(self, system_id: int, atoms: Any) -> None:
@@ -147,8 +152,12 @@ class TrajectorySink(DataSink):
         if self._format == "traj":
             writer = self._writers.get(system_id)
             if writer is None:
-                writer = self._writers[system_id] = Trajectory(str(path), "a")
-            writer.write(atoms)  # ASE syncs and flushes the file after every frame
+                # properties=[]: only what each frame hands over below is written, and
+                # ASE does not compare the frame with its calculator's copy for each of
+                # its dozen property names (that comparison was most of a write)
+                writer = self._writers[system_id] = Trajectory(str(path), "a", properties=[])
+            results = getattr(atoms.calc, "results", {})
+            writer.write(atoms, **results)  # ASE syncs and flushes the file after every frame
         else:
             ase.io.write(str(path), atoms, format="extxyz", append=True)
         self._order.append((system_id, self._frames_in_file[system_id]))
