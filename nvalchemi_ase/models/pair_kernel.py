@@ -119,8 +119,10 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
     return pair_sums
 
 
-_ROWS_PER_THREAD = 1024
-"""On a CPU, atoms per launch below which one thread does all the rows (threads cost ~50 µs)."""
+_ROWS_PER_THREAD = 256
+"""On a CPU, atoms per launch below which one thread does all the rows (threads cost ~50 µs).
+
+Measured on 2 cores, LJ argon 8 x 108 atoms: 256 gave 1.29x the steps per second of 1024."""
 
 
 @functools.cache
