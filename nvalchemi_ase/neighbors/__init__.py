@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from nvalchemi_ase.neighbors.neighbor_list import (
-    NeighborCapacityError,
-    NeighborList,
-    Neighbors,
-    neighbor_list,
-)
+from nvalchemi_ase.neighbors.neighbor_list import NeighborCapacityError, NeighborList, neighbor_list
+from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 
 __all__ = [

@@ -1,0 +1,108 @@
+"""``Neighbors``: the candidate pairs of one neighbour-list update, as a padded matrix and its views."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from nvalchemi_ase.ops import segment_broadcast
+
+
+class Neighbors:
+    """Candidate pairs of a batch, padded to ``K`` per atom (a neighbour matrix).
+
+    Row ``a`` lists atom ``a``'s neighbours in its first ``counts[a]`` slots.
+    The derived views pad the rest with index ``a`` itself and a zero shift, so
+    every index is valid and no shape depends on the data; the flat views
+    ``i``, ``j``, ``pair_shifts`` give the same pairs as an edge list of length
+    ``E = N·K``, and :meth:`compact` gives the real pairs only. The views are
+    made on first use: a fused kernel reads the raw buffers instead. An object
+    describes the list as of one update; use it before the next.
+
+    Attributes
+    ----------
+    raw_matrix, raw_shifts, raw_counts
+        The list's own int32 buffers ``[N, K]``, ``[N, K, 3]``, ``[N]``
+        (slots past ``counts`` hold stale values).
+    cell, batch_idx
+        ``[B, 3, 3]`` and ``[N]`` of the batch at this update.
+    cutoff
+        Å, the radius the pairs were searched to (a model's cutoff plus the skin).
+    overflow
+        ``[B]`` bool, systems with an atom that had more neighbours than ``K``
+        (their pair set is incomplete).
+    complete
+        True when the host has checked that no system overflowed (the CPU
+        path): models may then skip masking their results with ``overflow``.
+    """
+
+    def __init__(
+        self,
+        raw_matrix: torch.Tensor,
+        raw_shifts: torch.Tensor,
+        raw_counts: torch.Tensor,
+        cell: torch.Tensor,
+        batch_idx: torch.Tensor,
+        cutoff: float,
+        overflow: torch.Tensor,
+        complete: bool = False,
+    ) -> None:
+        self.raw_matrix, self.raw_shifts, self.raw_counts = raw_matrix, raw_shifts, raw_counts
+        self.cell, self.batch_idx = cell, batch_idx
+        self.cutoff = cutoff
+        self.overflow = overflow
+        self.complete = complete
+
+    @functools.cached_property
+    def counts(self) -> torch.Tensor:
+        """``[N]`` long, real pairs per row."""
+        return self.raw_counts.long().clamp(max=self.raw_matrix.shape[1])
+
+    @functools.cached_property
+    def mask(self) -> torch.Tensor:
+        """``[N, K]`` bool, real pairs."""
+        capacity = self.raw_matrix.shape[1]
+        return torch.arange(capacity, device=self.raw_matrix.device).unsqueeze(0) < self.counts.unsqueeze(1)
+
+    @functools.cached_property
+    def matrix(self) -> torch.Tensor:
+        """``[N, K]`` long neighbour indices (padding: the atom itself)."""
+        own = torch.arange(self.raw_matrix.shape[0], device=self.raw_matrix.device).unsqueeze(1)
+        return torch.where(self.mask, self.raw_matrix.long(), own)
+
+    @functools.cached_property
+    def shifts(self) -> torch.Tensor:
+        """``[N, K, 3]`` long integer cell shifts (``ijS`` convention; padding: zero)."""
+        return self.raw_shifts.long() * self.mask.unsqueeze(2)
+
+    @functools.cached_property
+    def shift_vectors(self) -> torch.Tensor:
+        """``[N, K, 3]`` float ``shifts @ cell`` of each pair's system, Å."""
+        return torch.bmm(self.shifts.to(self.cell.dtype), segment_broadcast(self.cell, self.batch_idx))
+
+    @property
+    def i(self) -> torch.Tensor:
+        """``[E]`` the centre atom of each pair slot."""
+        n, k = self.raw_matrix.shape
+        return torch.arange(n, device=self.raw_matrix.device).repeat_interleave(k)
+
+    @property
+    def j(self) -> torch.Tensor:
+        """``[E]`` the neighbour atom of each pair slot."""
+        return self.matrix.reshape(-1)
+
+    @property
+    def pair_shifts(self) -> torch.Tensor:
+        """``[E, 3]`` the integer shift of each pair slot."""
+        return self.shifts.reshape(-1, 3)
+
+    def vectors(self, positions: torch.Tensor) -> torch.Tensor:
+        """Pair vectors ``[N, K, 3]`` from each atom to the image of its neighbour, Å."""
+        vectors = positions[self.matrix]  # a fresh tensor: the in-place steps below touch nothing shared
+        return vectors.sub_(positions.unsqueeze(1)).add_(self.shift_vectors)
+
+    def compact(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(i, j, S)`` of the real pairs only (syncs with the host to size them)."""
+        keep = self.mask.reshape(-1).nonzero().squeeze(1)
+        return self.i[keep], self.j[keep], self.pair_shifts[keep]
