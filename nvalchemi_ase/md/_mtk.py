@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
 from nvalchemi_ase._lookalike.variable_cell import VariableCell
 from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import MTKNPT as MTKEngine
 from nvalchemi_ase.md.md import MolecularDynamics
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["MTKNPT", "IsotropicMTKNPT"]
 
@@ -73,11 +74,11 @@ class MTKNPT(VariableCell, MolecularDynamics):
                 )
         return MTKEngine(
             model,
-            self.dt / units.fs,
+            internal_to_fs(self.dt),
             temperature=self._per_system_value(self._temperature_K, "temperature_K"),
             pressure=self._per_system_value(self._pressure_au, "pressure_au"),
-            tdamp=self._per_system_value(np.asarray(self.tdamp) / units.fs, "tdamp"),
-            pdamp=self._per_system_value(np.asarray(self.pdamp) / units.fs, "pdamp"),
+            tdamp=self._per_system_value(internal_to_fs(np.asarray(self.tdamp)), "tdamp"),
+            pdamp=self._per_system_value(internal_to_fs(np.asarray(self.pdamp)), "pdamp"),
             tchain=self.tchain,
             pchain=self.pchain,
             tloop=self.tloop,

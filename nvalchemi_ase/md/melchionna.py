@@ -14,6 +14,7 @@ from nvalchemi_ase.data.host import to_host
 from nvalchemi_ase.dynamics import MelchionnaNPT as MelchionnaEngine
 from nvalchemi_ase.dynamics.integrators.melchionna import strain_mask, stress_tensor
 from nvalchemi_ase.md.md import MolecularDynamics, process_temperature
+from nvalchemi_ase.units import ev_to_kelvin, internal_to_fs, kelvin_to_ev
 
 __all__ = ["MelchionnaNPT"]
 
@@ -74,7 +75,7 @@ class MelchionnaNPT(VariableCell, MolecularDynamics):
                 self._zero_center_of_mass_momentum(system)
         if isinstance(temperature_K, list | tuple):
             temperature_K = np.asarray(temperature_K, dtype=float)
-        self.temperature = units.kB * process_temperature(temperature, temperature_K, "eV")
+        self.temperature = kelvin_to_ev(process_temperature(temperature, temperature_K, "eV"))
         self.externalstress = None if externalstress is None else stress_tensor(externalstress).numpy()
         self.mask = strain_mask(mask).numpy().astype(bool)
         self.ttime = ttime
@@ -98,12 +99,12 @@ class MelchionnaNPT(VariableCell, MolecularDynamics):
         self._forbid_constraints(
             f"ASE's {self.classname} moves scaled positions past constraints; not reproduced here"
         )
-        seconds = lambda value: None if value is None else np.asarray(value) / units.fs  # noqa: E731
+        seconds = lambda value: None if value is None else internal_to_fs(np.asarray(value))  # noqa: E731
         ttime, pfactor = seconds(self.ttime), seconds(self.pfactor_given)
         return MelchionnaEngine(
             model,
-            self.dt / units.fs,
-            temperature=self._per_system_value(np.asarray(self.temperature) / units.kB, "temperature_K"),
+            internal_to_fs(self.dt),
+            temperature=self._per_system_value(ev_to_kelvin(np.asarray(self.temperature)), "temperature_K"),
             externalstress=0.0 if self.externalstress is None else self.externalstress,
             ttime=None if ttime is None else self._per_system_value(ttime, "ttime"),
             pfactor=None if pfactor is None else self._per_system_value(pfactor / units.fs, "pfactor"),

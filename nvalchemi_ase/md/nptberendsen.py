@@ -13,6 +13,7 @@ from nvalchemi_ase._lookalike.variable_cell import VariableCell
 from nvalchemi_ase.dynamics import NPTBerendsen as NPTBerendsenEngine
 from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook
 from nvalchemi_ase.md.nvtberendsen import NVTBerendsen
+from nvalchemi_ase.units import internal_to_fs
 
 __all__ = ["Inhomogeneous_NPTBerendsen", "NPTBerendsen"]
 
@@ -96,11 +97,11 @@ class NPTBerendsen(VariableCell, NVTBerendsen):
     def _make_engine(self, model: Any) -> NPTBerendsenEngine:
         engine = NPTBerendsenEngine(
             model,
-            self.dt / units.fs,
+            internal_to_fs(self.dt),
             temperature=self._per_system_value(self.temperature, "temperature"),
-            taut=self._per_system_value(np.asarray(self.taut) / units.fs, "taut"),
+            taut=self._per_system_value(internal_to_fs(np.asarray(self.taut)), "taut"),
             pressure=self._per_system_value(self.pressure, "pressure_au"),
-            taup=self._per_system_value(np.asarray(self.taup) / units.fs, "taup"),
+            taup=self._per_system_value(internal_to_fs(np.asarray(self.taup)), "taup"),
             compressibility=self._per_system_value(self.compressibility, "compressibility_au"),
             fixcm=bool(self.fix_com),
             inhomogeneous=self.inhomogeneous,
@@ -123,7 +124,7 @@ class NPTBerendsen(VariableCell, NVTBerendsen):
 
     def set_taup(self, taup: Any) -> None:
         self.taup = taup
-        self._npt.taup = self._per_system_value(np.asarray(taup) / units.fs, "taup")
+        self._npt.taup = self._per_system_value(internal_to_fs(np.asarray(taup)), "taup")
 
     def get_taup(self) -> Any:
         return self.taup
