@@ -7,12 +7,13 @@ file descriptors (and Python's streams) pointed at /dev/null when torch sees no
 CUDA, and always without warp's start-up banner.
 
 Start-up cost is kept to what a run uses (``benchmarks/bench_startup.py``
-measures it): only ``nvalchemiops.torch.neighbors`` is imported, not the
-package's ``__init__`` (which defines every optimizer and interaction kernel
-of the library, seconds of warp code generation we never launch; any other
-use of ``nvalchemiops.torch`` still gets the complete package, see
-:func:`_neighbors_module`), and the library's torch custom ops are called
-without importing ``torch._dynamo`` (see :func:`_without_dynamo_import`).
+measures it): only the batched cell list's modules are imported, not the
+``__init__`` of the packages around them (which define every neighbour
+method, optimizer, interaction kernel and spline of the library: about 50
+torch custom ops and 0.5 s of warp code generation we never launch; any other
+use of those packages still gets them complete, see :func:`_lazy_package`),
+and the library's torch custom ops are called without importing
+``torch._dynamo`` (see :func:`_without_dynamo_import`).
 """
 
 from __future__ import annotations
@@ -69,12 +70,15 @@ def initialised_warp() -> Any:
     return warp
 
 
-def _lazy_package(name: str) -> None:
+def _lazy_package(name: str, provides: dict[str, str] | None = None) -> None:
     """Register package ``name`` without running its ``__init__`` until one of its own attributes is used.
 
-    Its submodules import as usual; the first look-up of any other attribute
-    (``nvalchemiops.torch.fire2_step_coord``) runs the real ``__init__`` then,
-    so the package stays complete for every other user.
+    Its submodules import as usual. ``provides`` maps attributes to the
+    submodule that defines them (``{"wpdivmod": "nvalchemiops.math.math"}``),
+    so that ``from package import wpdivmod`` costs only that submodule. The
+    first look-up of any other attribute (``nvalchemiops.torch.fire2_step_coord``),
+    or of a provided one its submodule no longer defines, runs the real
+    ``__init__`` then, so the package stays complete for every other user.
     """
     if name in sys.modules:
         return
@@ -83,10 +87,16 @@ def _lazy_package(name: str) -> None:
         return
     package = importlib.util.module_from_spec(spec)
     loader = spec.loader
+    sources = provides or {}
 
     def complete(attribute: str) -> Any:
         if attribute.startswith("__"):
             raise AttributeError(attribute)
+        if attribute in sources:
+            found = getattr(importlib.import_module(sources[attribute]), attribute, None)
+            if found is not None:
+                setattr(package, attribute, found)
+                return found
         del package.__dict__["__getattr__"]
         loader.exec_module(package)
         return getattr(package, attribute)
@@ -121,22 +131,24 @@ def _without_dynamo_import(module: ModuleType) -> None:
 
 
 @functools.cache
-def _neighbors_module() -> ModuleType:
-    """``nvalchemiops.torch.neighbors``, imported once, without the rest of ``nvalchemiops.torch``."""
+def _cell_list_module() -> ModuleType:
+    """``nvalchemiops.torch.neighbors.batch_cell_list``, imported once, without the packages around it."""
     initialised_warp()
-    _lazy_package("nvalchemiops.torch")
-    import nvalchemiops.torch.neighbors as neighbors
+    _lazy_package("nvalchemiops.math", provides={"wpdivmod": "nvalchemiops.math.math"})
+    for package in ("nvalchemiops.neighbors", "nvalchemiops.torch", "nvalchemiops.torch.neighbors"):
+        _lazy_package(package)
+    import nvalchemiops.torch.neighbors.batch_cell_list as cell_list
 
     for name, module in list(sys.modules.items()):
         if name.startswith("nvalchemiops.torch.neighbors") and module is not None:
             _without_dynamo_import(module)
-    return neighbors
+    return cell_list
 
 
 @functools.cache
-def ops_neighbor_list() -> Callable[..., Any]:
-    """``nvalchemiops.torch.neighbors.neighbor_list``, imported once."""
-    return _neighbors_module().neighbor_list
+def ops_batch_cell_list() -> Callable[..., Any]:
+    """``nvalchemiops``' batched cell list (``batch_cell_list``), imported once."""
+    return _cell_list_module().batch_cell_list
 
 
 def cell_list_workspace(
@@ -148,11 +160,10 @@ def cell_list_workspace(
     (which reads the cell on the host). Valid while the cell, ``pbc``, the
     cutoff and the number of atoms stay as they were.
     """
-    _neighbors_module()
-    from nvalchemiops.torch.neighbors import estimate_batch_cell_list_sizes
+    cell_list = _cell_list_module()
     from nvalchemiops.torch.neighbors.neighbor_utils import allocate_cell_list
 
-    total_cells, search_radius = estimate_batch_cell_list_sizes(cell, pbc, cutoff)
+    total_cells, search_radius = cell_list.estimate_batch_cell_list_sizes(cell, pbc, cutoff)
     names = (
         "cells_per_dimension",
         "neighbor_search_radius",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_neighbor_list
+from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_batch_cell_list
 from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
@@ -230,14 +230,13 @@ class NeighborList:
                 batch.batch_idx,
                 padding=self.search_radius,
             )
-        ops_neighbor_list()(
+        ops_batch_cell_list()(
             positions,
             self.search_radius,
             cell=cell,
             pbc=batch.pbc,
             batch_idx=self._batch_idx32,
             batch_ptr=self._ptr32,
-            method="batch_cell_list",
             neighbor_matrix=self._matrix,
             neighbor_matrix_shifts=self._shifts,
             num_neighbors=self._counts,

@@ -1,0 +1,48 @@
+"""The neighbour backend imports only the cell list; ``nvalchemiops`` stays complete for everyone else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = """
+import json, sys
+from ase.build import bulk
+from nvalchemi_ase import EMT, Batch
+
+batch = Batch.from_atoms([bulk("Cu", "fcc", a=3.61, cubic=True)])
+energy = EMT()(batch)["energy"]
+ran_init = {
+    name: "__getattr__" not in vars(sys.modules[name])
+    for name in ("nvalchemiops.math", "nvalchemiops.neighbors", "nvalchemiops.torch",
+                 "nvalchemiops.torch.neighbors")
+}
+import nvalchemiops.math
+import nvalchemiops.math.math
+import nvalchemiops.torch.neighbors as neighbors
+
+result = {
+    "ran_init": ran_init,
+    "energy": float(energy[0]),
+    "wpdivmod_is_the_library_one": nvalchemiops.math.wpdivmod is nvalchemiops.math.math.wpdivmod,
+    "math_complete": callable(nvalchemiops.math.spline_spread),
+    "neighbors_complete": callable(neighbors.neighbor_list),
+}
+print(json.dumps(result))
+"""
+
+
+def test_a_run_imports_only_the_cell_list_and_the_packages_complete_on_first_use():
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ran_init"] == dict.fromkeys(result["ran_init"], False)
+    from ase.build import bulk
+    from ase.calculators.emt import EMT as AseEMT
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.calc = AseEMT()
+    assert abs(result["energy"] - atoms.get_potential_energy()) < 1e-10
+    assert result["wpdivmod_is_the_library_one"]
+    assert result["math_complete"]
+    assert result["neighbors_complete"]
