@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> float:
     screen = structures(args.structures)
     plan = ChunkPlan(build=relax, max_systems=args.max_systems, device="cpu", threads=1)
     clusters = {
-        n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
         for n in (1, 2)
     }
     clients = {n: Client(cluster) for n, cluster in clusters.items()}

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     energies = {}
     with (
         LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=args.processes, dashboard_address=None
+            n_workers=args.workers, threads_per_worker=1, processes=args.processes, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):

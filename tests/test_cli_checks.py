@@ -211,18 +211,6 @@ def test_import_and_help_load_neither_torch_nor_ase():
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 
-def test_first_step_loads_only_the_neighbor_kernels():
-    code = (
-        "import sys; from ase.build import bulk; from nvalchemi_ase import Batch, EMT;"
-        "EMT()(Batch.from_atoms([bulk('Cu', cubic=True)], device='cpu'));"
-        "print('torch._dynamo' in sys.modules, 'nvalchemiops.torch.fire2' in sys.modules);"
-        "import nvalchemiops.torch as t; print(callable(t.fire2_step_coord))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "False", "True"]  # the package is complete when used
-
-
 def test_demo_structures_are_all_emt_elements():
     from nvalchemi_ase.cli.demo import demo_structures
     from nvalchemi_ase.cli.models import MODELS

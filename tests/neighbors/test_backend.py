@@ -20,14 +20,17 @@ ran_init = {
 }
 import nvalchemiops.math
 import nvalchemiops.math.math
+import nvalchemiops.torch
 import nvalchemiops.torch.neighbors as neighbors
 
 result = {
     "ran_init": ran_init,
+    "dynamo_imported": "torch._dynamo" in sys.modules,
     "energy": float(energy[0]),
     "wpdivmod_is_the_library_one": nvalchemiops.math.wpdivmod is nvalchemiops.math.math.wpdivmod,
     "math_complete": callable(nvalchemiops.math.spline_spread),
     "neighbors_complete": callable(neighbors.neighbor_list),
+    "torch_complete": callable(nvalchemiops.torch.fire2_step_coord),
 }
 print(json.dumps(result))
 """
@@ -37,6 +40,7 @@ def test_a_run_imports_only_the_cell_list_and_the_packages_complete_on_first_use
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ran_init"] == dict.fromkeys(result["ran_init"], False)
+    assert not result["dynamo_imported"]
     from ase.build import bulk
     from ase.calculators.emt import EMT as AseEMT
 
@@ -45,4 +49,4 @@ def test_a_run_imports_only_the_cell_list_and_the_packages_complete_on_first_use
     assert abs(result["energy"] - atoms.get_potential_energy()) < 1e-10
     assert result["wpdivmod_is_the_library_one"]
     assert result["math_complete"]
-    assert result["neighbors_complete"]
+    assert result["neighbors_complete"] and result["torch_complete"]
