@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import ase.io
@@ -167,6 +169,91 @@ def test_ctrl_c_writes_the_finished_systems_and_names_the_rest(tmp_path, monkeyp
     assert [a.info["system_id"] for a in ase.io.read(out / "final.extxyz", ":")] == [0]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["unfinished"] == [1, 2] and summary["finished"] == 1
+
+
+def test_the_ctrl_c_handler_is_restored_after_the_files_are_written(tmp_path, monkeypatch, capsys):
+    original_write = pipeline_module._write_final
+    during_write = []
+
+    def interrupting(self, batch=None):
+        raise KeyboardInterrupt
+
+    def recording(path, results):
+        during_write.append(signal.getsignal(signal.SIGINT))
+        original_write(path, results)
+
+    monkeypatch.setattr(pipeline_module.FusedStage, "step", interrupting)
+    monkeypatch.setattr(pipeline_module, "_write_final", recording)
+    before = signal.getsignal(signal.SIGINT)
+    arguments = ["run", str(_write(tmp_path, _copper(1))), "-o", str(tmp_path / "out"), *FAST]
+    assert main(arguments) == EXIT_INTERRUPTED
+    assert during_write == [pipeline_module._exit_now]  # a second Ctrl-C while writing exits at once
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# A CLI process whose relaxations never converge (fmax 1e-30) but the first: a lone atom, with no force
+# at all. Writing final.extxyz announces itself and can be made to last, to catch a second Ctrl-C.
+SIGNALLED = """
+import sys, time
+from nvalchemi_ase.cli import main, pipeline
+
+write = pipeline._write_final
+def announced(path, results):
+    print("writing", flush=True)
+    time.sleep(float(sys.argv[1]))
+    write(path, results)
+pipeline._write_final = announced
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _signalled_run(tmp_path: Path, write_seconds: float) -> subprocess.Popen[str]:
+    lone = Atoms("Cu", cell=[12.0, 12.0, 12.0], pbc=True)
+    path = _write(tmp_path, [lone, *_copper(3)[1:]])
+    arguments = ["run", str(path), "--no-md", "--fmax", "1e-30", "--relax-steps", "10000000"]
+    arguments += ["--max-systems", "2", "-o", str(tmp_path / "out"), "--trajectory-interval", "1", "-q"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED, str(write_seconds), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = tmp_path / "out" / "trajectories" / "system_00002.traj"
+    deadline = time.monotonic() + 240
+    while not started.exists():  # system 0 has finished and system 2 took its slot
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run ended or never started system 2: {process.communicate()}")
+        time.sleep(0.2)
+    return process
+
+
+def test_a_real_ctrl_c_writes_the_finished_system_and_names_the_unfinished(tmp_path):
+    process = _signalled_run(tmp_path, write_seconds=0)
+    try:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == EXIT_INTERRUPTED, err
+    assert "interrupted. Written: 1 finished system" in err
+    assert [a.info["system_id"] for a in ase.io.read(tmp_path / "out" / "final.extxyz", ":")] == [0]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["finished"] == 1 and summary["unfinished"] == [1, 2]
+
+
+def test_a_second_real_ctrl_c_while_writing_exits_at_once(tmp_path):
+    process = _signalled_run(tmp_path, write_seconds=600)
+    try:
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        assert "writing" in iter(lambda: process.stdout.readline().strip(), "")  # type: ignore[union-attr]
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)  # long before the 600 s write would end
+    finally:
+        process.kill()
+    assert process.returncode == EXIT_INTERRUPTED
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_frames_carry_their_step_and_stage(tmp_path):

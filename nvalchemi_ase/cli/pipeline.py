@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -301,6 +302,7 @@ def run(
 
     finished: dict[int, Atoms] = {}
     interrupted = False
+    previous_handler = None
     try:
         pipeline.run_inflight(
             sampler,
@@ -311,7 +313,8 @@ def run(
         )
     except KeyboardInterrupt:
         interrupted = True
-        signal.signal(signal.SIGINT, _exit_now)
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, _exit_now)
     finally:
         sink.close()
         if progress is not None:
@@ -344,6 +347,8 @@ def run(
         settings={k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
     )
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if previous_handler is not None:  # written: Ctrl-C is an ordinary interrupt again
+        signal.signal(signal.SIGINT, previous_handler)
     if interrupted:
         raise InterruptedRun(summary)
     return summary
