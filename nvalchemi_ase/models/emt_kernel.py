@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.models.pair_kernel import _descriptor, _float64_tensor, _launch
+from nvalchemi_ase.models.pair_kernel import _descriptor, _float64_tensor, _launch, _pair_vector
 from nvalchemi_ase.neighbors._backend import initialised_warp
 
 wp = initialised_warp()
@@ -34,23 +34,6 @@ ROWS_PER_THREAD = 64
 # columns of the per-atom table handed to the kernels
 BETA_S0, ETA2, KAPPA_BETA, N0, INV_N0, SPHERE, RC, SLOPE, RC_LIST, DE_DSIGMA = range(10)
 COLUMNS = 10
-
-
-@wp.func
-def _pair_vector(
-    i: wp.int32,
-    k: wp.int32,
-    here: wp.vec3d,
-    positions: wp.array(dtype=wp.vec3d),
-    matrix: wp.array2d(dtype=wp.int32),
-    shifts: wp.array2d(dtype=wp.vec3i),
-    a1: wp.vec3d,
-    a2: wp.vec3d,
-    a3: wp.vec3d,
-) -> wp.vec3d:
-    s = shifts[i, k]
-    image = wp.float64(s[0]) * a1 + wp.float64(s[1]) * a2 + wp.float64(s[2]) * a3
-    return positions[matrix[i, k]] - here + image
 
 
 @wp.kernel(enable_backward=False)

@@ -29,6 +29,24 @@ wp = initialised_warp()
 
 
 @wp.func
+def _pair_vector(
+    i: wp.int32,
+    k: wp.int32,
+    here: wp.vec3d,
+    positions: wp.array(dtype=wp.vec3d),
+    matrix: wp.array2d(dtype=wp.int32),
+    shifts: wp.array2d(dtype=wp.vec3i),
+    a1: wp.vec3d,
+    a2: wp.vec3d,
+    a3: wp.vec3d,
+) -> wp.vec3d:
+    """The vector from atom ``i`` to its ``k``-th neighbour's image (cell rows ``a1``, ``a2``, ``a3``)."""
+    s = shifts[i, k]
+    image = wp.float64(s[0]) * a1 + wp.float64(s[1]) * a2 + wp.float64(s[2]) * a3
+    return positions[matrix[i, k]] - here + image
+
+
+@wp.func
 def lennard_jones_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec2d:
     """p = [sigma, epsilon, rc², ro², smooth (0/1), shift u(rc)] (ASE's ``LennardJones``)."""
     s2 = p[0] * p[0] / r2
@@ -101,9 +119,7 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         force = wp.vec3d(nan, nan, nan)
         virial = wp.mat33d(nan, nan, nan, nan, nan, nan, nan, nan, nan)
         for k in range(wp.min(counts[i], matrix.shape[1])):
-            s = shifts[i, k]
-            image = wp.float64(s[0]) * a1 + wp.float64(s[1]) * a2 + wp.float64(s[2]) * a3
-            d = positions[matrix[i, k]] - here + image
+            d = _pair_vector(i, k, here, positions, matrix, shifts, a1, a2, a3)
             r2 = wp.dot(d, d)
             if r2 <= cutoff2:
                 t = terms(r2, params)
