@@ -116,12 +116,10 @@ class Batch:
         ptr = torch.zeros(counts_np.size + 1, dtype=torch.long)
         ptr[1:] = torch.as_tensor(np.cumsum(counts_np))
         object.__setattr__(self, "ptr", ptr.to(device))
-        object.__setattr__(
+        object.__setattr__(  # from the host counts: no device kernel (repeat_interleave sizes on the host)
             self,
             "batch_idx",
-            torch.repeat_interleave(
-                torch.arange(counts_np.size, device=device), torch.as_tensor(counts_np).to(device)
-            ),
+            torch.as_tensor(np.repeat(np.arange(counts_np.size), counts_np)).to(device),
         )
         self.positions = positions
         for name, value in fields.items():

@@ -17,6 +17,11 @@ One fused step, in order:
    migration of converged systems (and of those whose step budget ran out)
    to the next status. A system moves at most one stage per step.
 
+Systems with ``awaiting_forces`` set (an inflight refill puts new systems in
+without computing forces for the whole batch) take no update in their first
+step: its shared compute gives them their forces, and they enter sub-stage 0
+at its end.
+
 Sub-stages do not receive BEFORE_COMPUTE, AFTER_PRE_UPDATE or
 BEFORE_POST_UPDATE (the forward pass is shared). The fused stage's own hooks
 see the whole batch at BEFORE_STEP, BEFORE_PRE_UPDATE (before any sub-stage
@@ -74,9 +79,13 @@ class FusedStage(BaseDynamics):
             raise ValueError("the same engine object appears twice; create one per sub-stage")
         self.stages = stages
         self.finished_any = False
+        """Whether some system finished at the last step (read from the step's one host copy)."""
+        self.finished_count = 0
+        """How many systems of the batch had finished after the last step (same host copy)."""
         self._occupied: list[bool] | None = None
         """Which sub-stages held systems after the last step (read with its host copy); None: assume all."""
-        """Whether some system finished at the last step (read from the step's one host copy)."""
+        self._entering = False
+        """Whether some systems may await their forces (``awaiting_forces``): set by :meth:`adopt`."""
         self._members: list[torch.Tensor] = []
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
@@ -94,7 +103,7 @@ class FusedStage(BaseDynamics):
 
     # ------------------------------------------------------------------ state
     def init_state(self, batch: Batch) -> None:
-        for name, default in (("stage_steps", 0), ("unconverged", False)):
+        for name, default in (("stage_steps", 0), ("unconverged", False), ("awaiting_forces", False)):
             if name not in batch.field_names():
                 dtype = torch.bool if isinstance(default, bool) else torch.long
                 batch.add_field(
@@ -113,9 +122,14 @@ class FusedStage(BaseDynamics):
         self.stages[0].enter(batch, systems & (batch.status == 0))
 
     def adopt(self, batch: Batch) -> None:
-        """Continue on ``batch``, a re-formed batch (refilled) whose systems already have their state."""
+        """Continue on ``batch``, a re-formed (refilled) batch whose systems have their state.
+
+        New systems in it have ``awaiting_forces`` set: the next step computes
+        their forces with everyone else's and they enter sub-stage 0 after it.
+        """
         self.batch = batch
         self.init_state(batch)
+        self._entering = True
 
     def run_inflight(
         self,
@@ -157,6 +171,8 @@ class FusedStage(BaseDynamics):
 
     def _advance(self, batch: Batch) -> None:
         self._members = members = [batch.status == k for k in range(len(self.stages))]
+        if self._entering:  # systems awaiting their forces take no update this step
+            members[0] = members[0] & ~batch.awaiting_forces
         self._call_hooks(DynamicsStage.BEFORE_STEP, batch)
         for stage in self.stages:
             stage._call_hooks(DynamicsStage.BEFORE_STEP, batch)
@@ -205,18 +221,23 @@ class FusedStage(BaseDynamics):
             batch.stage_steps = torch.where(leaving, 0, batch.stage_steps)
             if k + 1 < len(self.stages):
                 self.stages[k + 1].enter(batch, leaving)
+        if self._entering:  # forces computed: the systems that awaited them enter sub-stage 0
+            entering = batch.awaiting_forces
+            batch.awaiting_forces = torch.zeros_like(entering)
+            batch.stage_steps = torch.where(entering, 0, batch.stage_steps)
+            self.enter(batch, entering)
+            self._entering = False
         listening = [k for k, s in enumerate(self.stages) if s.hooks_at(DynamicsStage.ON_CONVERGE)]
         finished = batch.status == self.exit_status
         occupied = [(batch.status == k).any() for k in range(len(self.stages))]
-        flags = torch.stack(
-            [converged[k].any() for k in listening] + occupied + [finished.any(), finished.all()]
-        )
-        *any_converged, any_finished, all_done = flags.tolist()
+        flags = torch.stack([converged[k].any() for k in listening] + occupied + [finished.all()]).long()
+        *any_converged, all_done, finished_count = torch.cat([flags, finished.sum().view(1)]).tolist()
         any_converged, self._occupied = (
             any_converged[: len(listening)],
             [bool(flag) for flag in any_converged[len(listening) :]],
         )
-        self.finished_any = bool(any_finished)
+        self.finished_count = finished_count
+        self.finished_any = finished_count > 0
         for k, fired in zip(listening, any_converged, strict=True):
             if fired:
                 self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=converged[k])

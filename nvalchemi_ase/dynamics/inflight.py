@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.data.convert import resolve_device, resolve_dtype
+from nvalchemi_ase.dynamics.state import model_neighbor_lists
+from nvalchemi_ase.neighbors import NeighborList
 
 if TYPE_CHECKING:
     from nvalchemi_ase.dynamics.fused import FusedStage
@@ -191,7 +193,7 @@ def run_inflight(
         taken += 1
         if on_step is not None:
             on_step(current.num_nodes)
-        if fused.finished_any:
+        if fused.finished_any and fused.finished_count >= _refill_threshold(sampler, current):
             current = _refill(fused, current, sampler, sinks, results)
             if on_finish is not None:
                 on_finish(len(results))
@@ -205,33 +207,118 @@ def run_inflight(
     return [results[k] for k in sorted(results)]
 
 
+def _refill_threshold(sampler: InflightSampler, batch: Batch) -> int:
+    """Finished systems that make a refill worth its cost.
+
+    While structures keep coming, one: a new system takes the freed room at
+    once. Once the input is exhausted, a refill only compacts the batch
+    (moving every row of the systems that stay), so it waits until a quarter
+    of the batch has finished (or all of it); finished systems take no
+    update meanwhile.
+    """
+    return 1 if not sampler.exhausted else max(1, batch.num_graphs // 4)
+
+
 def _refill(
     fused: FusedStage, batch: Batch, sampler: InflightSampler, sinks: Sequence[Any], results: dict[int, Atoms]
 ) -> Batch | None:
-    done = batch.status == fused.exit_status
+    """Write and keep the finished systems, then fill their room with new structures.
+
+    New systems join without a force call of their own: they await their
+    forces, which the next fused step computes with everyone else's. When the
+    new systems have the finished ones' atom counts they take their slots in
+    the same batch (the neighbour list sees only those systems moved and
+    rebuilds them alone); otherwise the batch is compacted and the new
+    systems appended, the neighbour lists keeping the pairs of the systems
+    that stay.
+    """
+    finished = batch.status == fused.exit_status
     for sink in sinks:
-        sink.write(batch, mask=done)
-    _collect(batch, done, results, finished=True)
-    keep = np.flatnonzero(~done.cpu().numpy())
+        sink.write(batch, mask=finished)
+    _collect(batch, finished, results, finished=True)
+    done = finished.cpu().numpy()
+    keep, freed = np.flatnonzero(~done), np.flatnonzero(done)
+    counts = batch.counts
+    used_pairs = sampler.pairs_of(batch.index_select(keep)) if keep.size and sampler.max_pairs else 0
+    taken = sampler.take(int(counts[keep].sum()), int(keep.size), used_pairs)
+    fresh = _awaiting_forces(fused, sampler.batch(taken), batch) if taken else None
+    slots = _matching_slots(batch, freed, fresh)
+    if fresh is not None and slots is not None:
+        for neighbor_list in _neighbor_lists(fused):
+            neighbor_list.carry()  # same layout: the skin test finds the replaced systems
+        _put_into_slots(batch, slots, fresh)
+        fused.adopt(batch)
+        return batch
+    for neighbor_list in _neighbor_lists(fused):
+        neighbor_list.carry(keep)  # the systems that stay keep their pairs; only new ones are built
     remaining = batch.index_select(keep) if keep.size else None
-    used_atoms = 0 if remaining is None else remaining.num_nodes
-    used_systems = 0 if remaining is None else remaining.num_graphs
-    used_pairs = 0 if remaining is None else sampler.pairs_of(remaining)
-    taken = sampler.take(used_atoms, used_systems, used_pairs)
-    if not taken:
-        if remaining is not None:
-            fused.adopt(remaining)
-        return remaining
-    fresh = sampler.batch(taken)
+    joined = fresh if remaining is None else remaining if fresh is None else Batch.cat([remaining, fresh])
+    if joined is not None:
+        fused.adopt(joined)
+    return joined
+
+
+def _awaiting_forces(fused: FusedStage, fresh: Batch, running: Batch) -> Batch:
+    """New systems with the pipeline's state fields, awaiting their forces (placeholders until then)."""
     fused.init_state(fresh)
-    fused.enter(fresh, torch.ones(fresh.num_graphs, dtype=torch.bool, device=fresh.device))
-    if remaining is not None:
-        remaining.energy = remaining.forces = None  # recomputed for the whole batch below
-        remaining.stress = None
-        fresh = Batch.cat([remaining, fresh])
-    fused.adopt(fresh)
-    fused.prime(fresh, recompute=True)
+    fresh.awaiting_forces = torch.ones(fresh.num_graphs, dtype=torch.bool, device=fresh.device)
+    for name in ("energy", "forces", "stress"):  # computed at the next step; kept for the systems that stay
+        value = getattr(running, name)
+        if value is not None and getattr(fresh, name) is None:
+            leading = fresh.num_nodes if running.scope_of(name) is Scope.ATOM else fresh.num_graphs
+            setattr(fresh, name, value.new_zeros((leading, *value.shape[1:])))
     return fresh
+
+
+def _matching_slots(batch: Batch, freed: np.ndarray, fresh: Batch | None) -> np.ndarray | None:
+    """Freed slots for the new systems, in their order, when they fill every freed slot atom for atom.
+
+    None when the counts differ or some field cannot be written slot by slot
+    (a field only one side has, or per-system state of another shape).
+    """
+    if fresh is None or fresh.num_graphs != freed.size:
+        return None
+    if sorted(batch.field_names()) != sorted(fresh.field_names()):
+        return None
+    for name in batch.field_names():
+        if getattr(batch, name).shape[1:] != getattr(fresh, name).shape[1:]:
+            return None
+    open_slots: dict[int, list[int]] = {}
+    for slot in freed[::-1]:
+        open_slots.setdefault(int(batch.counts[slot]), []).append(int(slot))
+    slots = []
+    for count in fresh.counts:
+        matching = open_slots.get(int(count))
+        if not matching:
+            return None
+        slots.append(matching.pop())
+    return np.asarray(slots, dtype=np.int64)
+
+
+def _put_into_slots(batch: Batch, slots: np.ndarray, fresh: Batch) -> None:
+    """Fresh system k replaces system ``slots[k]`` of ``batch`` (same atom count), field by field.
+
+    New tensors (``index_copy``), never writes into the batch's: references
+    held elsewhere keep their values, as everywhere in the engines.
+    """
+    rows = torch.as_tensor(slots, dtype=torch.long, device=batch.device)
+    atoms = batch.atom_indices(slots)
+    for name in batch.field_names():
+        index = atoms if batch.scope_of(name) is Scope.ATOM else rows
+        setattr(batch, name, getattr(batch, name).index_copy(0, index, getattr(fresh, name)))
+    for slot, meta in zip(slots, fresh.meta, strict=True):
+        batch.meta[int(slot)] = meta
+
+
+def _neighbor_lists(fused: FusedStage) -> list[NeighborList]:
+    """The neighbour lists kept by the pipeline's models and hooks (each once)."""
+    found = {id(found): found for found in model_neighbor_lists(fused)}
+    for engine in fused._hooked_engines():
+        for hook in engine.hooks:
+            owned = getattr(hook, "neighbor_list", None)
+            if isinstance(owned, NeighborList):
+                found.setdefault(id(owned), owned)
+    return list(found.values())
 
 
 def _collect(batch: Batch, systems: torch.Tensor, results: dict[int, Atoms], finished: bool) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nvalchemi_ase.neighbors.neighbor_list import NeighborCapacityError, NeighborList, neighbor_list
+from nvalchemi_ase.neighbors.all_pairs import neighbor_list
+from nvalchemi_ase.neighbors.neighbor_list import NeighborCapacityError, NeighborList
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 

@@ -14,6 +14,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_batch_cell_list
+from nvalchemi_ase.neighbors.carry import carried_rows
 from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
@@ -39,7 +40,8 @@ class NeighborList:
     (or whose cell changed); the others keep their pairs. When the host checks
     (``sync_check``), systems that have used half of that margin are rebuilt
     in the same call, which groups the calls. A change of batch structure
-    (atom counts, pbc, device, dtype) rebuilds everything.
+    (atom counts, pbc, device, dtype) rebuilds everything, except for the
+    systems announced with :meth:`carry` (an inflight refill keeps them).
 
     Parameters
     ----------
@@ -82,6 +84,10 @@ class NeighborList:
         self._pending_overflow: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
         self._cell_seen: tuple[torch.Tensor | None, int] = (None, -1)
         """The cell tensor (and its version) last found equal to the one of the last build."""
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None
+        """``(keep, old counts)`` announced by :meth:`carry`, used by the next update."""
+        self._check_room = False
+        """Whether the next update checks the room on the host (new systems came in: :meth:`carry`)."""
 
     @property
     def search_radius(self) -> float:
@@ -91,6 +97,31 @@ class NeighborList:
         """Forget the last build: the next update rebuilds every system."""
         self._key = None
         self._pending_overflow = None
+        self._carry = None
+
+    def carry(self, keep: np.ndarray | list[int] | None = None) -> None:
+        """Announce new systems in the next batch; ``keep``: it starts with the last one's systems ``keep``.
+
+        An inflight refill drops finished systems and appends new ones. The
+        next :meth:`update` then keeps the pairs of the systems that stay
+        (moved to their new rows) and builds only the new systems and the
+        kept ones that moved past the skin, instead of the whole batch. When
+        the next batch does not start with those systems (other atom counts,
+        device or dtype), the update builds everything as usual. With
+        ``keep=None`` the next batch has the same layout, some systems
+        replaced in place (the skin test finds them moved: only they rebuild).
+        Either way the next update checks the room on the host once (a new
+        system may have more neighbours than any before).
+
+        Parameters
+        ----------
+        keep
+            System indices into the batch of the last update (host ints), or None.
+        """
+        self._check_room = True
+        if self._key is None or keep is None:
+            return
+        self._carry = (np.asarray(keep, dtype=np.int64).reshape(-1), self._key[0])
 
     def needs_rebuild(self, batch: Batch) -> torch.Tensor:
         """``[B]`` bool: systems whose list is stale (all of them after a structure change)."""
@@ -124,7 +155,8 @@ class NeighborList:
         with torch.no_grad():
             self._raise_pending_overflow()
             if not self._same_structure(batch):
-                self._first_build(batch)
+                if not self._carried_build(batch):
+                    self._first_build(batch)
                 self._current = None
             else:
                 if self._sync(batch) and self._current is not None:
@@ -209,6 +241,41 @@ class NeighborList:
             self._shrink_to(self._grown(largest))
         self._key = self._structure_key(batch)
 
+    def _carried_build(self, batch: Batch) -> bool:
+        """Keep the rows of the systems announced by :meth:`carry`; build the rest. False: not applicable."""
+        carry, self._carry = self._carry, None
+        key = self._key
+        if carry is None or key is None:
+            return False
+        keep, old_counts = carry
+        kept = keep.size
+        counts = batch.counts
+        if (
+            key[1] != batch.device
+            or key[2] != batch.dtype
+            or kept > counts.size
+            or (keep.size and (keep.min() < 0 or keep.max() >= old_counts.size))
+            or not np.array_equal(counts[:kept], old_counts[keep])
+        ):
+            return False
+        rows = {"matrix": self._matrix, "shifts": self._shifts, "counts": self._counts}
+        moved = carried_rows(old_counts, keep, {**rows, "positions": self._positions}, batch.num_nodes)
+        self._matrix, self._shifts, self._counts = moved["matrix"], moved["shifts"], moved["counts"]
+        self._positions = moved["positions"]
+        cell = batch.cell.detach().clone()
+        cell[:kept] = self._cell.index_select(0, torch.as_tensor(keep, device=batch.device))
+        self._cell = cell
+        self._batch_idx32 = batch.batch_idx.to(torch.int32)
+        self._ptr32 = batch.ptr.to(torch.int32)
+        self._workspace_cell, self._workspace_version = None, -1
+        self._all_periodic = bool(batch.pbc.all())  # fixed with the structure: checked once here
+        self._key = self._structure_key(batch)
+        new = torch.arange(batch.num_graphs, device=batch.device) >= kept
+        flags = new | self._moved(batch)  # kept systems that moved past the skin rebuild too
+        if kept < batch.num_graphs or not self._sync(batch) or bool(flags.any()):
+            self._build(batch, flags)
+        return True
+
     @staticmethod
     def _grown(largest: int) -> int:
         return int(largest * _CAPACITY_MARGIN) + _CAPACITY_SLACK
@@ -265,7 +332,8 @@ class NeighborList:
 
     def _check_capacity(self, batch: Batch) -> torch.Tensor:
         atom_overflow = self._counts > self._capacity
-        if self._sync(batch):
+        if self._sync(batch) or self._check_room:  # a refill waits for the host anyway: no extra sync
+            self._check_room = False
             largest = int(self._counts.max())
             if largest > self._capacity:
                 self._allocate(batch, self._grown(largest))
@@ -326,28 +394,3 @@ class NeighborList:
             overflow=overflow,
             complete=self._sync(batch),  # the host grew the room until every atom fitted
         )
-
-
-def neighbor_list(batch: Batch, cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All pairs within ``cutoff`` as ``(i, j, S)`` (matscipy's ``ijS`` convention).
-
-    Parameters
-    ----------
-    batch
-        The systems; pairs never cross systems.
-    cutoff
-        Å.
-
-    Returns
-    -------
-    i, j
-        ``[E]`` long atom indices into the batch.
-    S
-        ``[E, 3]`` long integer cell shifts: the pair vector is
-        ``positions[j] - positions[i] + S @ cell[batch_idx[i]]``.
-    """
-    neighbors = NeighborList(cutoff, skin=0.0, sync_check=True).update(batch)
-    i, j, shifts = neighbors.compact()
-    vectors = neighbors.vectors(batch.positions)[neighbors.mask]
-    inside = vectors.square().sum(dim=1) < cutoff**2
-    return i[inside], j[inside], shifts[inside]

@@ -154,3 +154,38 @@ def test_langevin_trajectories_do_not_depend_on_the_slot_count():
     for two, five in zip(run(2), run(5), strict=True):
         np.testing.assert_allclose(two.positions, five.positions, rtol=0, atol=1e-9)
         np.testing.assert_allclose(two.get_velocities(), five.get_velocities(), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("same_size", [True, False])
+def test_refills_build_the_neighbour_list_only_for_new_systems(monkeypatch, same_size):
+    """Same atom counts: new systems take the finished ones' slots; else the batch is compacted.
+
+    Either way the neighbour list builds the whole batch once, at the start,
+    and no refill computes forces for the systems that stay.
+    """
+    from nvalchemi_ase.neighbors import NeighborList
+
+    structures = _structures(12, seed=3)
+    if same_size:
+        structures = [atoms for atoms in structures if len(atoms) == 4]
+    whole_builds, computes = [], []
+    original_build = NeighborList._first_build
+
+    def counted_build(self, batch):
+        whole_builds.append(1)
+        original_build(self, batch)
+
+    monkeypatch.setattr(NeighborList, "_first_build", counted_build)
+    model = LennardJones(**ARGON)
+    fused = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=200) + NVE(
+        model, dt=2.0, n_steps=5
+    )
+    original_compute = fused.compute
+    monkeypatch.setattr(fused, "compute", lambda batch: (computes.append(1), original_compute(batch))[1])
+    steps = []
+    results = fused.run_inflight(
+        InflightSampler(structures, max_systems=3, device="cpu"), on_step=lambda atoms: steps.append(atoms)
+    )
+    assert [r.info["system_id"] for r in results] == list(range(len(structures)))
+    assert len(whole_builds) == 1
+    assert len(computes) == len(steps) + 1  # one per step, and the first batch's forces

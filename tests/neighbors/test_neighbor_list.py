@@ -211,6 +211,61 @@ def test_structure_change_rebuilds_everything():
         assert pairs_of_system(*got, ptr[b], ptr[b + 1]) == reference_pairs(atoms, 3.0)
 
 
+def _assert_exact(neighbors, batch: Batch, systems: list[Atoms], cutoff: float) -> None:
+    vectors = neighbors.vectors(batch.positions)
+    inside = (neighbors.mask & (vectors.square().sum(dim=2) < cutoff**2)).reshape(-1)
+    got = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.pair_shifts[inside].numpy())
+    ptr = batch.ptr.tolist()
+    for b, atoms in enumerate(systems):
+        assert pairs_of_system(*got, ptr[b], ptr[b + 1]) == reference_pairs(atoms, cutoff), b
+
+
+def test_carried_systems_keep_their_pairs_and_only_new_ones_are_built():
+    old_systems, new_systems = ragged_systems(), random_cells(2, seed=3)
+    old = Batch.from_atoms(old_systems, device="cpu")
+    nl = NeighborList(3.0, skin=0.5, max_neighbors=400)  # room for the new systems: no growth to rebuild all
+    nl.update(old)
+    before = nl.rebuilds
+    keep = [2, 0]  # an inflight refill: finished systems dropped, the rest compacted, new ones appended
+    nl.carry(keep)
+    joined = Batch.cat([old.index_select(keep), Batch.from_atoms(new_systems, device="cpu")])
+    neighbors = nl.update(joined)
+    assert nl.rebuilds - before == len(new_systems)  # the kept systems were not built again
+    _assert_exact(neighbors, joined, [old_systems[2], old_systems[0], *new_systems], 3.0)
+
+
+def test_a_carry_that_does_not_fit_the_next_batch_builds_everything():
+    old = Batch.from_atoms(ragged_systems(), device="cpu")
+    nl = NeighborList(3.0, skin=0.5)
+    nl.update(old)
+    nl.carry([0, 1])
+    other_systems = random_cells(3, seed=4)  # does not start with systems 0 and 1
+    other = Batch.from_atoms(other_systems, device="cpu")
+    before = nl.rebuilds
+    neighbors = nl.update(other)
+    assert nl.rebuilds - before == other.num_graphs
+    _assert_exact(neighbors, other, other_systems, 3.0)
+
+
+def test_systems_replaced_in_place_are_the_only_ones_rebuilt():
+    systems = random_cells(4, seed=5)
+    batch = Batch.from_atoms(systems, device="cpu")
+    nl = NeighborList(3.0, skin=0.5, max_neighbors=400)
+    nl.update(batch)
+    replacement = systems[1].copy()  # another structure of the same size and pbc
+    replacement.set_cell(replacement.cell * 1.05, scale_atoms=True)
+    replacement.rattle(0.4, seed=1)
+    fresh = Batch.from_atoms([replacement], device="cpu")
+    atoms = batch.atom_indices(np.array([1]))
+    batch.positions = batch.positions.index_copy(0, atoms, fresh.positions)
+    batch.cell = batch.cell.index_copy(0, torch.tensor([1]), fresh.cell)
+    nl.carry()  # same layout, system 1 replaced
+    before = nl.rebuilds
+    neighbors = nl.update(batch)
+    assert nl.rebuilds - before == 1
+    _assert_exact(neighbors, batch, [systems[0], replacement, *systems[2:]], 3.0)
+
+
 # ---------------------------------------------------------------- capacity
 
 
