@@ -6,7 +6,11 @@
 3. ASE's FIRE then VelocityVerlet, system by system (timed on a subset and
    scaled per system, since ASE runs each system alone).
 
-Run:  python benchmarks/bench_fused.py [--device cpu|cuda] [--structures 64] [--slots 16] [--md-steps 100]
+The fused and sequential runs alternate (``--repeats`` pairs, same process),
+so each ratio compares runs made under the same machine load.
+
+Run:  python benchmarks/bench_fused.py [--device cpu|cuda] [--structures 512] [--slots 64] [--md-steps 100]
+      [--repeats 2]
 """
 
 from __future__ import annotations
@@ -109,10 +113,11 @@ def ase_per_system(systems, md_steps, relax_budget) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--structures", type=int, default=64)
-    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--structures", type=int, default=512)
+    parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--md-steps", type=int, default=100)
     parser.add_argument("--relax-budget", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     systems = structures(args.structures)
     print(
@@ -121,22 +126,35 @@ def main() -> None:
     )
 
     fused_inflight(systems[:2], args.device, 2, 2, 5)  # load kernels once
-    fused_s, fused_steps = fused_inflight(systems, args.device, args.slots, args.md_steps, args.relax_budget)
-    serial_s, serial_steps = one_after_the_other(systems, args.device, args.md_steps, args.relax_budget)
+    one_after_the_other(systems[:2], args.device, 2, 5)
+    fused_times, serial_times = [], []
+    for _ in range(args.repeats):  # interleaved: each pair under the same load
+        budget = args.relax_budget
+        fused_s, fused_steps = fused_inflight(systems, args.device, args.slots, args.md_steps, budget)
+        serial_s, serial_steps = one_after_the_other(systems, args.device, args.md_steps, budget)
+        fused_times.append(fused_s)
+        serial_times.append(serial_s)
+    fused_s, serial_s = float(np.median(fused_times)), float(np.median(serial_times))
     ase_s = ase_per_system(systems[:4], args.md_steps, args.relax_budget) * len(systems)
-    masked = masked_overhead(systems, args.device, steps=20)
-    print(f"fused + inflight ({args.slots} slots): {fused_s:.2f} s, {fused_steps} fused steps")
+    masked = masked_overhead(systems[: args.slots], args.device, steps=20)
     print(
-        f"FIRE for all, then NVE for all ({args.structures} at once): {serial_s:.2f} s, {serial_steps} steps"
+        f"fused + inflight ({args.slots} slots): {', '.join(f'{t:.2f}' for t in fused_times)} s, "
+        f"{fused_steps} fused steps"
     )
+    print(
+        f"FIRE for all, then NVE for all ({args.structures} at once): "
+        f"{', '.join(f'{t:.2f}' for t in serial_times)} s, {serial_steps} steps"
+    )
+    pairs = ", ".join(f"{s / f:.2f}x" for f, s in zip(fused_times, serial_times, strict=True))
+    print(f"fused vs sequential, each interleaved pair: {pairs}")
     print(
         f"ASE FIRE then VelocityVerlet, system by system (4 timed, scaled to {args.structures}): "
         f"{ase_s:.2f} s"
     )
-    print(f"masked FIRE steps (all {args.structures} members) over plain ones: {masked:.3f}x")
+    print(f"masked FIRE steps (all {args.slots} members) over plain ones: {masked:.3f}x")
     print(
-        f"ratios: fused vs sequential {serial_s / fused_s:.2f}x; fused vs ASE {ase_s / fused_s:.1f}x; "
-        f"sequential vs ASE {ase_s / serial_s:.1f}x"
+        f"ratios (medians): fused vs sequential {serial_s / fused_s:.2f}x; "
+        f"fused vs ASE {ase_s / fused_s:.1f}x; sequential vs ASE {ase_s / serial_s:.1f}x"
     )
 
 
