@@ -5,15 +5,21 @@
    few systems for a few steps and compared per system-step (ASE's cost is
    linear in both: it runs each system alone).
 2. Hook overhead: the same run with NaN check + force clamp + CSV logging every
-   100 steps + snapshots every 100 steps, against bare stepping.
+   100 steps + snapshots every 100 steps, against bare stepping. The two runs
+   alternate (``--repeats`` pairs); the ratio of the medians is printed, and on
+   CPU also the ratio of process CPU time (less sensitive to other load on a
+   shared machine). Then each hook's own cost per firing and per step.
 
-Run:  python benchmarks/bench_dynamics.py [--device cpu|cuda] [--steps 200] [--dtype float64]
+Run:  python benchmarks/bench_dynamics.py [--device cpu|cuda] [--steps 200] [--dtype float64] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +28,11 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLennardJones
 from common import ase_verlet_per_system_step, machine, time_nve
 
-from nvalchemi_ase import LennardJones
-from nvalchemi_ase.dynamics import HostMemory
+from nvalchemi_ase import Batch, LennardJones
+from nvalchemi_ase.dynamics import NVE, HostMemory
 from nvalchemi_ase.dynamics.hooks import LoggingHook, MaxForceClampHook, NaNDetectorHook, SnapshotHook
+from nvalchemi_ase.hooks import HookContext
+from nvalchemi_ase.hooks.protocol import hook_stages
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
 
@@ -46,6 +54,7 @@ def main() -> None:
     parser.add_argument("--systems", type=int, default=64)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     systems = argon_systems(args.systems)
@@ -63,18 +72,72 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as folder:
-        sink = HostMemory(capacity=args.systems * (args.steps // 100 + 2))
-        hooks = [
-            MaxForceClampHook(max_force=50.0),
-            NaNDetectorHook(),
-            LoggingHook(frequency=100, backend="csv", log_path=str(Path(folder) / "log.csv")),
-            SnapshotHook(sink=sink, frequency=100),
-        ]
-        hooked = time_nve(LennardJones(**ARGON), systems, args.steps, args.device, dtype, hooks)
+        hook_overhead(systems, args, dtype, Path(folder))
+
+
+def _hooks(systems: list, steps: int, repeats: int, folder: Path) -> list:
+    sink = HostMemory(capacity=len(systems) * (steps // 100 + 2) * (repeats + 2))
+    return [
+        MaxForceClampHook(max_force=50.0),
+        NaNDetectorHook(),
+        LoggingHook(frequency=100, backend="csv", log_path=str(folder / "log.csv")),
+        SnapshotHook(sink=sink, frequency=100),
+    ]
+
+
+def hook_overhead(systems: list, args: argparse.Namespace, dtype: torch.dtype, folder: Path) -> None:
+    """Bare and hooked NVE, alternating; then each hook's own cost per firing."""
+    hooks = _hooks(systems, args.steps, args.repeats, folder)
+    engines = {}
+    for name, chosen in (("bare", []), ("hooked", hooks)):
+        batch = Batch.from_atoms(systems, device=args.device, dtype=dtype)
+        engine = NVE(LennardJones(**ARGON), dt=2.0, hooks=chosen)
+        engine.run(batch, n_steps=2)  # prime forces, build lists, load kernels
+        engines[name] = (engine, batch)
+    wall: dict[str, list[float]] = {"bare": [], "hooked": []}
+    cpu: dict[str, list[float]] = {"bare": [], "hooked": []}
+    for _ in range(args.repeats):
+        for name, (engine, batch) in engines.items():
+            _sync(args.device)
+            start_cpu, start = time.process_time(), time.perf_counter()
+            engine.run(batch, n_steps=args.steps)
+            _sync(args.device)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    bare, hooked = statistics.median(wall["bare"]), statistics.median(wall["hooked"])
     print(
-        f"with NaN + clamp + logging/100 + snapshots/100: {hooked:.2f} s vs bare {bare:.2f} s -> "
-        f"overhead {100 * (hooked / bare - 1):.1f}%"
+        f"with NaN + clamp + logging/100 + snapshots/100 ({args.repeats} interleaved pairs, medians): "
+        f"{hooked:.2f} s vs bare {bare:.2f} s -> overhead {100 * (hooked / bare - 1):.1f}%"
     )
+    if args.device == "cpu":
+        print(f"  process CPU time: overhead {100 * (sum(cpu['hooked']) / sum(cpu['bare']) - 1):.1f}%")
+    step_s = bare / args.steps
+    engine, batch = engines["hooked"]
+    for hook in _hooks(systems, args.steps, 200, folder):
+        stage = hook_stages(hook)[0]
+        ctx = HookContext(batch, engine, 0, stage)
+        firings = 200
+        with contextlib.ExitStack() as stack:
+            if hasattr(hook, "__enter__"):
+                stack.enter_context(hook)
+            hook(ctx, stage)
+            _sync(args.device)
+            start = time.perf_counter()
+            for _ in range(firings):
+                batch.forces = batch.forces  # the clamp replaces forces: same input each firing
+                hook(ctx, stage)
+            _sync(args.device)
+            per_firing = (time.perf_counter() - start) / firings
+        per_step = per_firing / hook.frequency
+        print(
+            f"  {type(hook).__name__}: {per_firing * 1e6:.0f} us per firing, every {hook.frequency} step(s): "
+            f"{100 * per_step / step_s:.2f}% of a bare step"
+        )
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ registration order), and both after a ``BiasedPotentialHook``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -46,9 +47,13 @@ class NaNDetectorHook:
 
     Notes
     -----
-    One device→host sync per firing (the all-finite flags of every field,
-    stacked). The message names the step, the bad fields and, per field, the
-    number of non-finite elements and the systems (batch indices) holding them.
+    Per firing, one sum per field (NaN and ±Inf carry into a sum) and one
+    flag. On CPU the flag is read at once and the run stops at the step that
+    went bad. On CUDA it is copied to the host without waiting and read at a
+    later firing (or when the hooks close at the end of the run): no sync per
+    step, and the error still names the step it happened at. The message
+    names the step, the bad fields and, per field, the number of non-finite
+    elements and the systems (batch indices) holding them.
     """
 
     stage = DynamicsStage.AFTER_COMPUTE
@@ -62,6 +67,7 @@ class NaNDetectorHook:
         self.extra_keys = tuple(extra)
         self.keys = tuple(dict.fromkeys(("forces", "energy", *extra)))
         self.frequency = _check_frequency(frequency)
+        self._pending: collections.deque[_Pending] = collections.deque()
 
     def on_register(self, engine: Any) -> None:
         """Ask the engine for stress when it is to be checked."""
@@ -73,16 +79,62 @@ class NaNDetectorHook:
         fields = [(key, value) for key in self.keys if (value := getattr(batch, key, None)) is not None]
         if not fields:
             return
-        finite = torch.stack([torch.isfinite(value).all() for _, value in fields]).tolist()  # the one sync
+        total = fields[0][1].sum()
+        for _, value in fields[1:]:
+            total = total + value.sum()
+        finite = torch.isfinite(total)  # False when any element is NaN or ±Inf (or a finite sum overflowed)
+        event = None
+        if finite.is_cuda:  # to the host without waiting; read once it has landed
+            finite = torch.empty((), dtype=torch.bool, pin_memory=True).copy_(finite, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        self._pending.append(_Pending(finite, event, ctx.step_count, batch, fields))
+        self._check(wait=False)
+
+    def close(self) -> None:
+        """Read the flags still on their way (the end of a run): raise for a step that went bad."""
+        self._check(wait=True)
+
+    def _check(self, wait: bool) -> None:
+        """Read the flags that have landed: all with ``wait``, always the oldest past ``_MOST_PENDING``."""
+        while self._pending:
+            first = self._pending[0]
+            landed = first.event is None or first.event.query()
+            if not (landed or wait or len(self._pending) > _MOST_PENDING):
+                return
+            if first.event is not None:
+                first.event.synchronize()
+            self._pending.popleft()
+            if not bool(first.finite):
+                self._raise_if_bad(first)
+
+    def _raise_if_bad(self, pending: _Pending) -> None:
+        finite = torch.stack([torch.isfinite(value).all() for _, value in pending.fields]).tolist()
         if all(finite):
-            return
-        bad = [(key, value) for (key, value), ok in zip(fields, finite, strict=True) if not ok]
-        lines = [f"non-finite values at step {ctx.step_count} in field(s) {[key for key, _ in bad]}"]
-        lines += [_describe(batch, key, value) for key, value in bad]
+            return  # a finite sum overflowed: nothing is wrong
+        self._pending.clear()
+        bad = [(key, value) for (key, value), ok in zip(pending.fields, finite, strict=True) if not ok]
+        lines = [f"non-finite values at step {pending.step} in field(s) {[key for key, _ in bad]}"]
+        lines += [_describe(pending.batch, key, value) for key, value in bad]
         raise NonFiniteError("\n".join(lines))
 
     def __repr__(self) -> str:
         return f"NaNDetectorHook(extra_keys={list(self.extra_keys)}, frequency={self.frequency})"
+
+
+_MOST_PENDING = 4
+"""Unread flags a CUDA run may have on their way before a firing waits for the oldest."""
+
+
+class _Pending(NamedTuple):
+    """One firing's flag (on the host once ``event`` completed), with what the message needs."""
+
+    finite: torch.Tensor
+    event: Any
+    step: int
+    batch: Batch
+    fields: list[tuple[str, torch.Tensor]]
+    """The checked tensors of that step (fields are replaced, never written into: they keep their values)."""
 
 
 def _describe(batch: Batch, key: str, value: torch.Tensor) -> str:
@@ -117,7 +169,9 @@ class MaxForceClampHook:
     ----------
     clamped
         ``[B]`` long on the device: clamped atoms per system, summed over the
-        firings since the hook last saw a batch of another size.
+        firings since the hook last saw a batch of another size (None before
+        the first firing). Counted per atom at each firing and summed per
+        system when read.
     """
 
     stage = DynamicsStage.AFTER_COMPUTE
@@ -132,7 +186,16 @@ class MaxForceClampHook:
         self.max_force = float(max_force)
         self.log_clamps = log_clamps
         self.frequency = _check_frequency(frequency)
-        self.clamped: torch.Tensor | None = None
+        self._atom_counts: torch.Tensor | None = None
+        self._systems: tuple[torch.Tensor, int] | None = None
+        """``(batch_idx, num_graphs)`` of the batch the atom counts belong to."""
+
+    @property
+    def clamped(self) -> torch.Tensor | None:
+        if self._atom_counts is None or self._systems is None:
+            return None
+        batch_idx, num_graphs = self._systems
+        return segment_sum(self._atom_counts, batch_idx, num_graphs)
 
     def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
         batch = ctx.batch
@@ -140,12 +203,19 @@ class MaxForceClampHook:
             return
         forces, over = clamp_forces(batch.forces, self.max_force)
         batch.forces = forces
-        counts = segment_sum(over.long(), batch.batch_idx, batch.num_graphs)
-        if self.clamped is None or self.clamped.shape != counts.shape or self.clamped.device != counts.device:
-            self.clamped = torch.zeros_like(counts)
-        self.clamped += counts
+        counts = self._atom_counts
+        if (
+            counts is None
+            or self._systems is None
+            or counts.shape != over.shape
+            or counts.device != over.device
+            or self._systems[1] != batch.num_graphs
+        ):
+            counts = self._atom_counts = torch.zeros(over.shape, dtype=torch.long, device=over.device)
+        counts += over
+        self._systems = (batch.batch_idx, batch.num_graphs)
         if self.log_clamps:
-            self._log(ctx.step_count, counts)
+            self._log(ctx.step_count, segment_sum(over.long(), batch.batch_idx, batch.num_graphs))
 
     @staticmethod
     def _log(step: int, counts: torch.Tensor) -> None:
@@ -182,9 +252,10 @@ def clamp_forces(forces: torch.Tensor, max_force: float) -> tuple[torch.Tensor, 
         The clamped ``[N, 3]`` forces and the ``[N]`` bool mask of clamped atoms.
     """
     norms = torch.linalg.vector_norm(forces, dim=1, keepdim=True)
-    over = norms > max_force
-    scale = max_force / torch.where(over, norms, torch.ones_like(norms))
-    return torch.where(over, forces * scale, forces), over.reshape(-1)
+    # max_force / |F| capped at 1: rows at or under the limit (zero rows: inf) are multiplied by exactly 1,
+    # rows with a NaN norm too (nan_to_num), so only rows over the limit change.
+    scale = (max_force / norms).clamp_(max=1.0).nan_to_num_(nan=1.0)
+    return forces * scale, (norms > max_force).reshape(-1)
 
 
 __all__ = ["CLAMP_LOGGER", "MaxForceClampHook", "NaNDetectorHook", "NonFiniteError", "clamp_forces"]

@@ -11,7 +11,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import NVE, NVTLangevin
-from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook, MaxForceClampHook
+from nvalchemi_ase.dynamics.hooks import FreezeAtomsHook, MaxForceClampHook, NaNDetectorHook
 from nvalchemi_ase.hooks import NeighborListHook, WrapPeriodicHook
 from nvalchemi_ase.models import LennardJones
 from tests.cuda import no_syncs
@@ -37,6 +37,7 @@ def _batch():
             hooks=[
                 NeighborListHook(8.5, skin=1.0),
                 MaxForceClampHook(5.0),
+                NaNDetectorHook(),  # its flag travels to the host without a sync
                 FreezeAtomsHook(),
                 WrapPeriodicHook(),
             ],

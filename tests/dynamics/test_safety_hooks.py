@@ -89,6 +89,21 @@ def test_detector_in_a_run_stops_at_the_poisoned_step_and_requests_stress():
     assert batch.stress is not None and dynamics.step_count == 3
 
 
+def test_finite_values_whose_sum_overflows_pass():
+    batch = _computed()
+    forces = batch.forces.clone()
+    forces[0, 0], forces[1, 0] = 1e308, 1e308  # finite, but their sum is +inf
+    batch.forces = forces
+    _fire(NaNDetectorHook(), batch)  # the exact check clears it
+
+
+def test_clamp_leaves_rows_with_nan_as_they_are():
+    forces = torch.tensor([[float("nan"), 1.0, 2.0], [30.0, 40.0, 0.0]], dtype=torch.float64)
+    clamped, over = clamp_forces(forces, 5.0)
+    assert torch.equal(clamped[0, 1:], forces[0, 1:]) and clamped[0, 0].isnan()
+    assert clamped[1].tolist() == [3.0, 4.0, 0.0] and over.tolist() == [False, True]
+
+
 def test_detector_constructor_errors():
     with pytest.raises(TypeError, match="extra_keys"):
         NaNDetectorHook(extra_keys="stress")
