@@ -2,12 +2,14 @@
 
 Commands: ``run INPUT`` (any ``ase.io`` format, every frame), ``demo`` (the same
 on a built-in set), ``plot LOG`` (PNG plots of a run's csv log), ``neb INITIAL
-FINAL`` (barriers, :mod:`nvalchemi_ase.cli.neb`).
+FINAL`` (barriers, :mod:`nvalchemi_ase.cli.neb`), ``resume OUTPUT_DIR`` (continue
+a stopped run, :mod:`nvalchemi_ase.cli.scaling`).
 
 Exit codes: 0 done; 1 the run failed; 2 bad input (unreadable file, unknown
 model, bad option, unwritable folder), one line on stderr, before anything is
 written; 130 interrupted (Ctrl-C: finished systems are in ``final.extxyz`` and
-``summary.json``).
+``summary.json``); 143 terminated by SIGTERM after writing a checkpoint
+(``--checkpoint-every``).
 
 Only the standard library is imported here: torch, ASE and the kernels load
 when a command needs them, so ``--help`` and ``--version`` answer at once.
@@ -26,12 +28,13 @@ from nvalchemi_ase import __version__
 from nvalchemi_ase.cli import neb
 from nvalchemi_ase.cli.models import DEFAULT_MODEL, MODELS, CommandLineError, models_help
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 DESCRIPTION = "Relax and run MD on many ASE structures at once, batched on one device."
 EXIT_CODES = (
     "exit codes: 0 done; 1 the run failed; 2 bad input (one line on stderr, nothing written);\n"
-    "130 interrupted (finished systems are in final.extxyz and summary.json)"
+    "130 interrupted (finished systems are in final.extxyz and summary.json);\n"
+    "143 terminated by SIGTERM after a checkpoint (--checkpoint-every; continue with 'resume')"
 )
 ENSEMBLE_NAMES = ("nve", "langevin", "langevin-baoab", "berendsen", "bussi", "nose-hoover", "andersen")
 """Kept equal to ``pipeline.ENSEMBLES`` (a test checks), so ``--help`` needs no torch."""
@@ -104,6 +107,26 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str, default_m
         "--trajectory-interval", type=int, default=10, help="steps between trajectory frames (default 10)"
     )
     out.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    scale = parser.add_argument_group("scale-out and checkpoints")
+    where = scale.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="run on a local Dask cluster of N processes"
+    )
+    where.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on the Dask cluster at ADDRESS (tcp://host:port)",
+    )
+    scale.add_argument("--chunk-size", type=int, default=16, help="structures per Dask task (default 16)")
+    scale.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="one-process runs: a checkpoint every K fused steps and on SIGTERM (then exit 143); "
+        "see 'resume'",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -112,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
         prog="nvalchemi-ase", description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=formatter
     )
     main.add_argument("--version", action="version", version=f"nvalchemi-ase {__version__}")
-    commands = main.add_subparsers(dest="command", required=True, metavar="{run,demo,plot,neb}")
+    commands = main.add_subparsers(dest="command", required=True, metavar="{run,demo,plot,neb,resume}")
     epilog = f"{models_help()}\n\n{EXIT_CODES}"
     run_parser = commands.add_parser(
         "run",
@@ -151,6 +174,17 @@ def parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--aggregate", dest="aggregate", action="store_true", help="median and 10-90 %% band")
     neb.add_command(commands)
+    resume_parser = commands.add_parser(
+        "resume",
+        help="continue a stopped run from its output folder",
+        description="Continue a run that was stopped (killed, terminated, interrupted) with the options "
+        "it recorded in OUTPUT_DIR/run.json: from its checkpoint (--checkpoint-every), or, for a "
+        "distributed run, with the structures not yet done. A run without either starts again.",
+        epilog=EXIT_CODES,
+        formatter_class=formatter,
+    )
+    resume_parser.add_argument("output_dir", help="the output folder of the run")
+    resume_parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     return main
 
 
@@ -169,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "neb":
             return neb.run_command(args)
+        if args.command == "resume":
+            from nvalchemi_ase.cli.scaling import resumed_options
+
+            args = resumed_options(args)
         return _run_command(args)
     except CommandLineError as error:
         print(f"nvalchemi-ase: error: {error}", file=sys.stderr)
@@ -221,8 +259,10 @@ def _run_command(args: argparse.Namespace) -> int:
         )
     model = make_model(name, parameters)
     settings = _settings(args)
-    from nvalchemi_ase.cli.pipeline import run, stage_names
+    from nvalchemi_ase.cli.pipeline import stage_names
     from nvalchemi_ase.cli.progress import Progress
+    from nvalchemi_ase.cli.scaling import execute, record_run
+    from nvalchemi_ase.dynamics.checkpoint import TerminatedAfterCheckpoint
 
     choice = MODELS.get(name.lower())
     defaults = f"defaults: {choice.parameters}" if choice is not None else "its defaults"
@@ -234,11 +274,19 @@ def _run_command(args: argparse.Namespace) -> int:
     for entry in aside:
         print(f"set aside: {entry.text()}", flush=True)
     progress = Progress(len(structures) - len(aside), stage_names(settings), len(aside), quiet=args.quiet)
+    record_run(args, settings.output)
     try:
-        summary = run(structures, model, settings, set_aside=aside, progress=progress, strict=args.strict)
+        summary = execute(args, structures, aside, name, parameters, model, settings, progress)
     except RuntimeError as error:
         print(f"nvalchemi-ase: the run failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except TerminatedAfterCheckpoint as stop:
+        print(
+            f"nvalchemi-ase: terminated; checkpoint written to {stop.path}. "
+            f"Continue with:  nvalchemi-ase resume {settings.output}",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
     print(summary.text())
     if summary.finished:
         first = summary_first(summary)

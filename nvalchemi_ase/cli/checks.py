@@ -51,6 +51,29 @@ def check_options(args: argparse.Namespace) -> None:
     if not 0 <= args.andersen_prob <= 1:
         raise CommandLineError(f"--andersen-prob must be between 0 and 1, got {args.andersen_prob}")
     check_device(args.device)
+    check_scale_out(args)
+
+
+def check_scale_out(args: argparse.Namespace) -> None:
+    """``--workers``, ``--chunk-size``, ``--checkpoint-every``: at least 1; Dask installed when asked for."""
+    for name in ("workers", "chunk_size", "checkpoint_every"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise CommandLineError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    distributed = getattr(args, "workers", None) is not None or getattr(args, "scheduler", None) is not None
+    if not distributed:
+        return
+    if getattr(args, "checkpoint_every", None) is not None:
+        raise CommandLineError(
+            "--checkpoint-every is for one-process runs; a run on Dask records each finished chunk "
+            "and 'nvalchemi-ase resume' continues from there"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise CommandLineError(
+            "--workers and --scheduler need Dask: pip install 'nvalchemi-ase[distributed]'"
+        )
 
 
 def check_device(device: str | None) -> None:

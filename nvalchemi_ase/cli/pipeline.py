@@ -16,6 +16,7 @@ Trajectory frames carry ``info["step"]`` (fused steps completed) and ``info["sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -29,6 +30,7 @@ import ase.io
 import torch
 from ase import Atoms
 
+from nvalchemi_ase.cli.checkpointing import Checkpointing
 from nvalchemi_ase.cli.checks import SetAside
 from nvalchemi_ase.dynamics import (
     FIRE,
@@ -173,6 +175,10 @@ def _atoms_per_system(ctx: HookContext) -> torch.Tensor:
     return ctx.batch.ptr[1:] - ctx.batch.ptr[:-1]
 
 
+LOG_SCALARS = {"atoms": _atoms_per_system}
+"""The log's columns besides the base ones."""
+
+
 class _Snapshots:
     """AFTER_STEP every ``frequency`` steps: every system to the trajectory sink, with its step."""
 
@@ -209,7 +215,8 @@ class _SetAsideNonFinite:
     def __init__(self, exit_status: int, strict: bool) -> None:
         self.exit_status = exit_status
         self.strict = strict
-        self.found: dict[int, str] = {}
+        self.set_aside: dict[int, str] = {}
+        """Reason by system id (a distributed worker sends it back with its chunk)."""
 
     def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
         batch = ctx.batch
@@ -222,7 +229,7 @@ class _SetAsideNonFinite:
             return
         ids = batch.system_id[bad].tolist()
         for system_id in ids:
-            self.found.setdefault(int(system_id), f"non-finite energy or forces at step {ctx.step_count}")
+            self.set_aside.setdefault(int(system_id), f"non-finite energy or forces at step {ctx.step_count}")
         if self.strict:
             raise RuntimeError(f"non-finite energy or forces at step {ctx.step_count} in structures {ids}")
         batch.forces = torch.where(segment_broadcast(bad, batch.batch_idx).unsqueeze(1), 0.0, batch.forces)
@@ -257,12 +264,17 @@ def run(
     set_aside: Sequence[SetAside] = (),
     progress: Any = None,
     strict: bool = False,
+    checkpointing: Checkpointing | None = None,
 ) -> Summary:
     """Run the job on every structure not set aside; writes the outputs as it goes.
 
     Files are flushed as they are written. On Ctrl-C the finished systems still
     go to ``final.extxyz`` and ``summary.json`` (``interrupted``, ``unfinished``)
     before ``KeyboardInterrupt`` propagates; a second Ctrl-C exits at once.
+    Systems keep their input index as ``system_id`` (trajectory names, log rows,
+    noise streams), set-aside structures or not. With ``checkpointing``
+    (:mod:`nvalchemi_ase.cli.checkpointing`) the run saves checkpoints as it goes,
+    stops with ``TerminatedAfterCheckpoint`` on SIGTERM, and continues a saved one.
     """
     out = settings.output
     trajectories = out / "trajectories"
@@ -270,20 +282,6 @@ def run(
     sink = _SteppedSink(trajectories)
     exit_status = int(settings.relax) + int(settings.md)
     non_finite = _SetAsideNonFinite(exit_status, strict)
-    hooks: list[Any] = [
-        non_finite,
-        LoggingHook(
-            frequency=settings.log_interval,
-            backend="csv",
-            log_path=str(out / "log.csv"),
-            custom_scalars={"atoms": _atoms_per_system},
-        ),
-        _Snapshots(sink, settings.trajectory_interval),
-    ]
-    if progress is not None:
-        hooks.append(progress.hook)
-    pipeline = build_pipeline(model, settings, hooks)
-    sink.step_of = lambda: pipeline.step_count
     skipped = {entry.index for entry in set_aside}
     running = [k for k in range(len(structures)) if k not in skipped]
     sampler = InflightSampler(
@@ -292,25 +290,52 @@ def run(
         max_systems=settings.max_systems,
         device=settings.device,
         dtype=getattr(torch, settings.dtype),
+        ids=running,
     )
-    start = time.perf_counter()
-    atom_steps = 0
+    finished: dict[int, Atoms] = {}
+    counters = {"atom_steps": 0.0, "seconds": 0.0}
+    hooks: list[Any] = []
+    if checkpointing is not None:  # first: it saves the state each step starts from
+        hooks.append(checkpointing.make_hook(sampler, finished, sink, out / "log.csv", counters))
+    hooks += [
+        non_finite,
+        LoggingHook(
+            frequency=settings.log_interval,
+            backend="csv",
+            log_path=str(out / "log.csv"),
+            custom_scalars=LOG_SCALARS,
+        ),
+        _Snapshots(sink, settings.trajectory_interval),
+    ]
+    if progress is not None:
+        hooks.append(progress.hook)
+    pipeline = build_pipeline(model, settings, hooks)
+    sink.step_of = lambda: pipeline.step_count
+    restored = None
+    if checkpointing is not None:
+        restored, saved_counters = checkpointing.restore(pipeline, sampler, finished, sampler.device)
+        counters.update(saved_counters)
+        if progress is not None:
+            progress.finished(len(finished))
+    start = time.perf_counter() - counters["seconds"]
 
     def count_step(batch_atoms: int) -> None:
-        nonlocal atom_steps
-        atom_steps += batch_atoms
+        counters["atom_steps"] += batch_atoms
+        counters["seconds"] = time.perf_counter() - start
 
-    finished: dict[int, Atoms] = {}
     interrupted = False
     previous_handler = None
+    stop_on_sigterm = checkpointing.catch_sigterm() if checkpointing is not None else contextlib.nullcontext()
     try:
-        pipeline.run_inflight(
-            sampler,
-            sinks=[sink],
-            on_finish=None if progress is None else progress.finished,
-            on_step=count_step,
-            results=finished,
-        )
+        with stop_on_sigterm:
+            pipeline.run_inflight(
+                sampler,
+                sinks=[sink],
+                on_finish=None if progress is None else progress.finished,
+                on_step=count_step,
+                results=finished,
+                batch=restored,
+            )
     except KeyboardInterrupt:
         interrupted = True
         if threading.current_thread() is threading.main_thread():
@@ -320,12 +345,9 @@ def run(
         if progress is not None:
             progress.close()
     seconds = time.perf_counter() - start
-    results = {running[k]: atoms for k, atoms in finished.items()}  # input indices
     aside = {entry.index: entry.reason for entry in set_aside}
-    aside.update({running[k]: reason for k, reason in non_finite.found.items()})
-    done = [results[k] for k in sorted(results) if k not in aside]
-    for atoms in done:
-        atoms.info["system_id"] = running[atoms.info["system_id"]]
+    aside.update(non_finite.set_aside)
+    done = [finished[k] for k in sorted(finished) if k not in aside]
     _write_final(out / "final.extxyz", done)
     summary = Summary(
         systems=len(structures),
@@ -333,17 +355,12 @@ def run(
         relaxed=sum(1 for r in done if settings.relax and not r.info.get("unconverged")),
         unconverged=[r.info["system_id"] for r in done if r.info.get("unconverged")],
         set_aside=[{"index": k, "reason": aside[k]} for k in sorted(aside)],
-        unfinished=sorted(set(running) - set(results) - set(aside)) if interrupted else [],
+        unfinished=sorted(set(running) - set(finished) - set(aside)) if interrupted else [],
         interrupted=interrupted,
-        atom_steps_per_second=atom_steps / seconds if seconds > 0 else 0.0,
+        atom_steps_per_second=counters["atom_steps"] / seconds if seconds > 0 else 0.0,
         seconds=seconds,
         fused_steps=pipeline.step_count,
-        outputs={
-            "trajectories": str(trajectories),
-            "final structures": str(out / "final.extxyz"),
-            "log": str(out / "log.csv"),
-            "summary": str(out / "summary.json"),
-        },
+        outputs=outputs_of(out),
         settings={k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
     )
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
@@ -352,6 +369,16 @@ def run(
     if interrupted:
         raise InterruptedRun(summary)
     return summary
+
+
+def outputs_of(out: Path) -> dict[str, str]:
+    """Where a run's outputs are (the summary lists them)."""
+    return {
+        "trajectories": str(out / "trajectories"),
+        "final structures": str(out / "final.extxyz"),
+        "log": str(out / "log.csv"),
+        "summary": str(out / "summary.json"),
+    }
 
 
 class InterruptedRun(KeyboardInterrupt):

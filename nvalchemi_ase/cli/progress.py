@@ -89,6 +89,13 @@ class _ProgressHook:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing: a display is no part of a run's state (a checkpoint leaves it out)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
     def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
         now = time.monotonic()
         if self.progress.quiet or now - self.progress.last < self.progress.interval:

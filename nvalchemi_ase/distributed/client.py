@@ -78,11 +78,12 @@ def iter_pipeline(
         for chunk in _chunks(enumerate(structures), chunk_size)
     )
     chunks = (chunk for chunk in pending if chunk)
-    model_future = client.scatter(model, broadcast=True)
-    plan_future = client.scatter(plan, broadcast=True)
 
     def submit(chunk: list[tuple[int, Atoms]]) -> Any:
-        return client.submit(run_chunk, chunk, model_future, plan_future, retries=retries, pure=False)
+        # The recipes travel inside each task (a few hundred bytes), not scattered: scattered
+        # data cannot be recomputed, and a worker that died holding what the scheduler counted
+        # as its only copy cancelled every chunk that needed it
+        return client.submit(run_chunk, chunk, model, plan, retries=retries, pure=False)
 
     running = distributed.as_completed([submit(c) for c in itertools.islice(chunks, max_in_flight)])
     for future in running:

@@ -22,7 +22,6 @@ from ase import Atoms
 from ase.io.trajectory import Trajectory
 
 from nvalchemi_ase.distributed.worker import ChunkResult
-from nvalchemi_ase.hooks.logging import BASE_COLUMNS
 
 __all__ = ["ChunkWriter"]
 
@@ -50,6 +49,8 @@ class ChunkWriter:
         self.progress_path = output / PROGRESS_FILE
         self.done: list[int] = []
         self.final: dict[int, Atoms] = {}
+        self.set_aside: dict[int, str] = {}
+        """Structures a worker's hook set aside, with the reason, by input index."""
         self.fused_steps = 0
         self.atom_steps = 0
         if resume and self.progress_path.exists():
@@ -62,6 +63,7 @@ class ChunkWriter:
         progress = json.loads(self.progress_path.read_text())
         self.done = list(progress["done"])
         self.fused_steps, self.atom_steps = progress["fused_steps"], progress["atom_steps"]
+        self.set_aside = {int(k): v for k, v in progress.get("set_aside", {}).items()}
         if self.log.exists():
             with open(self.log, "r+b") as stream:
                 stream.truncate(progress["log_bytes"])
@@ -83,17 +85,20 @@ class ChunkWriter:
         """Commit one chunk's outputs (trajectories, log rows, final structures, then progress)."""
         for index, frames in result.frames.items():
             _rewrite(self.trajectories / f"system_{index:05d}.traj", frames)
-        new_log = not self.log.exists() or self.log.stat().st_size == 0
-        with open(self.log, "a", encoding="utf-8", newline="") as stream:
-            writer = csv.writer(stream, lineterminator="\n")
-            if new_log:
-                writer.writerow(BASE_COLUMNS)
-            writer.writerows([[row[c] for c in BASE_COLUMNS] for row in result.log_rows])
+        if result.log_rows:
+            columns = tuple(result.log_rows[0])  # the worker's LoggingHook columns
+            new_log = not self.log.exists() or self.log.stat().st_size == 0
+            with open(self.log, "a", encoding="utf-8", newline="") as stream:
+                writer = csv.writer(stream, lineterminator="\n")
+                if new_log:
+                    writer.writerow(columns)
+                writer.writerows([[row[c] for c in columns] for row in result.log_rows])
         with Trajectory(str(self.finished_path), "a") as trajectory:
             for atoms in result.final:
                 trajectory.write(atoms)
         for atoms in result.final:
             self.final[atoms.info["system_id"]] = atoms
+        self.set_aside.update(result.set_aside)
         self.done += result.indices
         self.fused_steps += result.fused_steps
         self.atom_steps += result.atom_steps
@@ -106,6 +111,7 @@ class ChunkWriter:
             "finished_frames": len(self.final),
             "fused_steps": self.fused_steps,
             "atom_steps": self.atom_steps,
+            "set_aside": self.set_aside,
         }
         temporary = self.progress_path.with_name(f".{PROGRESS_FILE}.tmp")
         temporary.write_text(json.dumps(progress))

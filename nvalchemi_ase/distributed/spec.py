@@ -85,6 +85,8 @@ class ChunkPlan:
         structure's final frame).
     log_interval
         Steps between the log rows sent back (``None``: no rows).
+    log_scalars
+        Extra log columns, ``LoggingHook``'s ``custom_scalars`` (picklable functions).
     n_steps
         Cap on fused steps per chunk (``None``: until every structure is done).
     threads
@@ -98,5 +100,6 @@ class ChunkPlan:
     dtype: str = "float64"
     trajectory_interval: int | None = None
     log_interval: int | None = None
+    log_scalars: dict[str, Callable[..., Any]] = field(default_factory=dict)
     n_steps: int | None = None
     threads: int | None = None

@@ -44,6 +44,9 @@ class ChunkResult:
     """Trajectory frames by input index, in step order (the final frame last)."""
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     """Log rows (``LoggingHook`` columns; ``system`` is the input index)."""
+    set_aside: dict[int, str] = field(default_factory=dict)
+    """Structures a hook set aside mid-run, with the reason, by input index (a hook
+    with a ``set_aside`` mapping, as the command line's check for non-finite forces)."""
     fused_steps: int = 0
     atom_steps: int = 0
     seconds: float = 0.0
@@ -52,25 +55,34 @@ class ChunkResult:
 
 
 class _FrameRecorder:
-    """A hook and a sink at once: keeps frames on the host, by input index."""
+    """A hook and a sink at once: keeps frames on the host, by input index.
+
+    Frames carry ``info["step"]`` (the chunk's fused steps completed) and
+    ``info["stage"]`` (the sub-stage), as the command line's trajectories do.
+    """
 
     stage = DynamicsStage.AFTER_STEP
 
-    def __init__(self, indices: Sequence[int], frequency: int) -> None:
-        self.indices = list(indices)
+    def __init__(self, frequency: int, pipeline: FusedStage) -> None:
         self.frequency = frequency
+        self.pipeline = pipeline
         self.frames: dict[int, list[Atoms]] = defaultdict(list)
 
     def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
-        self.write(ctx.batch)
+        self.write(ctx.batch, step=ctx.step_count + 1)
 
-    def write(self, batch: Batch, mask: torch.Tensor | np.ndarray | None = None) -> None:
+    def write(
+        self, batch: Batch, mask: torch.Tensor | np.ndarray | None = None, step: int | None = None
+    ) -> None:
         systems = selected_systems(batch, mask)
         if systems.size == 0:
             return
         chosen = batch.index_select(systems)
-        for local, atoms in zip(chosen.system_id.tolist(), chosen.to_atoms(), strict=True):
-            self.frames[self.indices[local]].append(atoms)
+        step = self.pipeline.step_count if step is None else step
+        stages = chosen.status.tolist()
+        for index, atoms, stage in zip(chosen.system_id.tolist(), chosen.to_atoms(), stages, strict=True):
+            atoms.info.update(step=int(step), stage=int(stage))
+            self.frames[index].append(atoms)
 
 
 def run_chunk(chunk: Sequence[tuple[int, Atoms]], model: ModelSpec, plan: ChunkPlan) -> ChunkResult:
@@ -82,7 +94,7 @@ def run_chunk(chunk: Sequence[tuple[int, Atoms]], model: ModelSpec, plan: ChunkP
     pipeline = plan.build(warm_model(model))
     if not isinstance(pipeline, FusedStage):
         pipeline = FusedStage([pipeline])
-    recorder = _FrameRecorder(indices, plan.trajectory_interval or 1)
+    recorder = _FrameRecorder(plan.trajectory_interval or 1, pipeline)
     if plan.trajectory_interval is not None:
         pipeline.register_hook(recorder)
     rows: list[dict[str, Any]] = []
@@ -91,7 +103,8 @@ def run_chunk(chunk: Sequence[tuple[int, Atoms]], model: ModelSpec, plan: ChunkP
             LoggingHook(
                 frequency=plan.log_interval,
                 backend="custom",
-                writer_fn=lambda step, new: rows.extend({**r, "system": indices[r["system"]]} for r in new),
+                custom_scalars=plan.log_scalars,
+                writer_fn=lambda step, new: rows.extend(new),
             )
         )
     sampler = InflightSampler(
@@ -100,6 +113,7 @@ def run_chunk(chunk: Sequence[tuple[int, Atoms]], model: ModelSpec, plan: ChunkP
         max_systems=plan.max_systems,
         device=plan.device,
         dtype=getattr(torch, plan.dtype),
+        ids=indices,  # input indices as system ids: the noise streams of a one-process run
     )
     atom_steps = 0
 
@@ -109,13 +123,15 @@ def run_chunk(chunk: Sequence[tuple[int, Atoms]], model: ModelSpec, plan: ChunkP
 
     sinks = [recorder] if plan.trajectory_interval is not None else []
     final = pipeline.run_inflight(sampler, sinks=sinks, n_steps=plan.n_steps, on_step=count)
-    for atoms in final:
-        atoms.info["system_id"] = indices[atoms.info["system_id"]]
+    set_aside: dict[int, str] = {}
+    for hook in pipeline.hooks:
+        set_aside.update(getattr(hook, "set_aside", {}))
     return ChunkResult(
         indices=indices,
         final=final,
         frames=dict(recorder.frames),
         log_rows=rows,
+        set_aside=set_aside,
         fused_steps=pipeline.step_count,
         atom_steps=atom_steps,
         seconds=time.perf_counter() - start,

@@ -50,6 +50,9 @@ class InflightSampler:
         Optional neighbour-pair budget, with ``cutoff`` (Å) for :func:`estimate_pairs`.
     device, dtype
         Where and in what precision new batches are built (default: CUDA when available; float64).
+    ids
+        The ``system_id`` of each structure, in input order (default: its position in
+        ``structures``), e.g. its index in a larger input some structures were left out of.
 
     At least one of ``max_atoms`` and ``max_systems`` is required. A structure
     that alone exceeds a budget raises ``ValueError`` naming its index.
@@ -64,6 +67,7 @@ class InflightSampler:
         cutoff: float | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        ids: Sequence[int] | None = None,
     ) -> None:
         if max_atoms is None and max_systems is None:
             raise ValueError("give max_atoms or max_systems (or both)")
@@ -81,6 +85,7 @@ class InflightSampler:
         self._source: Iterator[Atoms] = iter(structures)
         self._next: tuple[int, Atoms] | None = None
         self._index = 0
+        self._ids = None if ids is None else list(ids)
         self.handed_out = 0
         """How many structures ``take`` has handed out (a checkpoint stores it; see :meth:`skip`)."""
         self._advance()
@@ -139,9 +144,10 @@ class InflightSampler:
         return taken
 
     def batch(self, taken: Sequence[tuple[int, Atoms]]) -> Batch:
-        """A batch of taken structures, ``system_id`` set to their input indices."""
+        """A batch of taken structures, ``system_id`` set to their input indices (or ``ids``)."""
         batch = Batch.from_atoms([atoms for _, atoms in taken], device=self.device, dtype=self.dtype)
-        batch.system_id = torch.as_tensor([index for index, _ in taken], dtype=torch.long, device=self.device)
+        ids = [index if self._ids is None else self._ids[index] for index, _ in taken]
+        batch.system_id = torch.as_tensor(ids, dtype=torch.long, device=self.device)
         return batch
 
     def pairs_of(self, batch: Batch) -> int:

@@ -1,0 +1,180 @@
+"""Runs beyond one process and one job: Dask workers, checkpoints and ``resume``.
+
+``run ... --workers N`` starts a local Dask cluster of N worker processes,
+``--scheduler ADDRESS`` uses a running one: chunks of ``--chunk-size``
+structures go to the workers and the client writes the files a one-process run
+writes (:class:`~nvalchemi_ase.distributed.outputs.ChunkWriter`).
+``--checkpoint-every K`` checkpoints a one-process run every K fused steps and
+on SIGTERM. Every run records its options in ``run.json``, so ``nvalchemi-ase
+resume OUTPUT_DIR`` continues it: from its checkpoint or, for a distributed
+run, skipping the structures already done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+
+from nvalchemi_ase.cli.checkpointing import Checkpointing, load_run_record, save_run_record
+from nvalchemi_ase.cli.checks import SetAside
+from nvalchemi_ase.cli.models import CommandLineError, make_model
+from nvalchemi_ase.cli.pipeline import (
+    LOG_SCALARS,
+    Settings,
+    Summary,
+    _SetAsideNonFinite,
+    _write_final,
+    build_pipeline,
+    outputs_of,
+    run,
+)
+from nvalchemi_ase.models.base import Model
+
+
+def resumed_options(args: argparse.Namespace) -> argparse.Namespace:
+    """The options of the run recorded in ``args.output_dir``, marked as resuming."""
+    options = load_run_record(Path(args.output_dir))
+    options.update(resume=True, quiet=args.quiet, output=str(args.output_dir))
+    return argparse.Namespace(**options)
+
+
+def record_run(args: argparse.Namespace, output: Path) -> None:
+    """``run.json`` for a fresh run (a resumed one keeps its record)."""
+    if getattr(args, "resume", False):
+        return
+    options = {k: v for k, v in vars(args).items() if k != "resume"}
+    if options.get("input") is not None:
+        options["input"] = os.path.abspath(options["input"])
+    save_run_record(output, options)
+
+
+def execute(
+    args: argparse.Namespace,
+    structures: Sequence[Atoms],
+    aside: Sequence[SetAside],
+    model_name: str,
+    parameters: dict[str, Any],
+    model: Model,
+    settings: Settings,
+    progress: Any,
+) -> Summary:
+    """One process (checkpointed or not) or a Dask cluster, as the options say."""
+    resume = getattr(args, "resume", False)
+    if args.workers is not None or args.scheduler is not None:
+        return _run_distributed(args, structures, aside, model_name, parameters, settings, progress)
+    checkpointing = None
+    if args.checkpoint_every is not None:
+        checkpointing = Checkpointing(settings.output, args.checkpoint_every, resume=resume)
+    return run(
+        structures,
+        model,
+        settings,
+        set_aside=aside,
+        progress=progress,
+        strict=args.strict,
+        checkpointing=checkpointing,
+    )
+
+
+def worker_pipeline(model: Model, settings: Settings) -> Any:
+    """The command line's pipeline as a worker builds it (its outputs go back to the client)."""
+    exit_status = int(settings.relax) + int(settings.md)
+    return build_pipeline(model, settings, [_SetAsideNonFinite(exit_status, strict=False)])
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:
+        raise CommandLineError(
+            "--workers and --scheduler need Dask: pip install 'nvalchemi-ase[distributed]'"
+        ) from error
+    if args.scheduler is not None:
+        try:
+            client = Client(args.scheduler, timeout="30s")
+        except OSError as error:
+            raise CommandLineError(f"--scheduler {args.scheduler}: cannot connect: {error}") from error
+        with client:
+            yield client
+        return
+    # ":0": the scheduler serves HTTP even without a dashboard, on 8787 unless told,
+    # and 8787 may be another cluster's (a warning, or a failed start)
+    with (
+        LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _run_distributed(
+    args: argparse.Namespace,
+    structures: Sequence[Atoms],
+    aside: Sequence[SetAside],
+    model_name: str,
+    parameters: dict[str, Any],
+    settings: Settings,
+    progress: Any,
+) -> Summary:
+    from nvalchemi_ase.distributed import ChunkPlan, ModelSpec, iter_pipeline
+    from nvalchemi_ase.distributed.outputs import ChunkWriter
+
+    threads = None
+    if args.workers is not None:  # the cores shared among the local workers
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    plan = ChunkPlan(
+        build=functools.partial(worker_pipeline, settings=settings),
+        max_systems=settings.max_systems,
+        max_atoms=settings.max_atoms,
+        device=settings.device,
+        dtype=settings.dtype,
+        trajectory_interval=settings.trajectory_interval,
+        log_interval=settings.log_interval,
+        log_scalars=LOG_SCALARS,
+        threads=threads,
+    )
+    spec = ModelSpec(make_model, {"name": model_name, "parameters": parameters})
+    writer = ChunkWriter(settings.output, resume=getattr(args, "resume", False))
+    skip = {entry.index for entry in aside} | set(writer.done)
+    start = time.perf_counter()
+    try:
+        with _client(args) as client:
+            for result in iter_pipeline(client, structures, spec, plan, args.chunk_size, skip=skip):
+                writer.write(result)
+                if progress is not None:
+                    progress.finished(len(writer.done))
+                    progress.update(writer.fused_steps, [])
+    finally:
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - start
+    reasons = {entry.index: entry.reason for entry in aside}
+    reasons.update(writer.set_aside)
+    done = [atoms for atoms in writer.results() if atoms.info["system_id"] not in reasons]
+    _write_final(settings.output / "final.extxyz", done)
+    summary = Summary(
+        systems=len(structures),
+        finished=len(done),
+        relaxed=sum(1 for r in done if settings.relax and not r.info.get("unconverged")),
+        unconverged=[r.info["system_id"] for r in done if r.info.get("unconverged")],
+        set_aside=[{"index": k, "reason": reasons[k]} for k in sorted(reasons)],
+        atom_steps_per_second=writer.atom_steps / seconds if seconds > 0 else 0.0,
+        seconds=seconds,
+        fused_steps=writer.fused_steps,
+        outputs=outputs_of(settings.output),
+        settings={k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+    )
+    (settings.output / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    return summary
