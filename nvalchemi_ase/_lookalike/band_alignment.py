@@ -5,8 +5,10 @@ images[i])`` for ``i = 1 .. n-1`` (the final image included) before evaluating
 the images: in a periodic cell the image is replaced by the one before plus its
 minimum-image displacement, less that displacement's mean; otherwise it is
 rotated (quaternion fit) and translated onto the one before. The images are
-aligned one index after the other (each on the already aligned one); this hook
-does every band at once for each index, on the device.
+aligned one index after the other (each on the already aligned one), each
+through ``set_positions``, so its constraints act (FixAtoms, FixCartesian,
+FixCom; the final image's too); this hook does every band at once for each
+index, on the device.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.band import BandModel
+from nvalchemi_ase.ops import constraints
 from nvalchemi_ase.ops.neb import kabsch_rotations, minimum_image, neighbour_shifts
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
 
 __all__ = ["AlignImagesHook"]
 
@@ -28,13 +31,28 @@ __all__ = ["AlignImagesHook"]
 class _Index:
     """The rows of image ``i`` of every aligned band that has one, and of image ``i - 1``."""
 
-    def __init__(self, rows: np.ndarray, group: np.ndarray, periodic: np.ndarray, natoms: np.ndarray, device):
+    def __init__(
+        self,
+        rows: np.ndarray,
+        bands: np.ndarray,
+        periodic: np.ndarray,
+        natoms: np.ndarray,
+        layout: Any,
+    ):
+        device = layout.path_template.device
         self.rows = torch.as_tensor(rows, device=device)
         self.previous = torch.as_tensor(rows - np.repeat(natoms, natoms), device=device)
-        self.group = torch.as_tensor(group, device=device)
+        self.group = torch.as_tensor(np.repeat(np.arange(len(natoms)), natoms), device=device)
         self.groups = len(natoms)
+        self.band = torch.as_tensor(bands, device=device)
         self.periodic = torch.as_tensor(np.repeat(periodic, natoms), device=device)[:, None]
         self.counts = torch.as_tensor(natoms, device=device)
+        held = layout.held.index_select(0, self.rows)
+        fixcom = layout.fixcom.index_select(0, layout.path_image.index_select(0, self.rows))
+        fixcom = segment_max(fixcom, self.group, self.groups)
+        self.held = held if bool(held.any()) else None
+        self.fixcom = fixcom if bool(fixcom.any()) else None
+        self.masses = layout.path_masses.index_select(0, self.rows)
 
 
 class AlignImagesHook:
@@ -48,6 +66,9 @@ class AlignImagesHook:
         device = model.layout.path_template.device
         self.shifts = neighbour_shifts(device, model.layout.path_template.dtype)
         depth = max(neb.nimages for neb in nebs if neb.remove_rotation_and_translation)
+        self.bands = torch.as_tensor(
+            [bool(neb.remove_rotation_and_translation) for neb in nebs], device=device
+        )
         self.indices = []
         for i in range(1, depth):
             chosen = [
@@ -58,17 +79,32 @@ class AlignImagesHook:
                 [path_starts[b] + i * nebs[b].natoms + np.arange(nebs[b].natoms) for b in chosen]
             )
             periodic = np.array([bool(np.asarray(nebs[b].images[0].pbc).any()) for b in chosen])
-            self.indices.append(
-                _Index(rows, np.repeat(np.arange(len(chosen)), natoms), periodic, natoms, device)
-            )
+            self.indices.append(_Index(rows, np.array(chosen), periodic, natoms, model.layout))
 
     def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
+        ctx.batch.positions = self.align(ctx.batch.positions)
+
+    def align(self, positions: torch.Tensor, only: torch.Tensor | None = None) -> torch.Tensor:
+        """``[M, 3]`` the moving images aligned (the final images in the layout's template too).
+
+        ``only``: ``[B]`` bool, the bands to align (default: every band with
+        ``remove_rotation_and_translation``).
+        """
         layout = self.model.layout
-        path = layout.path_template.index_copy(0, layout.moving_rows, ctx.batch.positions)
+        path = layout.path_template.index_copy(0, layout.moving_rows, positions)
         for index in self.indices:
-            path = path.index_copy(0, index.rows, self._aligned(path, index))
-        ctx.batch.positions = path.index_select(0, layout.moving_rows)
+            current = path.index_select(0, index.rows)
+            aligned = self._aligned(path, index)
+            if index.held is not None or index.fixcom is not None:
+                aligned = constraints.positions(
+                    current, aligned, index.masses, index.group, index.held, index.fixcom
+                )
+            if only is not None:
+                chosen = only.index_select(0, index.band).index_select(0, index.group)[:, None]
+                aligned = torch.where(chosen, aligned, current)
+            path = path.index_copy(0, index.rows, aligned)
         layout.path_template = path  # the final images moved too (its moving rows are overwritten on use)
+        return path.index_select(0, layout.moving_rows)
 
     def _aligned(self, path: torch.Tensor, index: _Index) -> torch.Tensor:
         layout = self.model.layout

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.constraints import FixCartesian, FixCom
 from ase.geometry import complete_cell
 from ase.geometry.minkowski_reduction import minkowski_reduce
 
@@ -42,40 +43,66 @@ def _reduced_cell(neb: Any) -> tuple[np.ndarray, np.ndarray]:
     return mic_cell(neb.images[0].cell, neb.images[0].pbc)
 
 
-def _band_rows(neb: Any, row: int, image: int) -> dict[str, np.ndarray]:
-    """One band's part of the layout: per path row (``P_``), moving row (``M_``) and path image (``G_``)."""
+def _band_rows(neb: Any, row: int, image: int, band: int, width: int, atoms: int) -> dict[str, np.ndarray]:
+    """One band's part of the layout: per path row (``P_``), moving row (``M_``) and path image (``G_``).
+
+    ``width`` and ``atoms``: the most images and atoms per image of any band
+    (the padded spline tensors, :mod:`nvalchemi_ase.ops.neb_spline`).
+    """
     n, a = neb.nimages, neb.natoms
     path_rows = row + np.arange(n * a).reshape(n, a)
     inner = np.arange(1, n - 1)
-    fixed = np.zeros((n, a), dtype=bool)
-    for i in inner:
-        for constraint in neb.images[i].constraints:
-            fixed[i, constraint.get_indices()] = True  # only FixAtoms get here (_check_band)
+    held, fixcom = _image_constraints(neb)
     template = np.array([image_.positions for image_ in neb.images], dtype=float)
     template[inner] = 0.0
     next_rows = np.concatenate([path_rows[1:], path_rows[-1:]])
+    previous_rows = np.concatenate([path_rows[:1], path_rows[:-1]])
+    local = np.repeat(np.arange(n), a)
     return {
         "P_path_template": template.reshape(-1, 3),
         "P_next_rows": next_rows.reshape(-1),
+        "P_previous_path_rows": previous_rows.reshape(-1),
         "P_path_image": np.repeat(image + np.arange(n), a),
+        "P_path_local": local,
+        "P_spline_slot": (band * width + local) * atoms + np.tile(np.arange(a), n),
+        "P_held": held.reshape(-1, 3),
+        "P_path_masses": np.concatenate([image_.get_masses() for image_ in neb.images]),
+        "G_fixcom": fixcom,
+        "G_knot": band * width + np.arange(n),
         "M_moving_rows": path_rows[inner].reshape(-1),
         "M_previous_rows": path_rows[inner - 1].reshape(-1),
-        "M_fixed": fixed[inner].reshape(-1),
         "M_first_row": np.full((n - 2) * a, row),
         "M_atom": np.tile(np.arange(a), n - 2),
         "M_natoms": np.full((n - 2) * a, a),
         "G_spring_k": np.append(np.asarray(neb.k, dtype=float), 0.0),
         "I_moving_image": image + inner,
         "I_local": inner,
+        "I_string_target": np.linspace(0.0, 1.0, n)[inner],
     }
+
+
+def _image_constraints(neb: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, a, 3]`` the components FixAtoms / FixCartesian hold, and ``[n]`` the images with FixCom."""
+    held = np.zeros((neb.nimages, neb.natoms, 3), dtype=bool)
+    fixcom = np.zeros(neb.nimages, dtype=bool)
+    for i, image in enumerate(neb.images):
+        for constraint in image.constraints:  # only these three get here (_check_band)
+            if isinstance(constraint, FixCom):
+                fixcom[i] = True
+            elif isinstance(constraint, FixCartesian):
+                held[i, constraint.index] |= np.asarray(constraint.mask, dtype=bool)
+            else:
+                held[i, constraint.get_indices()] = True
+    return held, fixcom
 
 
 def build_layout(nebs: Sequence[Any], ends: Sequence[tuple[float, float]]) -> BandLayout:
     """The :class:`BandLayout` of these bands (``ends``: their end energies), host float64."""
     parts: dict[str, list[np.ndarray]] = {}
     rows, images, first_image, cells, inverses, pbcs, end_energy, image_band = 0, 0, [], [], [], [], [], []
+    width, atoms = max(neb.nimages for neb in nebs), max(neb.natoms for neb in nebs)
     for b, neb in enumerate(nebs):
-        for name, values in _band_rows(neb, rows, images).items():
+        for name, values in _band_rows(neb, rows, images, b, width, atoms).items():
             parts.setdefault(name, []).append(values)
         n, a = neb.nimages, neb.natoms
         cell, inverse = _reduced_cell(neb)
@@ -88,7 +115,9 @@ def build_layout(nebs: Sequence[Any], ends: Sequence[tuple[float, float]]) -> Ba
         first_image.append(images)
         rows, images = rows + n * a, images + n
     tensors = {name[2:]: torch.as_tensor(np.concatenate(values)) for name, values in parts.items()}
-    tensors["fixed"] = tensors["fixed"][:, None]
+    tensors["path_band"] = torch.as_tensor(
+        np.repeat(np.arange(len(nebs)), [neb.nimages * neb.natoms for neb in nebs])
+    )
 
     def real(values: Any) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values, dtype=float))
@@ -106,6 +135,7 @@ def build_layout(nebs: Sequence[Any], ends: Sequence[tuple[float, float]]) -> Ba
         first_image=torch.as_tensor(np.asarray(first_image)),
         method=torch.as_tensor([METHOD_CODES[neb.method] for neb in nebs]),
         climb=flag(neb.climb for neb in nebs),
+        image_count=torch.as_tensor([neb.nimages for neb in nebs]),
         eqlength=real([_eqlength(neb) for neb in nebs]),
         dynamic=flag(getattr(neb, "dynamic_relaxation", False) for neb in nebs),
         dynamic_fmax=real([getattr(neb, "fmax", 0.0) for neb in nebs]),

@@ -19,21 +19,20 @@ from typing import Any
 import numpy as np
 import torch
 from ase import Atoms
-from ase.constraints import FixAtoms
+from ase.constraints import FixAtoms, FixCartesian, FixCom
 from ase.mep.neb import BaseNEB
+from ase.optimize.precon.precon import IdentityPrecon, PreconImages
 
 from nvalchemi_ase._lookalike.band_alignment import AlignImagesHook
 from nvalchemi_ase._lookalike.band_layout import build_layout, orthogonal_cells
+from nvalchemi_ase._lookalike.band_placement import PlaceImagesHook
 from nvalchemi_ase._lookalike.systems import Systems, _same_model
 from nvalchemi_ase.calculator import BatchedCalculator
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.data.host import to_host
-from nvalchemi_ase.hooks.protocol import HookContext
-from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.models.band import BandModel
 from nvalchemi_ase.models.base import evaluate
-from nvalchemi_ase.ops.neb import METHOD_CODES, image_max_force
-from nvalchemi_ase.ops.segment import segment_broadcast
+from nvalchemi_ase.ops.neb import METHOD_CODES
 
 __all__ = ["Bands", "is_band_input"]
 
@@ -52,26 +51,35 @@ def _check_band(b: int, neb: Any) -> None:
     if neb.nimages < 3:
         raise ValueError(f"band {b}: an NEB needs at least 3 images (it has {neb.nimages})")
     if neb.method not in METHOD_CODES:
+        raise NotImplementedError(f"band {b}: method={neb.method!r} is not one of {sorted(METHOD_CODES)}")
+    if not _identity_precon(neb.precon):
         raise NotImplementedError(
-            f"band {b}: method={neb.method!r} is not batched (use 'aseneb', 'improvedtangent' or 'eb', "
-            "or ASE's own optimizers for 'spline' and 'string')"
-        )
-    if neb.precon is not None:
-        raise NotImplementedError(f"band {b}: precon is not supported (it needs method 'spline' or 'string')")
-    if neb.remove_rotation_and_translation and (
-        getattr(neb, "dynamic_relaxation", False) or any(image.constraints for image in neb.images)
-    ):
-        raise NotImplementedError(
-            f"band {b}: remove_rotation_and_translation=True with constraints or dynamic relaxation"
+            f"band {b}: precon={neb.precon!r} is not supported (only the identity: precon=None or 'ID')"
         )
     if getattr(neb, "scale_fmax", 0.0) and not getattr(neb, "dynamic_relaxation", False):
         raise ValueError(f"band {b}: scale_fmax needs dynamic_relaxation")
-    for i, image in enumerate(neb.images[1:-1], start=1):
-        others = [c for c in image.constraints if not isinstance(c, FixAtoms)]
+    for i, image in enumerate(neb.images[1:], start=1):
+        kinds = [type(c) for c in image.constraints]
+        if not kinds or not (i < neb.nimages - 1 or neb.remove_rotation_and_translation):
+            continue  # the end images' constraints act only when the alignment moves the final one
+        holding = [kind for kind in kinds if kind in (FixAtoms, FixCartesian)]
+        if neb.remove_rotation_and_translation and holding:
+            raise NotImplementedError(
+                f"band {b}, image {i}: remove_rotation_and_translation=True with {holding[0].__name__}: "
+                "ASE's alignment then moves the free atoms again at every force call (the held atoms "
+                "snap back after each shift), so its band depends on how often the optimizer asks for "
+                "forces; not reproduced (FixCom, or no constraint, is)"
+            )
+        if FixCom in kinds and kinds != [FixCom]:
+            raise NotImplementedError(
+                f"band {b}, image {i}: FixCom with other constraints "
+                "(an image holds FixAtoms and FixCartesian, or one FixCom alone)"
+            )
+        others = [kind for kind in kinds if kind not in (FixAtoms, FixCartesian, FixCom)]
         if others:
             raise NotImplementedError(
-                f"band {b}, image {i}: constraint {type(others[0]).__name__} "
-                "(only FixAtoms is supported in the moving images of an NEB)"
+                f"band {b}, image {i}: constraint {others[0].__name__} "
+                "(the images of an NEB take FixAtoms, FixCartesian or FixCom)"
             )
     if not neb.allow_shared_calculator:
         calculators = [image.calc for image in neb.images if image.calc is not None]
@@ -82,27 +90,32 @@ def _check_band(b: int, neb: Any) -> None:
             )
 
 
+def _identity_precon(precon: Any) -> bool:
+    """Whether an NEB's ``precon`` is the identity (None, ``'ID'``, or what ASE made of them)."""
+    if precon is None or (isinstance(precon, str) and precon in ("ID", "IdentityPrecon")):
+        return True
+    if isinstance(precon, IdentityPrecon):
+        return True
+    if isinstance(precon, PreconImages | list):
+        return all(isinstance(p, IdentityPrecon) for p in precon)
+    return False
+
+
 def _band_atoms(neb: Any) -> Atoms:
-    """The optimizable of one band: its moving images' atoms as one Atoms (FixAtoms carried over)."""
+    """The optimizable of one band: its moving images' atoms as one Atoms.
+
+    As ASE's ``NEBOptimizable``, it has no constraints: the images' own act
+    when positions are set and forces evaluated (:class:`BandModel`,
+    :class:`~nvalchemi_ase._lookalike.band_placement.PlaceImagesHook`).
+    """
     moving = neb.images[1:-1]
-    natoms = neb.natoms
-    fixed = [
-        i * natoms + index
-        for i, image in enumerate(moving)
-        for c in image.constraints
-        if isinstance(c, FixAtoms)
-        for index in c.get_indices()
-    ]
-    atoms = Atoms(
+    return Atoms(
         numbers=np.concatenate([image.numbers for image in moving]),
         positions=np.concatenate([image.positions for image in moving]),
         masses=np.concatenate([image.get_masses() for image in moving]),
         cell=neb.images[0].cell,
         pbc=neb.images[0].pbc,
     )
-    if fixed:
-        atoms.set_constraint(FixAtoms(indices=sorted(set(fixed))))
-    return atoms
 
 
 def _end_energies(
@@ -138,52 +151,6 @@ def _end_energies(
         else:
             pairs.append((neb.images[0].get_potential_energy(), neb.images[-1].get_potential_energy()))
     return pairs
-
-
-class DynamicBandHook:
-    """DyNEB's ``set_positions``: an image at rest keeps its place when the optimizer moves the band.
-
-    ASE's ``DyNEB.set_positions`` places the moving images one after the
-    other; before placing image ``i`` it evaluates the band's forces with
-    images ``1 .. i-1`` already placed, and leaves image ``i`` where it was
-    when its force is below ``fmax``. This hook does the same between the
-    optimizer's update and the compute, image index by image index, for all
-    bands at once (one batched evaluation per index after the first).
-    """
-
-    stage = None
-    stages = (DynamicsStage.BEFORE_PRE_UPDATE, DynamicsStage.BEFORE_COMPUTE)
-    frequency = 1
-
-    def __init__(self, model: BandModel, image_of_row: torch.Tensor, depth: int) -> None:
-        self.model = model
-        self.image_of_row = image_of_row
-        self.depth = depth
-        layout = model.layout
-        self.row_local = segment_broadcast(layout.local, image_of_row)
-        self.always = ~segment_broadcast(layout.dynamic, layout.image_band)
-        self.fmax = segment_broadcast(layout.dynamic_fmax, layout.image_band)
-        self._before: torch.Tensor | None = None
-        self._forces: torch.Tensor | None = None
-
-    def __call__(self, ctx: HookContext, stage: DynamicsStage) -> None:
-        batch = ctx.batch
-        if stage == DynamicsStage.BEFORE_PRE_UPDATE:
-            self._before, self._forces = batch.positions, batch.forces
-            return
-        if self._before is None or self._forces is None:  # a compute outside a step: nothing moved
-            return
-        old, new, forces = self._before, batch.positions, self._forces
-        self._before = self._forces = None
-        images = self.model.layout.local.shape[0]
-        placed = old
-        for i in range(1, self.depth + 1):
-            if i > 1:
-                forces = self.model.band(placed)[1]
-            moves = self.always | (image_max_force(forces, self.image_of_row, images) >= self.fmax)
-            here = (self.row_local == i) & segment_broadcast(moves, self.image_of_row)
-            placed = torch.where(here[:, None], new, placed)
-        batch.positions = placed
 
 
 class Bands:
@@ -233,13 +200,12 @@ class Bands:
         return slice(int(self.starts[b]), int(self.starts[b + 1]))
 
     def hooks(self) -> list[Any]:
-        """The engine hooks the bands need: DyNEB's placement, and the images' alignment (NEB-TR)."""
-        hooks: list[Any] = []
-        if self.model.any_dynamic:
-            depth = max(neb.nimages for neb in self.nebs) - 2
-            hooks.append(DynamicBandHook(self.model, self.model.images.batch_idx, depth))
-        if self._aligned:
-            hooks.append(AlignImagesHook(self.model, self.nebs, self._path_starts))
+        """The engine hooks the bands need: ASE's ``set_positions`` (string, constraints, DyNEB); NEB-TR."""
+        align = AlignImagesHook(self.model, self.nebs, self._path_starts) if self._aligned else None
+        depth = max(neb.nimages for neb in self.nebs) - 2 if self.model.any_dynamic else 0
+        hooks: list[Any] = [PlaceImagesHook(self.model, depth, align)]
+        if align is not None:
+            hooks.append(align)
         return hooks
 
     def degrees_of_freedom(self) -> np.ndarray:
@@ -289,7 +255,7 @@ class Bands:
                     Systems._install(image, float(image_energy[j]), image_forces[image_rows])
                 if not (neb.climb and i == int(highest[b])):
                     band_rows = forces[rows][(i - 1) * neb.natoms : i * neb.natoms]
-                    residuals.append(np.linalg.norm(band_rows, axis=1).max())
+                    residuals.append(np.abs(band_rows).max())  # ASE's get_residual: the inf-norm
             if b in self._aligned:
                 last = int(self._path_starts[b + 1]) - neb.natoms
                 neb.images[-1].set_positions(

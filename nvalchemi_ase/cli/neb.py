@@ -23,7 +23,7 @@ from nvalchemi_ase.cli.models import CommandLineError, make_model, parse_paramet
 __all__ = ["add_command", "run_command"]
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "MDMin")
-METHODS = ("improvedtangent", "aseneb", "eb")
+METHODS = ("improvedtangent", "aseneb", "eb", "spline", "string")
 
 
 def add_command(commands: Any) -> None:

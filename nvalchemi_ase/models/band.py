@@ -21,8 +21,12 @@ from dataclasses import dataclass, fields
 import torch
 
 from nvalchemi_ase.data import Batch
+from nvalchemi_ase.models.band_spline import BandSplines
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, Model, evaluate
+from nvalchemi_ase.ops import constraints
 from nvalchemi_ase.ops.neb import (
+    SPLINE,
+    STRING,
     ImageTerms,
     band_forces,
     highest_images,
@@ -60,8 +64,26 @@ class BandLayout:
     """``[P, 3, 3]`` its inverse."""
     pbc: torch.Tensor
     """``[P, 3]`` 1.0 along the band's periodic directions."""
-    fixed: torch.Tensor
-    """``[M, 1]`` True on FixAtoms atoms (their image forces are zero, as ``get_forces()``)."""
+    previous_path_rows: torch.Tensor
+    """``[P]`` the same atom's path row in the image before (itself on a band's image 0)."""
+    path_local: torch.Tensor
+    """``[P]`` the index in its band of each path row's image."""
+    path_band: torch.Tensor
+    """``[P]`` the band of each path row."""
+    spline_slot: torch.Tensor
+    """``[P]`` each path row's flat index in the padded ``[B, K, A]`` spline tensors."""
+    held: torch.Tensor
+    """``[P, 3]`` bool: the components the images' FixAtoms / FixCartesian hold."""
+    path_masses: torch.Tensor
+    """``[P]`` the atoms' masses (the images' FixCom), amu."""
+    fixcom: torch.Tensor
+    """``[G]`` bool: the images with a FixCom."""
+    knot: torch.Tensor
+    """``[G]`` each path image's flat index in the padded ``[B, K]`` knots."""
+    string_target: torch.Tensor
+    """``[I]`` the reaction coordinate the ``string`` method puts each moving image at, ``i / (n - 1)``."""
+    image_count: torch.Tensor
+    """``[B]`` each band's number of images."""
     first_row: torch.Tensor
     """``[M]`` the path row of the band's first atom of image 0."""
     atom: torch.Tensor
@@ -140,6 +162,50 @@ class BandModel(torch.nn.Module):
         self.layout = layout
         self.any_dynamic = bool(layout.dynamic.any())
         self.last: dict[str, torch.Tensor] = {}
+        image_of_row = images.batch_idx
+        held = layout.held.index_select(0, layout.moving_rows)
+        fixcom = layout.fixcom.index_select(0, layout.moving_image)
+        self.held = held if bool(held.any()) else None
+        self.fixcom = fixcom if bool(fixcom.any()) else None
+        self.splines = BandSplines(layout, image_of_row) if bool(self.spline_bands(layout).any()) else None
+
+    @staticmethod
+    def spline_bands(layout: BandLayout) -> torch.Tensor:
+        """``[B]`` the bands of the ``spline`` and ``string`` methods."""
+        return (layout.method == SPLINE) | (layout.method == STRING)
+
+    def constrained_forces(self, forces: torch.Tensor) -> torch.Tensor:
+        """``[M, 3]`` the images' forces after their constraints (``image.get_forces()``)."""
+        return constraints.forces(forces, self.images.masses, self.images.batch_idx, self.held, self.fixcom)
+
+    def constrained_positions(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """``[M, 3]`` ``new`` after the images' constraints, from ``old`` (``image.set_positions(new)``)."""
+        return constraints.positions(
+            old, new, self.images.masses, self.images.batch_idx, self.held, self.fixcom
+        )
+
+    def path_and_springs(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[P, 3]`` all images, ``[P, 3]`` the minimum-image springs after each, ``[G]`` their lengths."""
+        layout = self.layout
+        path = layout.path_template.index_copy(0, layout.moving_rows, positions)
+        springs = minimum_image(
+            path.index_select(0, layout.next_rows) - path,
+            layout.cell,
+            layout.inverse_cell,
+            layout.pbc,
+            self.shifts,
+        )
+        lengths = torch.sqrt(
+            segment_sum((springs * springs).sum(dim=1), layout.path_image, layout.end_energy.shape[0])
+        )
+        return path, springs, lengths
+
+    def string_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """``[M, 3]`` the ``string`` bands' images equally spaced on their spline (ASE's set_positions)."""
+        if self.splines is None or not self.splines.any_string:
+            return positions
+        path, _, lengths = self.path_and_springs(positions)
+        return self.splines.string_positions(path, lengths, positions)
 
     def forward(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
@@ -153,28 +219,22 @@ class BandModel(torch.nn.Module):
         images.positions = positions
         outputs = evaluate(self.model, images, ("energy", "forces"))
         energies, raw = outputs["energy"].view(-1), outputs["forces"]
-        forces = raw.masked_fill(layout.fixed, 0.0)
-        path = layout.path_template.index_copy(0, layout.moving_rows, positions)
-        springs = minimum_image(
-            path.index_select(0, layout.next_rows) - path,
-            layout.cell,
-            layout.inverse_cell,
-            layout.pbc,
-            self.shifts,
-        )
-        lengths = torch.sqrt(
-            segment_sum((springs * springs).sum(dim=1), layout.path_image, layout.end_energy.shape[0])
-        )
+        forces = self.constrained_forces(raw)
+        path, springs, lengths = self.path_and_springs(positions)
         path_energy = layout.end_energy.index_copy(0, layout.moving_image, energies)
         highest = highest_images(energies, layout.image_band, layout.local, layout.bands)
         terms = self._terms(path_energy, energies, lengths, highest)
         image_of_row = images.batch_idx
+        spline = None
+        if self.splines is not None:
+            spline = self.splines.tangents(path, lengths, terms.k_previous, terms.k_next)
         neb = band_forces(
             forces,
             springs.index_select(0, layout.previous_rows),
             springs.index_select(0, layout.moving_rows),
             image_of_row,
             terms,
+            spline,
         )
         if self.any_dynamic:
             neb = self._dynamic(neb, path, terms, highest)

@@ -18,6 +18,11 @@ with the three tangent and spring choices of ASE's ``ase.mep.neb``:
   Groves & Hammer, J. Chem. Phys. 145, 094107 (2016), doi:10.1063/1.4961868,
   Eqs. C1-C8; the climbing image is Henkelman, Uberuaga & Jonsson, J. Chem.
   Phys. 113, 9901 (2000), doi:10.1063/1.1329672, Eq. 5.
+* ``spline`` (code 3) and ``string`` (code 4): the unit tangent of a cubic
+  spline through the band (:mod:`nvalchemi_ase.ops.neb_spline`), given to
+  :func:`band_forces` with ``spline``'s spring coefficient ``k (x'' . tau)``
+  (0 for ``string``, whose springs are the reparametrisation); Makri, Ortner
+  & Kermode, J. Chem. Phys. 150, 094109 (2019), doi:10.1063/1.5064465, Eqs. 6-9.
 
 Every image-level quantity is a ``[I]`` tensor and every vector a ``[M, 3]``
 row tensor (``image_of_row[M]`` maps rows to images), so any number of bands
@@ -34,8 +39,14 @@ import torch
 
 from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
 
-ASENEB, IMPROVED_TANGENT, FULL_SPRING = 0, 1, 2
-METHOD_CODES = {"aseneb": ASENEB, "improvedtangent": IMPROVED_TANGENT, "eb": FULL_SPRING}
+ASENEB, IMPROVED_TANGENT, FULL_SPRING, SPLINE, STRING = 0, 1, 2, 3, 4
+METHOD_CODES = {
+    "aseneb": ASENEB,
+    "improvedtangent": IMPROVED_TANGENT,
+    "eb": FULL_SPRING,
+    "spline": SPLINE,
+    "string": STRING,
+}
 
 _SHIFTS = list(itertools.product((-1.0, 0.0, 1.0), repeat=3))
 
@@ -139,6 +150,7 @@ def band_forces(
     t_next: torch.Tensor,
     image_of_row: torch.Tensor,
     terms: ImageTerms,
+    spline: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``[M, 3]`` NEB forces on the moving images' atoms, eV/Å.
 
@@ -152,6 +164,10 @@ def band_forces(
         ``[M]`` the moving image of each row.
     terms
         The per-image scalars (:class:`ImageTerms`).
+    spline
+        For bands of the ``spline`` / ``string`` methods: ``[M, 3]`` unit
+        tangents and ``[I]`` spring coefficients ``k (x'' . tau)``, eV/Å
+        (other images ignore them).
     """
     images = terms.energy.shape[0]
 
@@ -169,6 +185,9 @@ def band_forces(
     unit = torch.where(terms.method == FULL_SPRING, norm, torch.where(norm > 0, norm, torch.ones_like(norm)))
     scale = torch.where(aseneb, torch.ones_like(norm), 1.0 / unit)
     tangent = rows(scale) * raw
+    splined = (terms.method == SPLINE) | (terms.method == STRING)
+    if spline is not None:
+        tangent = torch.where(rows(splined), spline[0], tangent)
     magnitude = torch.where(aseneb, torch.where(squared == 0, torch.ones_like(squared), squared), 1.0)
     along = per_image(forces * tangent)
     climbing = terms.climb & (terms.local == terms.highest)
@@ -182,6 +201,9 @@ def band_forces(
         -(along + aseneb_spring) / magnitude,
         torch.where(terms.method == IMPROVED_TANGENT, spring_along - along, -along),
     )
+    if spline is not None:
+        bend = torch.where(terms.method == SPLINE, spline[1], torch.zeros_like(along))
+        alpha = torch.where(splined, bend - along, alpha)
     alpha = torch.where(climbing, -2.0 * along / torch.where(aseneb, squared, 1.0), alpha)
     beta_1, beta_2 = _full_springs(terms)
     full = (terms.method == FULL_SPRING) & ~climbing

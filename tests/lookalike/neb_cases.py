@@ -64,16 +64,21 @@ def band(
     n: int,
     calculator: Callable[[], Any],
     neb_class: type = NEB,
+    apply_constraint: bool | None = None,
     **kwargs: Any,
 ) -> Any:
-    """An ``n``-image band between ``ends``, linearly interpolated, each image on its own ``calculator()``."""
+    """An ``n``-image band between ``ends``, linearly interpolated, each image on its own ``calculator()``.
+
+    ``apply_constraint``: ASE's ``interpolate`` option (False when the
+    constraints would move the interpolated images, as FixCom does).
+    """
     initial, final = ends
     images = [initial.copy() for _ in range(n - 1)] + [final.copy()]
     for image in images:
         image.calc = calculator()
     kwargs.setdefault("method", "improvedtangent")
     neb = neb_class(images, **kwargs)
-    neb.interpolate()
+    neb.interpolate(apply_constraint=apply_constraint)
     return neb
 
 

@@ -162,12 +162,8 @@ def test_log_lines_are_ases(tmp_path) -> None:
 
 def test_unsupported_options_raise_naming_the_band() -> None:
     ends = adatom_hop()
-    with pytest.raises(NotImplementedError, match="band 1: method='spline'"):
-        FIRE([band(ends, 5, ours), band(ends, 5, ours, method="spline")], logfile=None)
-    with pytest.raises(
-        NotImplementedError, match="band 0: remove_rotation_and_translation=True with constraints"
-    ):
-        FIRE(band(ends, 5, ours, remove_rotation_and_translation=True), logfile=None)
+    with pytest.raises(NotImplementedError, match="band 1: precon='Exp' is not supported"):
+        FIRE([band(ends, 5, ours), band(ends, 5, ours, method="spline", precon="Exp")], logfile=None)
     constrained = band(ends, 5, ours)
     constrained.images[2].set_constraint(FixBondLength(0, 1))
     with pytest.raises(NotImplementedError, match="band 0, image 2: constraint FixBondLength"):
