@@ -20,6 +20,8 @@ def _bands(calculator):
         band(adatom_hop(), 5, calculator, climb=True),
         band(vacancy_jump(), 6, calculator, method="eb"),
         band(fcc_to_hcp_hop(), 5, calculator, DyNEB, fmax=0.05, scale_fmax=1.0, climb=True),
+        band(adatom_hop(), 5, calculator, method="spline", climb=True),
+        band(vacancy_jump(), 4, calculator, method="string"),
     ]
 
 
