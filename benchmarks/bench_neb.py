@@ -7,6 +7,7 @@ step), in one run, alternating, median of the repeats. Printed: seconds,
 steps, the largest barrier difference (should be ~1e-10 eV) and the ratio.
 
 Run:  python benchmarks/bench_neb.py [--bands 16] [--images 7] [--repeats 3] [--device cpu|cuda]
+          [--method improvedtangent|aseneb|eb|spline|string]
 """
 
 from __future__ import annotations
@@ -48,20 +49,20 @@ def end_states(count: int) -> list[tuple]:
     return pairs
 
 
-def bands(pairs: list[tuple], images: int, calculator) -> list[NEB]:
+def bands(pairs: list[tuple], images: int, calculator, method: str) -> list[NEB]:
     result = []
     for initial, final in pairs:
         band_images = [initial.copy() for _ in range(images - 1)] + [final.copy()]
         for image in band_images:
             image.calc = calculator()
-        band = NEB(band_images, climb=True, method="improvedtangent")
+        band = NEB(band_images, climb=True, method=method)
         band.interpolate()
         result.append(band)
     return result
 
 
-def run_ase(pairs: list[tuple], images: int) -> tuple[float, int, list[float]]:
-    todo = bands(pairs, images, AseEMT)
+def run_ase(pairs: list[tuple], images: int, method: str) -> tuple[float, int, list[float]]:
+    todo = bands(pairs, images, AseEMT, method)
     start = time.perf_counter()
     steps = 0
     for band in todo:
@@ -71,9 +72,9 @@ def run_ase(pairs: list[tuple], images: int) -> tuple[float, int, list[float]]:
     return time.perf_counter() - start, steps, [NEBTools(b.images).get_barrier()[0] for b in todo]
 
 
-def run_ours(pairs: list[tuple], images: int, device: str) -> tuple[float, int, list[float]]:
+def run_ours(pairs: list[tuple], images: int, device: str, method: str) -> tuple[float, int, list[float]]:
     model = EMT()
-    todo = bands(pairs, images, lambda: BatchedCalculator(model, device=device, dtype=torch.float64))
+    todo = bands(pairs, images, lambda: BatchedCalculator(model, device=device, dtype=torch.float64), method)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -90,16 +91,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--method", default="improvedtangent")
     args = parser.parse_args()
     print(machine())
     pairs = end_states(args.bands)
     atoms = sum(len(initial) for initial, _ in pairs) * (args.images - 2)
-    print(f"{args.bands} bands x {args.images} images ({atoms} moving atoms), FIRE 0.05 climb, EMT float64")
-    run_ours(pairs[:2], args.images, args.device)  # warm-up: kernels, neighbour-list compile
+    print(
+        f"{args.bands} bands x {args.images} images ({atoms} moving atoms), {args.method}, "
+        "FIRE 0.05 climb, EMT float64"
+    )
+    run_ours(pairs[:2], args.images, args.device, args.method)  # warm-up: kernels, neighbour-list compile
     ase_times, our_times = [], []
     for _ in range(args.repeats):
-        ase_time, ase_steps, ase_barriers = run_ase(pairs, args.images)
-        our_time, our_steps, our_barriers = run_ours(pairs, args.images, args.device)
+        ase_time, ase_steps, ase_barriers = run_ase(pairs, args.images, args.method)
+        our_time, our_steps, our_barriers = run_ours(pairs, args.images, args.device, args.method)
         ase_times.append(ase_time)
         our_times.append(our_time)
     worst = float(np.max(np.abs(np.subtract(ase_barriers, our_barriers))))
