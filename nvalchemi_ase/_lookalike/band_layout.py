@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from ase.constraints import FixCartesian, FixCom
+from ase.constraints import FixAtoms, FixCartesian, FixCom
 from ase.geometry import complete_cell
 from ase.geometry.minkowski_reduction import minkowski_reduce
 
@@ -86,12 +86,12 @@ def _image_constraints(neb: Any) -> tuple[np.ndarray, np.ndarray]:
     held = np.zeros((neb.nimages, neb.natoms, 3), dtype=bool)
     fixcom = np.zeros(neb.nimages, dtype=bool)
     for i, image in enumerate(neb.images):
-        for constraint in image.constraints:  # only these three get here (_check_band)
+        for constraint in image.constraints:  # moving images hold only these three (_check_band)
             if isinstance(constraint, FixCom):
                 fixcom[i] = True
             elif isinstance(constraint, FixCartesian):
                 held[i, constraint.index] |= np.asarray(constraint.mask, dtype=bool)
-            else:
+            elif isinstance(constraint, FixAtoms):
                 held[i, constraint.get_indices()] = True
     return held, fixcom
 

@@ -34,7 +34,7 @@ from nvalchemi_ase.ops.neb import (
     minimum_image,
     neighbour_shifts,
 )
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
 
 __all__ = ["BandLayout", "BandModel"]
 
@@ -147,8 +147,9 @@ class BandModel(torch.nn.Module):
     Notes
     -----
     After each call, ``last`` holds the images' energies ``[I]``, their raw
-    forces ``[M, 3]`` (before FixAtoms) and each band's highest image ``[B]``
-    (its index in the band), for the look-alike to write into the ``NEB``.
+    forces ``[M, 3]`` (before constraints), each band's highest image ``[B]``
+    (its index in the band) and each image's largest NEB force component
+    ``[I]`` (ASE's residual), for the look-alike to write into the ``NEB``.
     """
 
     cutoff = 0.0
@@ -236,9 +237,10 @@ class BandModel(torch.nn.Module):
             terms,
             spline,
         )
+        residual = segment_max(neb.abs().amax(dim=1), image_of_row, energies.shape[0])  # before DyNEB's rest
         if self.any_dynamic:
             neb = self._dynamic(neb, path, terms, highest)
-        self.last = {"image_energy": energies, "image_forces": raw, "highest": highest}
+        self.last = {"image_energy": energies, "image_forces": raw, "highest": highest, "residual": residual}
         return path_energy.index_select(0, layout.first_image + highest), neb
 
     def _terms(

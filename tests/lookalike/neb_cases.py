@@ -83,7 +83,7 @@ def band(
 
 
 def assert_same_band(mine: Any, reference: Any, label: str = "") -> None:
-    """Every image's positions and the band's energies equal to ``NEB_ATOL``."""
+    """Every image's positions, the band's energies and residuals equal to ``NEB_ATOL``."""
     for i, (a, b) in enumerate(zip(mine.images, reference.images, strict=True)):
         np.testing.assert_allclose(
             a.positions, b.positions, rtol=0, atol=NEB_ATOL, err_msg=f"{label} image {i}"
@@ -92,6 +92,9 @@ def assert_same_band(mine: Any, reference: Any, label: str = "") -> None:
         mine.energies[1:-1], reference.energies[1:-1], rtol=0, atol=NEB_ATOL, err_msg=f"{label} energies"
     )
     assert mine.imax == reference.imax, label
+    np.testing.assert_allclose(
+        mine.residuals, reference.residuals, rtol=0, atol=NEB_ATOL, err_msg=f"{label} residuals"
+    )
 
 
 @cache
