@@ -128,6 +128,9 @@ class AutogradModel(BatchedModel):
         Whether the graph carries ``reverse_edge``.
     angle_cutoff
         Å: the graph carries the angle ``triplets`` of edges shorter than this.
+    angle_first_at_cutoff
+        Whether a triplet's first edge may also be exactly ``angle_cutoff`` long
+        (CHGNet's rule; see :func:`~nvalchemi_ase.neighbors.graph.angle_triplets`).
     properties
         Extra properties the module returns (``"energies"``, ``"magmoms"``, ...),
         added to ``implemented_properties``.
@@ -154,6 +157,7 @@ class AutogradModel(BatchedModel):
         dtype: torch.dtype | None = None,
         reverse_edges: bool = False,
         angle_cutoff: float | None = None,
+        angle_first_at_cutoff: bool = False,
         properties: Sequence[str] = (),
     ) -> None:
         if not isinstance(module, torch.nn.Module):
@@ -180,6 +184,7 @@ class AutogradModel(BatchedModel):
         self.dtype = dtype
         self.reverse_edges = reverse_edges
         self.angle_cutoff = None if angle_cutoff is None else float(angle_cutoff)
+        self.angle_first_at_cutoff = bool(angle_first_at_cutoff)
         self.implemented_properties = (
             ("energy", "free_energy", "forces")
             + (("stress",) if compute_stress else ())
@@ -196,6 +201,7 @@ class AutogradModel(BatchedModel):
             "compute_stress": self.compute_stress,
             "dtype": None if self.dtype is None else str(self.dtype).removeprefix("torch."),
             "angle_cutoff": self.angle_cutoff,
+            "angle_first_at_cutoff": self.angle_first_at_cutoff,
         }
 
     def forward(
@@ -252,7 +258,12 @@ class AutogradModel(BatchedModel):
                     "ed,edc->ec", unit_shifts.to(batch.dtype), batch.cell[batch.batch_idx[sender]]
                 )
                 vectors = batch.positions[receiver] - batch.positions[sender] + shifts
-                extras["triplets"] = angle_triplets(edge_index, vectors.norm(dim=1), self.angle_cutoff)
+                extras["triplets"] = angle_triplets(
+                    edge_index,
+                    vectors.norm(dim=1),
+                    self.angle_cutoff,
+                    first_at_cutoff=self.angle_first_at_cutoff,
+                )
         return extras
 
     def _energy(self, graph: AtomGraph, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -77,3 +77,21 @@ def test_triplets_are_the_ordered_pairs_of_short_bonds_at_each_atom():
 def test_no_short_bonds_give_no_triplets():
     edge_index = torch.tensor([[0, 1], [1, 0]])
     assert angle_triplets(edge_index, torch.tensor([5.0, 5.0]), 3.0).shape == (0, 2)
+
+
+def test_a_first_bond_exactly_at_the_cutoff_pairs_only_with_shorter_bonds():
+    """CHGNet's rule: the first bond of an angle may be exactly at the cutoff, the second may not."""
+    # From atom 0: bonds 0 and 1 exactly 3 Å, bond 2 shorter; bond 3 from atom 1, longer.
+    edge_index = torch.tensor([[0, 0, 0, 1], [1, 2, 3, 0]])
+    lengths = torch.tensor([3.0, 3.0, 2.0, 3.5], dtype=torch.float64)
+    for first_at_cutoff in (False, True):
+        triplets = angle_triplets(edge_index, lengths, 3.0, first_at_cutoff=first_at_cutoff)
+        may_be_first = [e for e in range(4) if lengths[e] <= 3.0 and (first_at_cutoff or lengths[e] < 3.0)]
+        expected = {
+            (a, b)
+            for a in may_be_first
+            for b in range(4)
+            if a != b and lengths[b] < 3.0 and edge_index[0, a] == edge_index[0, b]
+        }
+        assert sorted(map(tuple, triplets.tolist())) == sorted(expected)
+    assert sorted(map(tuple, triplets.tolist())) == [(0, 2), (1, 2)]

@@ -110,6 +110,7 @@ def load_chgnet(argument: str | None = None, *, name: str = "chgnet", **options:
         module,
         reverse_edges=True,
         angle_cutoff=module.angle_cutoff,
+        angle_first_at_cutoff=True,  # CHGNet's line graph: first bond <= 3 Å, second < 3 Å
         properties=("energies", "magmoms"),
         **options,
     )
