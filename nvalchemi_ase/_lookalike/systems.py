@@ -32,7 +32,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from nvalchemi_ase._lookalike.cell_filters import add_filter_fields, is_cell_filter, sync_filter
 from nvalchemi_ase.calculator import BatchedCalculator
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import MODEL_RESULTS, Batch, Scope
 from nvalchemi_ase.data.errors import BatchValidationError
 from nvalchemi_ase.hooks.safety import NonFiniteError
 from nvalchemi_ase.models import ASECalculatorModel
@@ -194,11 +194,14 @@ class Systems:
         return self.atoms[b]
 
     def report_tensors(self) -> dict[str, torch.Tensor]:
-        """Device values beyond positions, energy and forces that :meth:`refresh` needs (cell filters')."""
-        if not self.has_filters:
-            return {}
+        """Device values beyond positions, energy and forces that :meth:`refresh` needs: the
+        model's other results (``magmoms``, per-atom ``energies``, ...) and the cell filters' state."""
         batch = self.batch
-        return {"cell": batch.cell, "stress": batch.stress, "cell_strain": batch.cell_strain}
+        held = batch.field_names()
+        tensors = {name: getattr(batch, name) for name in MODEL_RESULTS if name in held}
+        if self.has_filters:
+            tensors.update(cell=batch.cell, stress=batch.stress, cell_strain=batch.cell_strain)
+        return tensors
 
     def degrees_of_freedom(self) -> np.ndarray:
         """``[B]`` ASE's ``get_number_of_degrees_of_freedom()`` per system (constraint-aware)."""
@@ -224,8 +227,9 @@ class Systems:
     ) -> None:
         """Write host state (positions, velocities or None, energy ``[B]``, forces) into ``systems``.
 
-        ``host`` holds the reported values of :meth:`report_tensors` (with
-        cell filters: ``cell``, ``stress [B, 3, 3]`` and ``cell_strain``).
+        ``host`` holds the reported values of :meth:`report_tensors` (the model's
+        other results, and with cell filters ``cell``, ``stress [B, 3, 3]`` and
+        ``cell_strain``).
 
         Raises
         ------
@@ -271,19 +275,34 @@ class Systems:
         if velocities is not None and self.momenta:
             atoms.set_momenta(velocities[rows] * atoms.get_masses()[:, None], apply_constraint=False)
         if self.batched:  # an ASE calculator caches what it just computed for these positions
-            self._install(atoms, float(energy[b]), forces[rows], stress)
+            others = {
+                name: host[name][rows if scope is Scope.ATOM else b]
+                for name, scope in MODEL_RESULTS.items()
+                if host is not None and name in host
+            }
+            self._install(atoms, float(energy[b]), forces[rows], stress, others)
         self._positions[b] = atoms.positions.copy()
         self._momenta[b] = atoms.get_momenta()
 
     @staticmethod
-    def _install(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None = None) -> None:
-        """Make ``energy``, (raw) ``forces`` and ``stress`` the calculator's cached results now."""
+    def _install(
+        atoms: Atoms,
+        energy: float,
+        forces: np.ndarray,
+        stress: np.ndarray | None = None,
+        others: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Make ``energy``, (raw) ``forces``, ``stress`` and the model's ``others`` (``magmoms``, ...)
+        the calculator's cached results now."""
         calc = atoms.calc
         if calc is None or not hasattr(calc, "results"):
             return
         results = {"energy": energy, "free_energy": energy, "forces": np.array(forces, dtype=float)}
         if stress is not None:
             results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        for name, value in (others or {}).items():
+            if np.all(np.isfinite(value)):
+                results[name] = np.array(value, dtype=float)
         implemented = set(getattr(calc, "implemented_properties", results))
         calc.atoms = atoms.copy()
         calc.results = {name: value for name, value in results.items() if name in implemented}

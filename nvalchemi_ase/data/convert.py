@@ -24,7 +24,7 @@ from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
 from nvalchemi_ase.data.batch import Batch, SystemMeta, check_float_dtype, default_device
 from nvalchemi_ase.data.errors import BatchValidationError
-from nvalchemi_ase.data.fields import AtomCategory
+from nvalchemi_ase.data.fields import MODEL_RESULTS, AtomCategory, Scope
 from nvalchemi_ase.data.validate import validate_atoms
 
 _ARRAYS_WITH_FIELDS = ("numbers", "positions", "momenta", "masses", "tags")
@@ -163,7 +163,8 @@ def _full_stress(stress: np.ndarray) -> np.ndarray:
 def batch_to_atoms(batch: Batch) -> list[Atoms]:
     """The batch's systems as new ``ase.Atoms`` objects.
 
-    Energy, forces and stress (where computed and finite) come back as a
+    Energy, forces, stress and the model's other results (where computed and
+    finite; see :data:`~nvalchemi_ase.data.fields.MODEL_RESULTS`) come back as a
     ``SinglePointCalculator``; frozen atoms come back as one ``FixAtoms``, in
     the place the original ``FixAtoms`` had among the constraints.
     """
@@ -221,4 +222,9 @@ def _results(host: dict[str, np.ndarray], b: int, atoms_slice: slice) -> dict[st
         results["forces"] = host["forces"][atoms_slice].astype(float)
     if "stress" in host and np.all(np.isfinite(host["stress"][b])):
         results["stress"] = full_3x3_to_voigt_6_stress(host["stress"][b].astype(float))
+    for name, scope in MODEL_RESULTS.items():  # a model's extra outputs (magnetic moments, charges)
+        if name in host:
+            value = host[name][atoms_slice if scope is Scope.ATOM else b]
+            if np.all(np.isfinite(value)):
+                results[name] = np.array(value, dtype=float)
     return results

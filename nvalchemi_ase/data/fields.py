@@ -71,6 +71,16 @@ FIELDS: dict[str, Field] = {
 }
 """The built-in fields. ``batch_idx`` and ``ptr`` are derived, not stored per field."""
 
+MODEL_RESULTS: dict[str, Scope] = {
+    "energies": Scope.ATOM,
+    "magmoms": Scope.ATOM,
+    "charges": Scope.ATOM,
+    "magmom": Scope.SYSTEM,
+    "dipole": Scope.SYSTEM,
+}
+"""Outputs beside energy, forces and stress that a model may return, under ASE's result names:
+engines keep them as batch fields, and they come back as the Atoms' calculator results."""
+
 
 class AtomCategory(enum.IntEnum):
     """Values of ``Batch.atom_categories``."""

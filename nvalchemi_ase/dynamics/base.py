@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import AtomCategory, Batch, Scope
+from nvalchemi_ase.data import MODEL_RESULTS, AtomCategory, Batch, Scope
 from nvalchemi_ase.dynamics.noise import CounterNoise, Draw
 from nvalchemi_ase.hooks.constraints import Constraints
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
@@ -158,12 +158,20 @@ class BaseDynamics(HookRegistryMixin):
 
     # ------------------------------------------------------------------ the loop
     def compute(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Evaluate the model and write energy, forces (and stress, if requested) into the batch."""
+        """Evaluate the model and write energy, forces (and stress, if requested) into the batch.
+
+        Other results the model returned under ASE's names (per-atom ``energies``,
+        ``magmoms``, ``charges``, ...: :data:`~nvalchemi_ase.data.MODEL_RESULTS`)
+        become batch fields too, so they reach the Atoms and trajectory frames.
+        """
         outputs = evaluate(self.model, batch, tuple(sorted(self.properties)))
         batch.energy = outputs["energy"].detach()
         batch.forces = outputs["forces"].detach()
         if "stress" in outputs:
             batch.stress = outputs["stress"].detach()
+        for name, scope in MODEL_RESULTS.items():
+            if name in outputs:
+                batch.add_field(name, outputs[name].detach(), scope)
         return outputs
 
     def step(self, batch: Batch | None = None) -> Batch:

@@ -58,3 +58,69 @@ def test_angles_at_the_bond_cutoff_follow_chgnets_own_graph():
     directed = [(i, j, tuple(s)) for (i, j), s in zip(theirs_graph.atom_graph.tolist(), images, strict=True)]
     theirs = {(directed[d1], directed[d2]) for _, _, d1, _, d2 in theirs_graph.bond_graph.tolist()}
     assert ours == theirs == {((0, 1, (0, 0, 0)), (0, 2, (0, 0, 0)))}
+
+
+def _own_results(atoms, reference):
+    """CHGNet's own calculator's magnetic moments and site energies for ``atoms`` where they stand."""
+    theirs = _boxed(atoms.copy())
+    theirs.calc = reference
+    theirs.get_potential_energy()
+    return reference.results["magmoms"], reference.results["energies"]
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
+def test_magnetic_moments_reach_the_lookalike_atoms_and_frames(tmp_path):
+    """After look-alike Langevin, each ``atoms.calc.results`` and each trajectory's last frame carry
+    CHGNet's ``magmoms`` and per-atom ``energies`` for the final positions, as its own calculator gives."""
+    from ase import units
+    from ase.io import read
+
+    from nvalchemi_ase import BatchedCalculator
+    from nvalchemi_ase.md.langevin import Langevin
+    from nvalchemi_ase.models import load
+
+    systems = [mlip_systems()[k] for k in (0, 2, 5)]  # bulk, binary crystal, triclinic
+    calculator = BatchedCalculator(load("chgnet"), device="cpu")
+    for atoms in systems:
+        atoms.calc = calculator
+    rngs = [np.random.default_rng(seed) for seed in range(len(systems))]
+    dyn = Langevin(
+        systems,
+        1 * units.fs,
+        temperature_K=300,
+        friction=0.02,
+        fixcm=False,
+        rng=rngs,
+        trajectory=str(tmp_path / "md.traj"),
+    )
+    dyn.run(2)
+    dyn.close()
+    reference = dynamics.CHGNetCalculator(use_device="cpu", return_site_energies=True)
+    for k, atoms in enumerate(systems):
+        magmoms, energies = _own_results(atoms, reference)
+        np.testing.assert_allclose(atoms.calc.results["magmoms"], magmoms, atol=MLIP_FORCES_ATOL)
+        np.testing.assert_allclose(atoms.calc.results["energies"], energies, atol=MLIP_ENERGY_PER_ATOM_ATOL)
+        frame = read(tmp_path / f"md_{k}.traj", -1)
+        np.testing.assert_allclose(frame.get_magnetic_moments(), magmoms, atol=MLIP_FORCES_ATOL)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
+def test_magnetic_moments_reach_the_command_lines_frames(tmp_path):
+    """``nvalchemi-ase run --model chgnet``: frames and final structures carry ``magmoms`` (about 15 s)."""
+    from ase.io import read, write
+
+    from nvalchemi_ase.cli import EXIT_OK, main
+
+    source = tmp_path / "in.extxyz"
+    write(source, [mlip_systems()[k] for k in (0, 2)])
+    out = tmp_path / "run"
+    arguments = ["run", str(source), "--model", "chgnet", "--relax-steps", "1", "--steps", "1"]
+    assert main([*arguments, "--trajectory-interval", "1", "-o", str(out), "-q"]) == EXIT_OK
+    reference = dynamics.CHGNetCalculator(use_device="cpu", return_site_energies=True)
+    for k, final in enumerate(read(out / "final.extxyz", ":")):
+        magmoms, _ = _own_results(final, reference)
+        np.testing.assert_allclose(final.get_magnetic_moments(), magmoms, atol=MLIP_FORCES_ATOL)
+        frame = read(out / "trajectories" / f"system_{k:05d}.traj", -1)
+        magmoms, _ = _own_results(frame, reference)
+        np.testing.assert_allclose(frame.get_magnetic_moments(), magmoms, atol=MLIP_FORCES_ATOL)
