@@ -2,23 +2,31 @@
 
 1. One energy + forces call on 8 and 32 structures: ``BatchedCalculator(load(name))``
    on the whole list against the package's calculator one system at a time
-   (both warmed up; repeats interleaved, medians compared).
+   (all warmed up; every repeat times each size, ours then theirs, so the sizes
+   and both sides share the machine's load; medians compared).
 2. 100 steps of look-alike ``Langevin`` on 16 systems against ASE's ``Langevin``
    with the package's calculator, system by system (``--md-steps``).
 
 Structures: rattled copper crystals of 4 to 32 atoms (every family knows Cu).
 
-Run:  python benchmarks/bench_mlip.py [--models 7net-0 chgnet] [--device cpu|cuda] [--repeats 3]
+Torch runs ``--threads`` CPU threads (default 1) on both sides. On a CPU that
+other jobs share, two OpenMP threads wait for each other at every operation:
+CHGNet's own calculator took 10x longer with 2 threads than with 1 at a load
+of 9 on 2 cores, which says nothing about either side's code.
+
+Run:  python benchmarks/bench_mlip.py [--models 7net-0 chgnet] [--device cpu|cuda] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from ase import Atoms, units
 from ase.build import bulk
 from common import machine
@@ -56,21 +64,23 @@ def copper(count: int, seed: int = 0) -> list[Atoms]:
     return systems
 
 
-def interleaved(
-    first: Callable[[], object], second: Callable[[], object], repeats: int
-) -> tuple[float, float]:
-    """Median seconds of each, measured in alternation after one warm-up call of each."""
-    first(), second()
-    a, b = [], []
-    for _ in range(repeats):
-        for function, times in ((first, a), (second, b)):
-            start = time.perf_counter()
+def interleaved(pairs: dict[int, tuple[Callable[[], object], ...]], repeats: int) -> dict[int, list[float]]:
+    """Median seconds of each function of each size, measured in alternation after a warm-up call each."""
+    for functions in pairs.values():
+        for function in functions:
             function()
-            times.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
+    times: dict[int, list[list[float]]] = {size: [[] for _ in fs] for size, fs in pairs.items()}
+    for _ in range(repeats):
+        for size, functions in pairs.items():
+            for function, spent in zip(functions, times[size], strict=True):
+                start = time.perf_counter()
+                function()
+                spent.append(time.perf_counter() - start)
+    return {size: [statistics.median(spent) for spent in each] for size, each in times.items()}
 
 
-def single_point(name: str, count: int, device: str, repeats: int) -> tuple[float, float]:
+def single_point(name: str, count: int, device: str) -> tuple[Callable[[], object], Callable[[], object]]:
+    """One energy+forces evaluation of ``count`` structures: ours batched, and theirs one by one."""
     systems = copper(count)
     batched = BatchedCalculator(load(name), device=device)
     make = own_calculator(name, device)
@@ -83,10 +93,12 @@ def single_point(name: str, count: int, device: str, repeats: int) -> tuple[floa
         for atoms, calc in zip(systems, calculators, strict=True):
             calc.calculate(atoms.copy(), ["energy", "forces"], ["positions"])
 
-    return interleaved(ours, theirs, repeats)
+    return ours, theirs
 
 
-def langevin(name: str, count: int, steps: int, device: str) -> tuple[float, float]:
+def langevin(name: str, count: int, steps: int, device: str, chunk: int = 5) -> tuple[float, float]:
+    """Seconds for ``steps`` Langevin steps of ``count`` systems: the look-alike on the list, and ASE's
+    system by system; the two advance in alternation, ``chunk`` steps at a time, under the same load."""
     from ase.md.langevin import Langevin as AseLangevin
 
     systems = copper(count, seed=100)
@@ -95,21 +107,29 @@ def langevin(name: str, count: int, steps: int, device: str) -> tuple[float, flo
     for atoms in ours:
         atoms.calc = calc
     rngs = [np.random.default_rng(k) for k in range(count)]
-    dyn = Langevin(ours, 2 * units.fs, temperature_K=300, friction=0.01, fixcm=False, rng=rngs)
-    dyn.run(1)  # build lists, warm up
-    start = time.perf_counter()
-    dyn.run(steps)
-    batched = time.perf_counter() - start
-
+    batched = Langevin(ours, 2 * units.fs, temperature_K=300, friction=0.01, fixcm=False, rng=rngs)
     make = own_calculator(name, device)
-    start = time.perf_counter()
+    theirs = []
     for k, atoms in enumerate(systems):
         atoms = atoms.copy()
         atoms.calc = make()
-        AseLangevin(
-            atoms, 2 * units.fs, temperature_K=300, friction=0.01, fixcm=False, rng=np.random.default_rng(k)
-        ).run(steps)
-    return batched, time.perf_counter() - start
+        rng = np.random.default_rng(k)
+        dyn = AseLangevin(atoms, 2 * units.fs, temperature_K=300, friction=0.01, fixcm=False, rng=rng)
+        theirs.append(dyn)
+    batched.run(1)  # build lists, warm up
+    for dyn in theirs:
+        dyn.run(1)
+    spent = [0.0, 0.0]
+    for done in range(0, steps, chunk):
+        n = min(chunk, steps - done)
+        start = time.perf_counter()
+        batched.run(n)
+        spent[0] += time.perf_counter() - start
+        start = time.perf_counter()
+        for dyn in theirs:
+            dyn.run(n)
+        spent[1] += time.perf_counter() - start
+    return spent[0], spent[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,11 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--md-systems", type=int, default=16)
     parser.add_argument("--md-steps", type=int, default=100, help="0 skips the Langevin comparison")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both sides (default 1)")
     args = parser.parse_args(argv)
-    print(f"machine: {machine()}")
+    torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}, {args.threads} torch thread(s), load {_load()}")
     for name in args.models:
-        for count in args.sizes:
-            ours, theirs = single_point(name, count, args.device, args.repeats)
+        pairs = {count: single_point(name, count, args.device) for count in args.sizes}
+        for count, (ours, theirs) in interleaved(pairs, args.repeats).items():
             print(
                 f"{name:>8} energy+forces, {count:3d} structures: batched {ours * 1e3:8.1f} ms, "
                 f"own calculator one by one {theirs * 1e3:8.1f} ms -> {theirs / ours:5.2f}x"
@@ -135,6 +157,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{name:>8} Langevin {args.md_steps} steps x {args.md_systems} systems: "
                 f"look-alike {ours:7.1f} s, ASE + own calculator {theirs:7.1f} s -> {theirs / ours:5.2f}x"
             )
+
+    print(f"load at the end: {_load()}")
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (what else the machine was running)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
