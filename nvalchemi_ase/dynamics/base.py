@@ -161,7 +161,7 @@ class BaseDynamics(HookRegistryMixin):
         """Evaluate the model and write energy, forces (and stress, if requested) into the batch.
 
         Other results the model returned under ASE's names (per-atom ``energies``,
-        ``magmoms``, ``charges``, ...: :data:`~nvalchemi_ase.data.MODEL_RESULTS`)
+        ``magmoms``, ``charges``, ...: :data:`~nvalchemi_ase.data.fields.MODEL_RESULTS`)
         become batch fields too, so they reach the Atoms and trajectory frames.
         """
         outputs = evaluate(self.model, batch, tuple(sorted(self.properties)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.lj import LennardJones as AseLennardJones
 
@@ -243,3 +243,38 @@ def test_cuda_equals_cpu():
     cpu = evaluate(morse_model(), batch, properties)
     cuda = evaluate(morse_model().cuda(), batch.to("cuda"), properties)
     _assert_same({k: v.cpu() for k, v in cuda.items()}, cpu)
+
+
+class PairWithCharges(PairModule):
+    """The Morse pair energy, and a made-up per-atom ``charges`` (Σ over neighbours of exp(−r))."""
+
+    def forward(self, graph: AtomGraph) -> dict[str, torch.Tensor]:
+        r = graph.edge_vectors.norm(dim=1)
+        charges = segment_sum(torch.exp(-r), graph.edge_index[0], graph.positions.shape[0])
+        return {"energy": super().forward(graph), "charges": charges}
+
+
+def test_a_modules_other_results_reach_the_lookalike_atoms_frames_and_engine_batches(tmp_path):
+    """``charges`` (an ASE result name) in ``atoms.calc.results`` after each reported look-alike step,
+    in its trajectory frames, and in the Atoms of an engine's batch: those of the final positions."""
+    from ase.io import read
+
+    from nvalchemi_ase.md.verlet import VelocityVerlet
+
+    cutoff = ARGON_MORSE["rcut2"] * ARGON_MORSE["r0"]
+    model = AutogradModel(PairWithCharges(morse(**ARGON_MORSE)), cutoff, properties=("charges",))
+    calc = BatchedCalculator(model, device="cpu")
+    systems = [argon_bulk(1, seed=1), argon_bulk(2, seed=2)]
+    for atoms in systems:
+        atoms.calc = calc
+    VelocityVerlet(systems, 5.0 * units.fs, trajectory=str(tmp_path / "md.traj")).run(3)
+    batch = Batch.from_atoms(systems, device="cpu")
+    NVE(model, dt=5.0).run(batch, n_steps=1)
+    for k, (atoms, moved) in enumerate(zip(systems, batch.to_atoms(), strict=True)):
+        expected = BatchedCalculator(model, device="cpu").calculate_batch([atoms])[0]["charges"]
+        np.testing.assert_allclose(atoms.calc.results["charges"], expected, rtol=FLOAT64_RTOL)
+        np.testing.assert_allclose(
+            read(tmp_path / f"md_{k}.traj", -1).get_charges(), expected, rtol=FLOAT64_RTOL
+        )
+        expected = BatchedCalculator(model, device="cpu").calculate_batch([moved])[0]["charges"]
+        np.testing.assert_allclose(moved.get_charges(), expected, rtol=FLOAT64_RTOL)
