@@ -221,6 +221,7 @@ def test_todict_is_json():
         "compute_stress": True,
         "dtype": None,
         "angle_cutoff": None,
+        "angle_first_at_cutoff": False,
     }
 
 
