@@ -95,7 +95,7 @@ def _assert_same_outputs(expected: Path, got: Path) -> None:
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_files(tmp_path):
     source = _input_file(tmp_path, count=5, crowded=1)
-    md = ["--steps", "16", "--checkpoint-every", "3", "--max-systems", "1"]  # one at a time: ~100 steps
+    md = ["--steps", "40", "--checkpoint-every", "3", "--max-systems", "1"]  # one at a time: ~200 steps
     reference = tmp_path / "reference"
     assert main(["run", str(source), "-o", str(reference), *JOB, *md, *OUTPUTS]) == EXIT_OK
     rng = np.random.default_rng(17)
@@ -106,7 +106,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_files(tmp_
     time.sleep(float(rng.uniform(0.0, 0.5)))  # a random moment: mid-step, mid-write, mid-checkpoint
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    assert process.returncode == -signal.SIGKILL  # killed before its end (~100 steps, saved every 3)
+    assert process.returncode == -signal.SIGKILL  # killed before its end (~200 steps, saved every 3)
     saved_step = read_checkpoint(checkpoint)["step_count"]
     process = _start("resume", str(out), "-q")
     if _running_until(functools.partial(_checkpoint_after, checkpoint, saved_step), process):

@@ -118,7 +118,9 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str, default_m
         metavar="ADDRESS",
         help="run on the Dask cluster at ADDRESS (tcp://host:port)",
     )
-    scale.add_argument("--chunk-size", type=int, default=16, help="structures per Dask task (default 16)")
+    scale.add_argument(
+        "--chunk-size", type=int, default=16, metavar="N", help="structures per Dask task (default 16)"
+    )
     scale.add_argument(
         "--checkpoint-every",
         type=int,
