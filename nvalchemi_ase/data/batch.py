@@ -10,6 +10,7 @@ lives beside this module in :mod:`nvalchemi_ase.data.convert`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,17 @@ class SystemMeta:
     fixatoms_slot: int | None = None
     """Where ``FixAtoms`` stood among the constraints, so it comes back in place."""
     celldisp: np.ndarray | None = None
+
+    def copy(self) -> SystemMeta:
+        """A deep copy, without ``copy.deepcopy``'s machinery when info, constraints and arrays are empty.
+
+        Slicing copies every system's metadata (sinks, snapshots, inflight
+        refills); most systems carry nothing beyond the flags and ``celldisp``.
+        """
+        if self.info or self.constraints or self.arrays:
+            return copy.deepcopy(self)
+        celldisp = None if self.celldisp is None else self.celldisp.copy()
+        return dataclasses.replace(self, info={}, constraints=[], arrays={}, celldisp=celldisp)
 
 
 IndexLike = int | slice | Sequence[int] | np.ndarray | torch.Tensor
@@ -261,7 +273,7 @@ class Batch:
         for name, value in self._data.items():
             cast = dtype if (dtype is not None and self._specs[name].kind is Kind.FLOAT) else None
             fields[name] = value.to(device=device, dtype=cast, copy=True)
-        return self._rebuilt(self._counts, fields, copy.deepcopy(self.meta))
+        return self._rebuilt(self._counts, fields, [m.copy() for m in self.meta])
 
     def clone(self) -> Batch:
         """A deep copy (tensors and metadata)."""
@@ -314,7 +326,7 @@ class Batch:
             name: value.index_select(0, atoms if self._specs[name].scope is Scope.ATOM else rows)
             for name, value in self._data.items()
         }
-        meta = [copy.deepcopy(self.meta[s]) for s in systems]
+        meta = [self.meta[s].copy() for s in systems]
         return self._rebuilt(self._counts[systems], fields, meta)
 
     def __getitem__(self, index: IndexLike) -> Batch:
@@ -340,7 +352,7 @@ class Batch:
         names = [n for n in first.field_names() if all(n in b._data for b in batches)]
         fields = {n: torch.cat(_padded([b._data[n] for b in batches], n), dim=0) for n in names}
         counts = np.concatenate([b._counts for b in batches])
-        meta = [copy.deepcopy(m) for b in batches for m in b.meta]
+        meta = [m.copy() for b in batches for m in b.meta]
         extra = {
             name: Field(spec.scope, spec.kind, tuple(fields[name].shape[1:]), required=False)
             for name, spec in first._specs.items()

@@ -42,6 +42,23 @@ def test_batch_idx_maps_atoms_to_their_system(systems, batch):
         np.testing.assert_array_equal(rows, atoms.positions)
 
 
+@pytest.mark.parametrize("carried", [False, True])
+def test_slices_copy_the_metadata(systems, carried):
+    if carried:  # info and extra arrays: the deep copy
+        systems[1].info["label"] = {"kind": "test"}
+        systems[1].set_array("tag2", np.arange(len(systems[1])))
+    batch = Batch.from_atoms(systems, device="cpu")
+    picked = batch.index_select([1])
+    picked.meta[0].info["added"] = 1
+    picked.meta[0].celldisp += 1.0
+    if carried:
+        picked.meta[0].info["label"]["kind"] = "changed"
+        picked.meta[0].arrays["tag2"] += 1
+        assert batch.meta[1].info["label"] == {"kind": "test"}
+        assert batch.meta[1].arrays["tag2"].tolist() == list(range(len(systems[1])))
+    assert "added" not in batch.meta[1].info and not batch.meta[1].celldisp.any()
+
+
 def test_default_device_and_dtype(systems):
     batch = Batch.from_atoms(systems)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
