@@ -203,13 +203,12 @@ def run_inflight(
             current = _refill(fused, current, sampler, sinks, results)
             if on_finish is not None:
                 on_finish(len(results))
-    if current is not None:
-        _collect(
-            current,
-            torch.ones(current.num_graphs, dtype=torch.bool, device=current.device),
-            results,
-            finished=False,
-        )
+    if current is not None:  # the step cap came first
+        finished = current.status == fused.exit_status  # finished, not yet refilled (a compaction waits)
+        for sink in sinks:
+            sink.write(current, mask=finished)
+        _collect(current, finished, results, finished=True)
+        _collect(current, ~finished, results, finished=False)
     return [results[k] for k in sorted(results)]
 
 

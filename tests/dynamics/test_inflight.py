@@ -189,3 +189,19 @@ def test_refills_build_the_neighbour_list_only_for_new_systems(monkeypatch, same
     assert [r.info["system_id"] for r in results] == list(range(len(structures)))
     assert len(whole_builds) == 1
     assert len(computes) == len(steps) + 1  # one per step, and the first batch's forces
+
+
+def test_a_step_cap_returns_systems_finished_while_a_compaction_waited_as_finished():
+    """Input exhausted: a compaction waits for a quarter of the batch; a cap first still reports them."""
+    relaxed = bulk("Ar", "fcc", a=5.26, cubic=True)  # no force: converged at once
+    structures = [relaxed] + [atoms for atoms in _structures(7, seed=4)]
+    for atoms in structures[1:]:
+        atoms.rattle(0.3, seed=len(atoms))
+    model = LennardJones(**ARGON)
+    fused = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=300) + NVE(
+        model, dt=2.0, n_steps=3
+    )
+    sink = HostMemory(capacity=8)
+    results = fused.run_inflight(InflightSampler(structures, max_systems=8, device="cpu"), [sink], n_steps=8)
+    assert [r.info["finished"] for r in results] == [True] + [False] * 7
+    assert sink.read().system_id.tolist() == [0]
