@@ -131,11 +131,17 @@ def test_bfgs_state_of_different_widths_survives_refills():
         np.testing.assert_allclose(result.positions, alone.positions, rtol=0, atol=1e-9)
 
 
-def test_langevin_trajectories_do_not_depend_on_the_slot_count():
-    """Counter-based noise: a system's MD noise follows its system_id, not its slot or batch mates."""
+@pytest.mark.parametrize("same_size", [False, True])
+def test_langevin_trajectories_do_not_depend_on_the_slot_count(same_size):
+    """Counter-based noise: a system's MD noise follows its system_id, not its slot or batch mates.
+
+    Structures of one size are refilled into the finished systems' slots; mixed sizes compact.
+    """
     from nvalchemi_ase.dynamics import NVTLangevin
 
     structures = _structures(7, seed=2)
+    if same_size:
+        structures = [atoms for atoms in _structures(21, seed=5) if len(atoms) == 4][:7]
 
     def run(slots):
         model = LennardJones(**ARGON)
