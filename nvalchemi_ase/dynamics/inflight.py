@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from nvalchemi_ase.data import Batch, Scope
+from nvalchemi_ase.data import MODEL_RESULTS, Batch, Scope
 from nvalchemi_ase.data.convert import resolve_device, resolve_dtype
 from nvalchemi_ase.dynamics.state import model_neighbor_lists
 from nvalchemi_ase.neighbors import NeighborList
@@ -267,11 +267,18 @@ def _awaiting_forces(fused: FusedStage, fresh: Batch, running: Batch) -> Batch:
     """New systems with the pipeline's state fields, awaiting their forces (placeholders until then)."""
     fused.init_state(fresh)
     fresh.awaiting_forces = torch.ones(fresh.num_graphs, dtype=torch.bool, device=fresh.device)
-    for name in ("energy", "forces", "stress"):  # computed at the next step; kept for the systems that stay
+    present = set(fresh.field_names())
+    for name in ("energy", "forces", "stress", *MODEL_RESULTS):  # computed at the next step
+        if name in present or name not in running.field_names():
+            continue
         value = getattr(running, name)
-        if value is not None and getattr(fresh, name) is None:
-            leading = fresh.num_nodes if running.scope_of(name) is Scope.ATOM else fresh.num_graphs
-            setattr(fresh, name, value.new_zeros((leading, *value.shape[1:])))
+        scope = running.scope_of(name)
+        leading = fresh.num_nodes if scope is Scope.ATOM else fresh.num_graphs
+        zeros = value.new_zeros((leading, *value.shape[1:]))
+        if name in MODEL_RESULTS:
+            fresh.add_field(name, zeros, scope)
+        else:
+            setattr(fresh, name, zeros)
     return fresh
 
 

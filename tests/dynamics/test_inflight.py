@@ -182,6 +182,16 @@ def test_refills_build_the_neighbour_list_only_for_new_systems(monkeypatch, same
         original_build(self, batch)
 
     monkeypatch.setattr(NeighborList, "_first_build", counted_build)
+    from nvalchemi_ase.dynamics import inflight
+
+    in_place = []
+    original_put = inflight._put_into_slots
+
+    def counted_put(*args):
+        in_place.append(1)
+        original_put(*args)
+
+    monkeypatch.setattr(inflight, "_put_into_slots", counted_put)
     model = LennardJones(**ARGON)
     fused = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=200) + NVE(
         model, dt=2.0, n_steps=5
@@ -195,6 +205,8 @@ def test_refills_build_the_neighbour_list_only_for_new_systems(monkeypatch, same
     assert [r.info["system_id"] for r in results] == list(range(len(structures)))
     assert len(whole_builds) == 1
     assert len(computes) == len(steps) + 1  # one per step, and the first batch's forces
+    if same_size:  # new systems take the finished slots (the batch's per-atom energies do not stop it)
+        assert in_place
 
 
 def test_a_step_cap_returns_systems_finished_while_a_compaction_waited_as_finished():
