@@ -5,6 +5,15 @@ from __future__ import annotations
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.base import BaseDynamics
 from nvalchemi_ase.hooks.stages import DynamicsStage
+from nvalchemi_ase.models.base import Model
+
+
+def require_stress(model: Model) -> None:
+    """Refuse, before anything is set up, a model that cannot give the stress a variable cell needs."""
+    if "stress" not in model.implemented_properties:
+        raise TypeError(
+            f"model {type(model).__name__} does not implement stress (needed for a variable cell)"
+        )
 
 
 def recompute(engine: BaseDynamics, batch: Batch) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter
-from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress, recompute
+from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress, recompute, require_stress
 from nvalchemi_ase.dynamics.integrators.berendsen import NVTBerendsen
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import berendsen
@@ -78,10 +78,7 @@ class NPTBerendsen(NVTBerendsen):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if "stress" not in model.implemented_properties:
-            raise TypeError(
-                f"model {type(model).__name__} does not implement stress (needed for a variable cell)"
-            )
+        require_stress(model)
         super().__init__(model, dt, temperature, taut, fixcm, n_steps, hooks, convergence_hook, **options)
         self.request_property("stress")
         self.pressure = pressure

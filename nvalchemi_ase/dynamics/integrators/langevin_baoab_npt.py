@@ -19,6 +19,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
+from nvalchemi_ase.dynamics.integrators._variable_cell import require_stress
 from nvalchemi_ase.dynamics.noise import Draw
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import baoab, segment_broadcast
@@ -91,10 +92,7 @@ class LangevinBAOABNPT(Thermostat):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if "stress" not in model.implemented_properties:
-            raise TypeError(
-                f"model {type(model).__name__} does not implement stress (needed for a variable cell)"
-            )
+        require_stress(model)
         thermostatted = temperature is not None
         super().__init__(
             model, dt, 0.0 if temperature is None else temperature, seed, n_steps, hooks, convergence_hook,

@@ -16,7 +16,7 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
-from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress
+from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress, require_stress
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import berendsen, melchionna, segment_broadcast
 from nvalchemi_ase.ops import cell as cell_ops
@@ -114,10 +114,8 @@ class MelchionnaNPT(Thermostat):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if pfactor is not None and "stress" not in model.implemented_properties:
-            raise TypeError(
-                f"model {type(model).__name__} does not implement stress (needed for a variable cell)"
-            )
+        if pfactor is not None:
+            require_stress(model)
         super().__init__(model, dt, temperature, None, n_steps, hooks, convergence_hook, **options)
         self.request_property("stress")
         self.externalstress = stress_tensor(externalstress)

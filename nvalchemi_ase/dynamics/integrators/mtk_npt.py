@@ -17,7 +17,7 @@ import torch
 
 from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter
-from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress
+from nvalchemi_ase.dynamics.integrators._variable_cell import ensure_stress, require_stress
 from nvalchemi_ase.dynamics.integrators.nose_hoover import NoseHooverChainNVT
 from nvalchemi_ase.models.base import Model
 from nvalchemi_ase.ops import cell as cell_ops
@@ -78,10 +78,7 @@ class MTKNPT(NoseHooverChainNVT):
         convergence_hook: Any = None,
         **options: Any,
     ) -> None:
-        if "stress" not in model.implemented_properties:
-            raise TypeError(
-                f"model {type(model).__name__} does not implement stress (needed for a variable cell)"
-            )
+        require_stress(model)
         for name, value in (("pchain", pchain), ("ploop", ploop)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
