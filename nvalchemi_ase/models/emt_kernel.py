@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.models.pair_kernel import _descriptor, _float64_tensor, _launch, _pair_vector
+from nvalchemi_ase.models.pair_kernel import _pair_vector
 from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, launch
 
 wp = initialised_warp()
 
@@ -140,21 +141,21 @@ def _sums_kernel(with_virials: bool) -> Any:
 def _geometry(positions: torch.Tensor, neighbors: Any, cell: torch.Tensor) -> list[Any]:
     """The kernels' first arguments: warp views (cached by ``pair_kernel``) of the geometry."""
     return [
-        _descriptor(positions, wp.vec3d),
-        _descriptor(neighbors.raw_matrix),
-        _descriptor(neighbors.raw_counts),
-        _descriptor(neighbors.raw_shifts, wp.vec3i),
-        _descriptor(cell, wp.vec3d),
-        _descriptor(neighbors.batch_idx),
+        descriptor(positions, wp.vec3d),
+        descriptor(neighbors.raw_matrix),
+        descriptor(neighbors.raw_counts),
+        descriptor(neighbors.raw_shifts, wp.vec3i),
+        descriptor(cell, wp.vec3d),
+        descriptor(neighbors.batch_idx),
     ]
 
 
 def density(positions: torch.Tensor, neighbors: Any, table: torch.Tensor) -> torch.Tensor:
     """``σ₁`` ``[N]`` of every atom; ``table`` is the ``[N, COLUMNS]`` float64 per-atom table."""
-    positions, cell = _float64_tensor(positions), _float64_tensor(neighbors.cell)
+    positions, cell = float64_tensor(positions), float64_tensor(neighbors.cell)
     sigma1 = torch.empty(positions.shape[0], dtype=torch.float64, device=positions.device)
-    inputs = [*_geometry(positions, neighbors, cell), _descriptor(table), _descriptor(sigma1)]
-    _launch(_sigma1, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
+    inputs = [*_geometry(positions, neighbors, cell), descriptor(table), descriptor(sigma1)]
+    launch(_sigma1, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
     return sigma1
 
 
@@ -165,17 +166,17 @@ def sums(
 
     ``table`` must hold ``dE_c/dσ₁`` in its last column.
     """
-    positions, cell = _float64_tensor(positions), _float64_tensor(neighbors.cell)
+    positions, cell = float64_tensor(positions), float64_tensor(neighbors.cell)
     n, device = positions.shape[0], positions.device
     spheres = torch.empty(n, dtype=torch.float64, device=device)
     forces = torch.empty(n, 3, dtype=torch.float64, device=device)
     virials = torch.empty(n if with_virials else 0, 3, 3, dtype=torch.float64, device=device)
     inputs = [
         *_geometry(positions, neighbors, cell),
-        _descriptor(table),
-        _descriptor(spheres),
-        _descriptor(forces, wp.vec3d),
-        _descriptor(virials, wp.mat33d),
+        descriptor(table),
+        descriptor(spheres),
+        descriptor(forces, wp.vec3d),
+        descriptor(virials, wp.mat33d),
     ]
-    _launch(_sums_kernel(with_virials), n, inputs, device, ROWS_PER_THREAD)
+    launch(_sums_kernel(with_virials), n, inputs, device, ROWS_PER_THREAD)
     return spheres, forces, virials if with_virials else None

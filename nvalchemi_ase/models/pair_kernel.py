@@ -7,8 +7,8 @@ on disk, run on the batch's device) walks each atom's neighbours once and
 writes the atom's energy, force and virial directly, with no atomics (the list
 holds both directions of every pair). Arithmetic is in float64 whatever the
 batch's dtype, in the same order as ASE's calculators. Virials are summed only
-when stress is asked for. Warp runs a CPU kernel on one thread; on a CPU the
-atoms are split over torch's threads (``torch.get_num_threads()``).
+when stress is asked for. On a CPU the atoms are split over torch's threads
+(see :func:`~nvalchemi_ase.ops.warp_launch.launch`).
 
 A potential provides its pair terms as a ``wp.func`` ``(r2, params) -> vec2d(u, du)``
 with ``du = (du/dr)/r``, and its parameters as a float64 vector.
@@ -17,13 +17,12 @@ with ``du = (du/dr)/r``, and its parameters as a float64 vector.
 from __future__ import annotations
 
 import functools
-import itertools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch
 
 wp = initialised_warp()
 
@@ -135,117 +134,6 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
     return pair_sums
 
 
-_ROWS_PER_THREAD = 256
-"""On a CPU, atoms per launch below which one thread does all the rows (threads cost ~50 µs).
-
-Measured on 2 cores, LJ argon 8 x 108 atoms: 256 gave 1.29x the steps per second of 1024."""
-
-
-@functools.cache
-def _cpu_threads(count: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-pairs")
-
-
-def _launch(
-    kernel: Any, rows: int, inputs: list[Any], device: torch.device, rows_per_thread: int | None = None
-) -> None:
-    """Run ``kernel`` over ``rows`` atoms: one launch on a GPU, split over torch's threads on a CPU.
-
-    ``rows_per_thread`` (default ``_ROWS_PER_THREAD``) is the fewest rows worth a
-    thread of their own. Warp runs a CPU launch on the calling thread and releases the GIL while
-    it runs, so launches over disjoint row ranges from a pool of threads run in
-    parallel. Each row is written by exactly one launch: the sums do not
-    depend on the number of threads.
-    """
-    per_thread = _ROWS_PER_THREAD if rows_per_thread is None else rows_per_thread
-    threads = min(torch.get_num_threads(), rows // per_thread)
-    if device.type != "cpu" or threads < 2:
-        _recorded(kernel, 0, rows, device, inputs).launch()
-        return
-    _load_on_cpu(kernel)  # compiling or loading must not race between the threads
-    bounds = [rows * k // threads for k in range(threads + 1)]
-    pool = _cpu_threads(threads)
-    launches = [
-        pool.submit(_recorded(kernel, start, end - start, device, inputs).launch)
-        for start, end in itertools.pairwise(bounds)
-    ]
-    for launch in launches:
-        launch.result()
-
-
-_DESCRIPTORS: dict[tuple, Any] = {}
-_LAUNCHES: dict[tuple, tuple[Any, list[Any]]] = {}
-_CACHE_SIZE = 1024
-
-
-def _descriptor(tensor: torch.Tensor, dtype: Any = None) -> Any:
-    """Warp's view of ``tensor`` (no copy, no reference to the tensor), cached by address and layout.
-
-    ``wp.from_torch`` costs about 15 µs per argument, and a launch has ten: on a
-    small system that was most of a step. A view depends only on the address,
-    shape, strides, dtype and device, so a cached one is exactly right for any
-    later tensor with the same memory and layout (tensors freed and allocated
-    again at the same address included). The caller keeps the tensor alive
-    while the kernel runs.
-    """
-    key = (tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype, tensor.device, dtype)
-    found = _DESCRIPTORS.get(key)
-    if found is None:
-        if len(_DESCRIPTORS) >= _CACHE_SIZE:
-            _DESCRIPTORS.clear()
-        found = _DESCRIPTORS[key] = wp.from_torch(tensor, dtype=dtype, return_ctype=True)
-    return found
-
-
-def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: list[Any]) -> Any:
-    """A recorded warp launch of ``kernel`` over rows ``first .. first + rows`` with ``inputs`` set.
-
-    Packing every argument again costs more than the kernel on small systems;
-    a recorded launch re-packs only the arguments whose view changed since its
-    last use (positions and outputs, typically).
-    """
-    key = (kernel, first, rows, device)
-    found = _LAUNCHES.get(key)
-    if found is None:
-        if len(_LAUNCHES) >= _CACHE_SIZE:
-            _LAUNCHES.clear()
-        stream = wp.stream_from_torch(device) if device.type == "cuda" else None
-        command = wp.launch(
-            kernel,
-            dim=rows,
-            inputs=[first, *inputs],
-            device=wp.device_from_torch(device),
-            stream=stream,
-            record_cmd=True,
-        )
-        _LAUNCHES[key] = (command, list(inputs))
-        return command
-    command, current = found
-    for index, value in enumerate(inputs):
-        if value is not current[index]:
-            command.set_param_at_index(index + 1, value)
-            current[index] = value
-    return command
-
-
-@functools.cache
-def _load_on_cpu(kernel: Any) -> None:
-    wp.load_module(kernel.module, device="cpu")
-
-
-def _float64_tensor(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` as a contiguous float64 tensor without autograd history (itself when it already is)."""
-    if tensor.dtype == torch.float64 and not tensor.requires_grad and tensor.is_contiguous():
-        return tensor  # attribute checks cost less than three no-op dispatches
-    return tensor.detach().to(torch.float64).contiguous()
-
-
-@functools.lru_cache(maxsize=64)
-def _float64(value: float) -> Any:
-    """One warp scalar per value, so a recorded launch sees the same object while it is unchanged."""
-    return wp.float64(value)
-
-
 def pair_sums(
     terms: Any,
     params: torch.Tensor,
@@ -264,24 +152,24 @@ def pair_sums(
     """
     device = positions.device
     f64 = torch.float64
-    params, positions = _float64_tensor(params), _float64_tensor(positions)
-    cell = _float64_tensor(neighbors.cell)
+    params, positions = float64_tensor(params), float64_tensor(positions)
+    cell = float64_tensor(neighbors.cell)
     n = positions.shape[0]
     energies = torch.empty(n, dtype=f64, device=device)
     forces = torch.empty(n, 3, dtype=f64, device=device)
     virials = torch.empty(n if with_virials else 0, 3, 3, dtype=f64, device=device)
     inputs = [
-        _descriptor(positions, wp.vec3d),
-        _descriptor(neighbors.raw_matrix),
-        _descriptor(neighbors.raw_counts),
-        _descriptor(neighbors.raw_shifts, wp.vec3i),
-        _descriptor(cell, wp.vec3d),
-        _descriptor(neighbors.batch_idx),
-        _descriptor(params),
-        _float64(cutoff * cutoff),
-        _descriptor(energies),
-        _descriptor(forces, wp.vec3d),
-        _descriptor(virials, wp.mat33d),
+        descriptor(positions, wp.vec3d),
+        descriptor(neighbors.raw_matrix),
+        descriptor(neighbors.raw_counts),
+        descriptor(neighbors.raw_shifts, wp.vec3i),
+        descriptor(cell, wp.vec3d),
+        descriptor(neighbors.batch_idx),
+        descriptor(params),
+        float64_scalar(cutoff * cutoff),
+        descriptor(energies),
+        descriptor(forces, wp.vec3d),
+        descriptor(virials, wp.mat33d),
     ]
-    _launch(_kernel(terms, with_virials), n, inputs, device)
+    launch(_kernel(terms, with_virials), n, inputs, device)
     return energies, forces, virials if with_virials else None

@@ -88,6 +88,10 @@ class NeighborList:
         """``(keep, old counts)`` announced by :meth:`carry`, used by the next update."""
         self._check_room = False
         """Whether the next update checks the room on the host (new systems came in: :meth:`carry`)."""
+        self._flag: torch.Tensor | None = None
+        self._flag_host: np.ndarray = np.zeros(1, dtype=np.int32)
+        self._probed: tuple[torch.Tensor, int, torch.Tensor] | None = None
+        """``(positions, their version, reference)`` last tested by an integrator (:meth:`skin_probe`)."""
 
     @property
     def search_radius(self) -> float:
@@ -142,8 +146,45 @@ class NeighborList:
             if not torch.equal(cell, self._cell):
                 return True
             self._cell_seen = (cell, cell._version)
-        displacement_sq = (batch.positions - self._positions).square().sum(dim=1)
+        positions: torch.Tensor = batch.positions
+        probed = self._probed
+        if (
+            probed is not None
+            and probed[0] is positions
+            and probed[1] == positions._version
+            and probed[2] is self._positions
+        ):
+            return bool(self._flag_host[0])  # the integrator's kernel tested these very positions
+        displacement_sq = (positions - self._positions).square().sum(dim=1)
         return bool((displacement_sq > (0.5 * self.skin) ** 2).any())
+
+    def skin_probe(self, positions: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor] | None:
+        """For an integrator that moves the atoms in a kernel: what it needs to test the skin on the way.
+
+        ``(reference positions [N, 3], skin / 2, flag)``: the kernel sets
+        ``flag[0]`` (int32, cleared here) to 1 when an atom lands farther than
+        ``skin / 2`` from its reference; then :meth:`probed` names the positions
+        it wrote. The next update reads the flag instead of testing again, if
+        the batch still holds those positions, unwritten, and the list was not
+        rebuilt since. Offered only where the host decides whether to rebuild
+        (a CPU list with ``sync_check`` not False) and a list of ``positions``'
+        shape exists; else None.
+        """
+        key = self._key
+        if self._current is None or key is None or key[1].type != "cpu" or self.sync_check is False:
+            return None
+        if self._positions.shape != positions.shape or positions.device.type != "cpu":
+            return None
+        if self._flag is None:
+            self._flag = torch.zeros(1, dtype=torch.int32)
+            self._flag_host = self._flag.numpy()
+        self._flag_host[0] = 0
+        self._probed = None
+        return self._positions, 0.5 * self.skin, self._flag
+
+    def probed(self, positions: torch.Tensor, reference: torch.Tensor) -> None:
+        """``positions``, tested against ``reference`` (from :meth:`skin_probe`), are the batch's next."""
+        self._probed = (positions, positions._version, reference)
 
     def _moved(self, batch: Batch) -> torch.Tensor:
         return moved_beyond_skin(

@@ -58,7 +58,7 @@ def torch_threads():
 
 
 def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_threads):
-    from nvalchemi_ase.models import pair_kernel
+    from nvalchemi_ase.ops import warp_launch
 
     batch = Batch.from_atoms(ragged_systems(seed=6), device="cpu")
     model = MODELS[1](True)
@@ -70,8 +70,8 @@ def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_th
         pools.append(threads)
         return ThreadPoolExecutor(threads)
 
-    monkeypatch.setattr(pair_kernel, "_ROWS_PER_THREAD", 4)
-    monkeypatch.setattr(pair_kernel, "_cpu_threads", counted_pool)
+    monkeypatch.setattr(warp_launch, "ROWS_PER_THREAD", 4)
+    monkeypatch.setattr(warp_launch, "_cpu_threads", counted_pool)
     torch_threads(3)
     split = evaluate(model, batch, ("energy", "forces", "stress"))
     assert pools == [3]  # the rows really were split over three launches

@@ -2,12 +2,20 @@
 
 ``pre_update``: half kick with the current forces, then drift; ``compute``:
 forces at the new positions; ``post_update``: second half kick.
+
+In float64 the first half kick, the drift and the model's Verlet-skin test run
+as one warp kernel (:mod:`nvalchemi_ase.ops.verlet_kernel`); the second half
+kick is a kernel too where its rows are split over threads, else one torch
+operation.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.neighbors import NeighborList
 from nvalchemi_ase.ops.verlet import drift, half_kick
 
 
@@ -26,12 +34,44 @@ class NVE(BaseDynamics):
 
     def pre_update(self, batch: Batch) -> None:
         dt = self.dt_internal
-        velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
-        batch.positions = drift(batch.positions, velocities, dt)
+        kernels = _kernels()
+        if kernels.fits(batch.positions, batch.velocities, batch.forces, batch.masses):
+            neighbor_list = getattr(self.model, "neighbor_list", None)
+            if not isinstance(neighbor_list, NeighborList):
+                neighbor_list = None
+            probe = None if neighbor_list is None else neighbor_list.skin_probe(batch.positions)
+            positions, velocities = kernels.kick_drift(
+                batch.positions, batch.velocities, batch.forces, batch.masses, dt, probe
+            )
+            if neighbor_list is not None and probe is not None:
+                neighbor_list.probed(positions, probe[0])
+        else:
+            velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
+            positions = drift(batch.positions, velocities, dt)
+        batch.positions = positions
         batch.velocities = velocities
 
     def post_update(self, batch: Batch) -> None:
-        batch.velocities = half_kick(batch.velocities, batch.forces, batch.masses, self.dt_internal)
+        dt = self.dt_internal
+        kernels = _kernels()
+        velocities, forces, masses = batch.velocities, batch.forces, batch.masses
+        if kernels.splits(velocities) and kernels.fits(velocities, forces, masses):
+            batch.velocities = kernels.half_kick(velocities, forces, masses, dt)
+        else:  # one torch operation: on one thread, cheaper to call than a launch (same numbers)
+            batch.velocities = half_kick(velocities, forces, masses, dt)
+
+
+def _kernels() -> Any:
+    """:mod:`nvalchemi_ase.ops.verlet_kernel`, imported on first use (it loads warp)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from nvalchemi_ase.ops import verlet_kernel
+
+        _KERNELS = verlet_kernel
+    return _KERNELS
+
+
+_KERNELS: Any = None
 
 
 class DemoDynamics(NVE):

@@ -1,0 +1,153 @@
+"""Velocity Verlet's moves as warp kernels, the Verlet-skin test folded into the drift.
+
+:mod:`nvalchemi_ase.ops.verlet` writes each move as one torch operation; a step
+of NVE then also asks the neighbour list whether an atom moved past half its
+skin, five more operations over the positions. On a small system each of those
+costs more than its arithmetic, and on a large one each runs on one thread
+(below torch's parallel grain). Here the first half kick, the drift and the
+skin test are one kernel, the second half kick another; both split their rows
+over torch's threads on a CPU (:func:`~nvalchemi_ase.ops.warp_launch.launch`)
+and write new tensors (engines never write into the batch's tensors).
+
+Per atom the arithmetic is that of the torch moves, in the same order:
+``v + (½ dt · F) / m`` (``torch.addcdiv``), ``r + dt · v`` (``torch.add`` with
+``alpha``), and the squared displacement ``(dx² + dy²) + dz²`` from the
+positions of the last neighbour-list build, compared with ``(skin / 2)²``.
+Float64 only; other dtypes take the torch moves.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, launch
+
+wp = initialised_warp()
+
+ROWS_PER_THREAD = 4096
+"""On a CPU, atoms per thread below which one thread does all the rows (a row is a few flops)."""
+
+
+@wp.kernel(enable_backward=False)
+def _half_kick(
+    first: wp.int32,
+    velocities: wp.array(dtype=wp.vec3d),
+    forces: wp.array(dtype=wp.vec3d),
+    masses: wp.array(dtype=wp.float64),
+    half_dt: wp.float64,
+    kicked: wp.array(dtype=wp.vec3d),
+):
+    i = first + wp.tid()
+    v = velocities[i]
+    f = forces[i]
+    m = masses[i]
+    kicked[i] = wp.vec3d(v[0] + half_dt * f[0] / m, v[1] + half_dt * f[1] / m, v[2] + half_dt * f[2] / m)
+
+
+@functools.cache
+def _kick_drift_kernel(test_skin: bool) -> Any:
+    @wp.kernel(enable_backward=False)
+    def kick_drift(
+        first: wp.int32,
+        positions: wp.array(dtype=wp.vec3d),
+        velocities: wp.array(dtype=wp.vec3d),
+        forces: wp.array(dtype=wp.vec3d),
+        masses: wp.array(dtype=wp.float64),
+        half_dt: wp.float64,
+        dt: wp.float64,
+        reference: wp.array(dtype=wp.vec3d),
+        limit2: wp.float64,
+        moved: wp.array(dtype=wp.int32),
+        new_positions: wp.array(dtype=wp.vec3d),
+        new_velocities: wp.array(dtype=wp.vec3d),
+    ):
+        i = first + wp.tid()
+        v = velocities[i]
+        f = forces[i]
+        m = masses[i]
+        v = wp.vec3d(v[0] + half_dt * f[0] / m, v[1] + half_dt * f[1] / m, v[2] + half_dt * f[2] / m)
+        r = positions[i]
+        r = wp.vec3d(r[0] + dt * v[0], r[1] + dt * v[1], r[2] + dt * v[2])
+        new_velocities[i] = v
+        new_positions[i] = r
+        if wp.static(test_skin):
+            d = r - reference[i]
+            if (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2] > limit2:
+                moved[0] = 1  # every writer writes the same value: no race on the result
+
+    return kick_drift
+
+
+def fits(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take these tensors: float64, contiguous, without autograd history."""
+    return all(t.dtype == torch.float64 and t.is_contiguous() and not t.requires_grad for t in tensors)
+
+
+def splits(rows: torch.Tensor) -> bool:
+    """Whether a launch over ``rows``' rows is split over threads (on a CPU, with torch's threads)."""
+    n = rows.shape[0]
+    return rows.device.type == "cpu" and min(torch.get_num_threads(), n // ROWS_PER_THREAD) >= 2
+
+
+def half_kick(
+    velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: float
+) -> torch.Tensor:
+    """``v + ½ dt F/m`` as a new ``[N, 3]`` tensor (float64, contiguous inputs: see :func:`fits`)."""
+    kicked = torch.empty_like(velocities)
+    inputs = [
+        descriptor(velocities, wp.vec3d),
+        descriptor(forces, wp.vec3d),
+        descriptor(masses),
+        float64_scalar(0.5 * dt),
+        descriptor(kicked, wp.vec3d),
+    ]
+    launch(_half_kick, velocities.shape[0], inputs, velocities.device, ROWS_PER_THREAD)
+    return kicked
+
+
+def kick_drift(
+    positions: torch.Tensor,
+    velocities: torch.Tensor,
+    forces: torch.Tensor,
+    masses: torch.Tensor,
+    dt: float,
+    skin_test: tuple[torch.Tensor, float, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half kick then drift: the new ``(positions, velocities)``, each ``[N, 3]``.
+
+    ``skin_test``: ``(reference positions [N, 3], limit, flag)``; the kernel then
+    sets ``flag[0]`` (int32, which the caller cleared) to 1 when an atom's new
+    position lies farther than ``limit`` from its reference.
+    """
+    new_positions = torch.empty_like(positions)
+    new_velocities = torch.empty_like(velocities)
+    if skin_test is None:
+        reference, limit2, flag = positions, 0.0, _no_flag(positions.device)
+    else:
+        reference, limit, flag = skin_test
+        limit2 = limit * limit
+    inputs = [
+        descriptor(positions, wp.vec3d),
+        descriptor(velocities, wp.vec3d),
+        descriptor(forces, wp.vec3d),
+        descriptor(masses),
+        float64_scalar(0.5 * dt),
+        float64_scalar(dt),
+        descriptor(reference, wp.vec3d),
+        float64_scalar(limit2),
+        descriptor(flag),
+        descriptor(new_positions, wp.vec3d),
+        descriptor(new_velocities, wp.vec3d),
+    ]
+    kernel = _kick_drift_kernel(skin_test is not None)
+    launch(kernel, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
+    return new_positions, new_velocities
+
+
+@functools.cache
+def _no_flag(device: torch.device) -> torch.Tensor:
+    return torch.zeros(1, dtype=torch.int32, device=device)
