@@ -222,6 +222,7 @@ def test_todict_is_json():
         "dtype": None,
         "angle_cutoff": None,
         "angle_first_at_cutoff": False,
+        "cpu_edges_per_pass": None,
     }
 
 

@@ -1,0 +1,99 @@
+"""AutogradModel's ``cpu_edges_per_pass``: passes of whole systems give the one-pass results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.models import evaluate
+from nvalchemi_ase.models.autograd import AtomGraph, AutogradModel
+from nvalchemi_ase.ops import segment_sum
+from tests.structures import ragged_systems
+
+
+class AngleModule(torch.nn.Module):
+    """Energies that read every index of the graph: edges, their reverses, angle triplets, batch and ptr.
+
+    Each directed edge carries ``h = exp(−r/2)·Z_sender``; a bond pays ``h·h_reverse`` and an angle at
+    atom i pays ``cos θ·h1·h2``. A wrong reverse index or triplet offset changes the energy.
+    """
+
+    cutoff = 6.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes: list[int] = []  # systems per call
+
+    def forward(self, graph: AtomGraph) -> dict[str, torch.Tensor]:
+        self.passes.append(graph.num_systems)
+        sender = graph.edge_index[0]
+        lengths = graph.edge_vectors.norm(dim=1)
+        z = graph.atomic_numbers.to(lengths.dtype)
+        h = torch.exp(-0.5 * lengths) * z[sender]
+        bonds = 1e-3 * h * h[graph.reverse_edge]
+        first, second = graph.triplets.unbind(1)
+        unit = graph.edge_vectors / lengths.unsqueeze(1)
+        cosine = (unit[first] * unit[second]).sum(dim=1)
+        angles = 1e-3 * cosine * h[first] * h[second]
+        atoms = graph.positions.shape[0]
+        energies = segment_sum(bonds, sender, atoms) + segment_sum(angles, sender[first], atoms)
+        counts = (graph.ptr[1:] - graph.ptr[:-1]).to(lengths.dtype)
+        return {
+            "energy": segment_sum(energies, graph.batch, graph.num_systems),
+            "energies": energies,
+            "charges": z / 100.0,
+            "dipole": counts.unsqueeze(1).expand(-1, 3) * 0.5,  # per system
+        }
+
+
+def model(limit: int | None) -> AutogradModel:
+    return AutogradModel(
+        AngleModule(), skin=0.3, reverse_edges=True, angle_cutoff=3.9, cpu_edges_per_pass=limit,
+        properties=("energies", "charges", "dipole"),
+    )  # fmt: skip
+
+
+def mixed_systems() -> list:
+    systems = ragged_systems(seed=5)
+    rng = np.random.default_rng(5)
+    for atoms in systems:  # several elements, so an edge and its reverse carry different h
+        atoms.set_atomic_numbers(rng.choice([18, 10, 36], size=len(atoms)))
+    return systems
+
+
+@pytest.mark.parametrize("limit", [1, 200, 900])
+def test_passes_of_whole_systems_give_the_one_pass_results(limit):
+    batch = Batch.from_atoms(mixed_systems(), device="cpu")
+    whole, cut = model(None), model(limit)
+    properties = ("energy", "forces", "stress", "energies", "charges", "dipole")
+    expected, got = evaluate(whole, batch, properties), evaluate(cut, batch, properties)
+    assert whole.module.passes == [batch.num_graphs]
+    assert len(cut.module.passes) > 1 and sum(cut.module.passes) == batch.num_graphs
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-14, equal_nan=True, msg=key)
+    assert torch.isfinite(got["forces"]).all() and got["forces"].abs().max() > 1e-6
+
+
+def test_every_system_is_in_exactly_one_pass_and_the_limit_holds_but_for_one_system():
+    batch = Batch.from_atoms(mixed_systems() * 3, device="cpu")
+    cut = model(400)
+    evaluate(cut, batch, ("energy", "forces"))
+    whole = AutogradModel(AngleModule(), skin=0.3, reverse_edges=True, angle_cutoff=3.9)
+    edges, _ = whole.edges(batch, whole.neighbors(batch))
+    per_system = torch.bincount(batch.batch_idx[edges[0]], minlength=batch.num_graphs).tolist()
+    start = 0
+    for systems in cut.module.passes:
+        count = sum(per_system[start : start + systems])
+        assert count <= 400 + max(per_system[start : start + systems])
+        start += systems
+    assert start == batch.num_graphs
+
+
+def test_the_limit_is_checked():
+    with pytest.raises(ValueError, match="cpu_edges_per_pass must be a positive integer"):
+        model(0)
+    with pytest.raises(ValueError, match="cpu_edges_per_pass"):
+        model(True)
