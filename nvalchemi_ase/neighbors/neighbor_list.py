@@ -91,6 +91,8 @@ class NeighborList:
         self._flag: torch.Tensor | None = None
         self._flag_host: np.ndarray = np.zeros(1, dtype=np.int32)
         self._probed: tuple[torch.Tensor, int, torch.Tensor] | None = None
+        self._counts_seen: tuple[torch.Tensor, tuple] | None = None
+        """``(ptr, key)``: the batch (by its ``ptr``) last found to have the atom counts of ``key``."""
         """``(positions, their version, reference)`` last tested by an integrator (:meth:`skin_probe`)."""
 
     @property
@@ -223,8 +225,14 @@ class NeighborList:
         if key is None:
             return False
         counts, device, dtype, pbc, version, pbc_values = key
-        if device != batch.device or dtype != batch.dtype or not np.array_equal(counts, batch.counts):
+        if device != batch.device or dtype != batch.dtype:
             return False
+        # a batch's atom counts are fixed when it is made (with its ptr): compared once per batch and key
+        seen = self._counts_seen
+        if seen is None or seen[0] is not batch.ptr or seen[1] is not key:
+            if not np.array_equal(counts, batch.counts):
+                return False
+            self._counts_seen = (batch.ptr, key)
         if batch.pbc is pbc and batch.pbc._version == version:
             return True
         if batch.pbc.cpu().numpy().tobytes() != pbc_values:

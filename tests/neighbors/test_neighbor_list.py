@@ -211,6 +211,19 @@ def test_structure_change_rebuilds_everything():
         assert pairs_of_system(*got, ptr[b], ptr[b + 1]) == reference_pairs(atoms, 3.0)
 
 
+def test_a_batch_that_comes_back_after_another_layout_rebuilds_everything():
+    # the same atoms, no cells, no pbc: only the atom counts per system tell the two batches apart
+    chain = np.array([[3.5 * k, 0.3 * (k % 2), 0.0] for k in range(8)])
+    first_systems = [Atoms("Ar5", positions=chain[:5]), Atoms("Ar3", positions=chain[5:])]
+    other_systems = [Atoms("Ar3", positions=chain[:3]), Atoms("Ar5", positions=chain[3:])]
+    first, other = (Batch.from_atoms(s, device="cpu") for s in (first_systems, other_systems))
+    nl = NeighborList(4.0, skin=0.5)
+    nl.update(first)
+    nl.update(first)  # the same batch again: its atom counts are not compared a second time
+    _assert_exact(nl.update(other), other, other_systems, 4.0)
+    _assert_exact(nl.update(first), first, first_systems, 4.0)
+
+
 def _assert_exact(neighbors, batch: Batch, systems: list[Atoms], cutoff: float) -> None:
     vectors = neighbors.vectors(batch.positions)
     inside = (neighbors.mask & (vectors.square().sum(dim=2) < cutoff**2)).reshape(-1)
