@@ -165,13 +165,13 @@ class BaseDynamics(HookRegistryMixin):
         become batch fields too, so they reach the Atoms and trajectory frames.
         """
         outputs = evaluate(self.model, batch, tuple(sorted(self.properties)))
-        batch.energy = outputs["energy"].detach()
-        batch.forces = outputs["forces"].detach()
+        batch.energy = _detached(outputs["energy"])
+        batch.forces = _detached(outputs["forces"])
         if "stress" in outputs:
-            batch.stress = outputs["stress"].detach()
+            batch.stress = _detached(outputs["stress"])
         for name, scope in MODEL_RESULTS.items():
             if name in outputs:
-                batch.add_field(name, outputs[name].detach(), scope)
+                batch.add_field(name, _detached(outputs[name]), scope)
         return outputs
 
     def step(self, batch: Batch | None = None) -> Batch:
@@ -426,6 +426,11 @@ class BaseDynamics(HookRegistryMixin):
             newly, self._newly_converged = self._newly_converged, torch.zeros_like(self._newly_converged)
             self._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=newly)
         self.done = bool(all_done)
+
+
+def _detached(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` without autograd history; itself when it has none (a detach is a new tensor object)."""
+    return tensor.detach() if tensor.requires_grad else tensor
 
 
 def _as_convergence_hook(value: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.models.pair import PairPotential
+from nvalchemi_ase.models.pair import PairPotential, kernels
 
 
 class LennardJones(PairPotential):
@@ -67,9 +67,7 @@ class LennardJones(PairPotential):
 
     @property
     def kernel_terms(self) -> Any:
-        from nvalchemi_ase.models.pair_kernel import lennard_jones_terms
-
-        return lennard_jones_terms
+        return kernels().lennard_jones_terms
 
     def kernel_parameters(self) -> torch.Tensor:
         shift = 4.0 * self.epsilon * ((self.sigma / self.rc) ** 12 - (self.sigma / self.rc) ** 6)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.models.pair import PairPotential
+from nvalchemi_ase.models.pair import PairPotential, kernels
 
 
 class Morse(PairPotential):
@@ -55,9 +55,7 @@ class Morse(PairPotential):
 
     @property
     def kernel_terms(self) -> Any:
-        from nvalchemi_ase.models.pair_kernel import morse_terms
-
-        return morse_terms
+        return kernels().morse_terms
 
     def kernel_parameters(self) -> torch.Tensor:
         values = [self.epsilon, self.rho0, self.r0, self.rcut1 * self.r0, self.rcut2 * self.r0]

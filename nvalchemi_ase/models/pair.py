@@ -12,6 +12,7 @@ scalar ``du = (du/dr) / r``, so that the pair force on atom i from j is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,18 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
 from nvalchemi_ase.ops import segment_broadcast, segment_sum
+
+
+@functools.cache
+def kernels() -> Any:
+    """:mod:`nvalchemi_ase.models.pair_kernel`, imported on first use (it loads warp).
+
+    A function-level import costs microseconds on every call, and a step reads the
+    kernel's terms three times: the module is looked up once.
+    """
+    from nvalchemi_ase.models import pair_kernel
+
+    return pair_kernel
 
 
 class PairPotential(BatchedModel):
@@ -70,8 +83,9 @@ class PairPotential(BatchedModel):
     ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbors(batch)
         with_virials = "stress" in properties
-        if self.kernel_terms is not None and self.use_kernel:
-            energies, forces, atom_virials = self._kernel_sums(batch, neighbors, with_virials)
+        terms = self.kernel_terms
+        if terms is not None and self.use_kernel:
+            energies, forces, atom_virials = self._kernel_sums(batch, neighbors, with_virials, terms)
         else:
             energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
         outputs = {
@@ -93,12 +107,10 @@ class PairPotential(BatchedModel):
         return outputs
 
     def _kernel_sums(
-        self, batch: Batch, neighbors: Neighbors, with_virials: bool
+        self, batch: Batch, neighbors: Neighbors, with_virials: bool, terms: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        from nvalchemi_ase.models.pair_kernel import pair_sums
-
-        energies, forces, virials = pair_sums(
-            self.kernel_terms,
+        energies, forces, virials = kernels().pair_sums(
+            terms,
             self._parameters_on(batch.device),
             batch.positions,
             neighbors,
