@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,15 @@ class CheckpointHook:
 
     @contextlib.contextmanager
     def catch_sigterm(self) -> Iterator[CheckpointHook]:
-        """Within the block, SIGTERM calls :meth:`request_stop` (main thread only; restored after)."""
+        """Within the block, SIGTERM calls :meth:`request_stop` (the handler is restored after).
+
+        Python delivers signals to the main thread only, and only it may install a
+        handler: from another thread the block installs nothing and the run goes on
+        as without it (that thread's owner can still call :meth:`request_stop`).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.request_stop())
         try:
             yield self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 import torch
@@ -106,6 +107,28 @@ def test_sigterm_writes_a_checkpoint_then_exits_143(tmp_path):
     resumed.run(restored.batch, n_steps=14)
     reference = _pipeline().run(Batch.from_atoms(_structures(), device="cpu"), n_steps=20)
     _assert_same_bits(reference, restored.batch)
+
+
+def test_catch_sigterm_in_another_thread_installs_nothing_and_the_run_goes_on(tmp_path):
+    path = tmp_path / "thread.pt"
+    hook = CheckpointHook(path, every=4)
+    engine = _pipeline([hook])
+    before = signal.getsignal(signal.SIGTERM)
+    seen: dict = {}
+
+    def in_a_thread() -> None:  # signal.signal would raise ValueError here
+        with hook.catch_sigterm():
+            seen["handler"] = signal.getsignal(signal.SIGTERM)
+            seen["batch"] = engine.run(Batch.from_atoms(_structures(), device="cpu"), n_steps=9)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive() and "batch" in seen
+    assert seen["handler"] is before and signal.getsignal(signal.SIGTERM) is before
+    assert read_checkpoint(path)["step_count"] == 8  # checkpoints every k steps still happen
+    reference = _pipeline().run(Batch.from_atoms(_structures(), device="cpu"), n_steps=9)
+    _assert_same_bits(reference, seen["batch"])
 
 
 def test_inflight_run_resumes_with_its_input_position_and_results(tmp_path):
