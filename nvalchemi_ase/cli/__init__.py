@@ -238,7 +238,6 @@ def _report_interrupt(interrupt: KeyboardInterrupt) -> None:
 def _run_command(args: argparse.Namespace) -> int:
     from nvalchemi_ase.cli.checks import check_options, check_sizes, set_aside
     from nvalchemi_ase.cli.models import choose_model, make_model, parse_parameters
-    from nvalchemi_ase.cli.text import plural
 
     check_options(args)
     if args.command == "demo":
@@ -260,12 +259,30 @@ def _run_command(args: argparse.Namespace) -> int:
             f"{why}: {aside[0].text()}" + (f" (and {len(aside) - 1} more)" if len(aside) > 1 else "")
         )
     model = make_model(name, parameters)
-    settings = _settings(args)
+    from nvalchemi_ase.cli.scaling import connect
+
+    # the cluster first: a scheduler that cannot be reached leaves the output folder as it was
+    with connect(args) as client:
+        return _run_connected(args, client, structures, aside, name, parameters, model)
+
+
+def _run_connected(
+    args: argparse.Namespace,
+    client: Any,
+    structures: list,
+    aside: list,
+    name: str,
+    parameters: dict[str, Any],
+    model: Any,
+) -> int:
+    """The run itself, on ``client``'s cluster (``None``: in this process)."""
     from nvalchemi_ase.cli.pipeline import stage_names
     from nvalchemi_ase.cli.progress import Progress
     from nvalchemi_ase.cli.scaling import execute, record_run
+    from nvalchemi_ase.cli.text import plural
     from nvalchemi_ase.dynamics.checkpoint import TerminatedAfterCheckpoint
 
+    settings = _settings(args)
     choice = MODELS.get(name.lower())
     defaults = f"defaults: {choice.parameters}" if choice is not None else "its defaults"
     shown = ", ".join(f"{k}={v}" for k, v in parameters.items()) or defaults
@@ -278,7 +295,7 @@ def _run_command(args: argparse.Namespace) -> int:
     progress = Progress(len(structures) - len(aside), stage_names(settings), len(aside), quiet=args.quiet)
     record_run(args, settings.output)
     try:
-        summary = execute(args, structures, aside, name, parameters, model, settings, progress)
+        summary = execute(args, client, structures, aside, name, parameters, model, settings, progress)
     except RuntimeError as error:
         print(f"nvalchemi-ase: the run failed: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -60,6 +60,7 @@ def record_run(args: argparse.Namespace, output: Path) -> None:
 
 def execute(
     args: argparse.Namespace,
+    client: Any,
     structures: Sequence[Atoms],
     aside: Sequence[SetAside],
     model_name: str,
@@ -68,10 +69,10 @@ def execute(
     settings: Settings,
     progress: Any,
 ) -> Summary:
-    """One process (checkpointed or not) or a Dask cluster, as the options say."""
+    """One process (checkpointed or not), or the Dask cluster of ``client`` (from :func:`connect`)."""
     resume = getattr(args, "resume", False)
-    if args.workers is not None or args.scheduler is not None:
-        return _run_distributed(args, structures, aside, model_name, parameters, settings, progress)
+    if client is not None:
+        return _run_distributed(args, client, structures, aside, model_name, parameters, settings, progress)
     checkpointing = None
     if args.checkpoint_every is not None:
         checkpointing = Checkpointing(settings.output, args.checkpoint_every, resume=resume)
@@ -93,7 +94,16 @@ def worker_pipeline(model: Model, settings: Settings) -> Any:
 
 
 @contextlib.contextmanager
-def _client(args: argparse.Namespace) -> Iterator[Any]:
+def connect(args: argparse.Namespace) -> Iterator[Any]:
+    """A Dask client for ``--workers``/``--scheduler`` (``None`` for a one-process run).
+
+    Called before anything is written: a scheduler that cannot be reached (within
+    Dask's ``distributed.comm.timeouts.connect``, 30 s unless configured) is a
+    one-line :class:`CommandLineError`.
+    """
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
     try:
         from distributed import Client, LocalCluster
     except ImportError as error:
@@ -102,9 +112,10 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         ) from error
     if args.scheduler is not None:
         try:
-            client = Client(args.scheduler, timeout="30s")
-        except OSError as error:
-            raise CommandLineError(f"--scheduler {args.scheduler}: cannot connect: {error}") from error
+            client = Client(args.scheduler)
+        except (OSError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CommandLineError(f"--scheduler {args.scheduler}: cannot connect: {reason}") from error
         with client:
             yield client
         return
@@ -121,6 +132,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
 
 def _run_distributed(
     args: argparse.Namespace,
+    client: Any,
     structures: Sequence[Atoms],
     aside: Sequence[SetAside],
     model_name: str,
@@ -150,12 +162,11 @@ def _run_distributed(
     skip = {entry.index for entry in aside} | set(writer.done)
     start = time.perf_counter()
     try:
-        with _client(args) as client:
-            for result in iter_pipeline(client, structures, spec, plan, args.chunk_size, skip=skip):
-                writer.write(result)
-                if progress is not None:
-                    progress.finished(len(writer.done))
-                    progress.update(writer.fused_steps, [])
+        for result in iter_pipeline(client, structures, spec, plan, args.chunk_size, skip=skip):
+            writer.write(result)
+            if progress is not None:
+                progress.finished(len(writer.done))
+                progress.update(writer.fused_steps, [])
     finally:
         if progress is not None:
             progress.close()

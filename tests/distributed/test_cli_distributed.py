@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tests.distributed import chunk_helpers
 from tests.tolerances import FLOAT64_ATOL
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 OPTIONS = ["--model", "emt", "--device", "cpu", "--steps", "6", "--relax-steps", "20", "-q"]
 OPTIONS += ["--max-systems", "2", "--trajectory-interval", "3", "--log-interval", "3"]
@@ -77,6 +79,27 @@ def test_a_running_cluster_by_its_address_and_a_resume_that_skips_what_is_done(t
         assert main(["resume", str(out), "-q"]) == EXIT_OK  # everything is done: nothing runs again
         assert json.loads((out / "summary.json").read_text())["finished"] == 4
         assert (out / "final.extxyz").read_text() == before
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # bound, never listening: a connection there is refused
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_exits_2_and_leaves_the_folder_as_it_was(tmp_path, capsys):
+    source = _input(tmp_path, 3)
+    out = tmp_path / "earlier"
+    assert main(["run", str(source), "-o", str(out), *OPTIONS]) == EXIT_OK
+    (out / "progress.json").write_text("{}")  # an earlier Dask run's record, which a start would clear
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    capsys.readouterr()
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(["run", str(source), "-o", str(out), "--scheduler", address, *OPTIONS]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--scheduler {address}: cannot connect" in err[0], err
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
 def test_without_dask_the_command_line_names_the_extra(tmp_path, monkeypatch, capsys):
