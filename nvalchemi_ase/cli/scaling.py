@@ -105,7 +105,9 @@ def connect(args: argparse.Namespace) -> Iterator[Any]:
         yield None
         return
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
+
+        from nvalchemi_ase.distributed import local_cluster
     except ImportError as error:
         raise CommandLineError(
             "--workers and --scheduler need Dask: pip install 'nvalchemi-ase[distributed]'"
@@ -119,14 +121,7 @@ def connect(args: argparse.Namespace) -> Iterator[Any]:
         with client:
             yield client
         return
-    # ":0": the scheduler serves HTTP even without a dashboard, on 8787 unless told,
-    # and 8787 may be another cluster's (a warning, or a failed start)
-    with (
-        LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(args.workers) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -140,7 +135,7 @@ def _run_distributed(
     settings: Settings,
     progress: Any,
 ) -> Summary:
-    from nvalchemi_ase.distributed import ChunkPlan, ModelSpec, iter_pipeline
+    from nvalchemi_ase.distributed import ChunkPlan, DistributedRunError, ModelSpec, iter_pipeline
     from nvalchemi_ase.distributed.outputs import ChunkWriter
 
     threads = None
@@ -167,6 +162,12 @@ def _run_distributed(
             if progress is not None:
                 progress.finished(len(writer.done))
                 progress.update(writer.fused_steps, [])
+    except DistributedRunError as error:  # what is done stays recorded in progress.json
+        raise DistributedRunError(
+            f"{error}. {len(writer.done)} structures done are kept in {writer.progress_path}; "
+            f"continue with:  nvalchemi-ase resume {settings.output}",
+            error.indices,
+        ) from error
     finally:
         if progress is not None:
             progress.close()

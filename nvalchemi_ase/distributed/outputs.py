@@ -58,6 +58,7 @@ class ChunkWriter:
         else:
             for path in (self.log, self.finished_path, self.progress_path):
                 path.unlink(missing_ok=True)
+            self._save_progress()  # a run that fails before its first chunk resumes from nothing done
 
     def _resume(self) -> None:
         progress = json.loads(self.progress_path.read_text())

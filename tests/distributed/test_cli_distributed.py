@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ase.io
 import numpy as np
 import pytest
 
-from nvalchemi_ase.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from nvalchemi_ase.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, main, scaling
 from tests.distributed import chunk_helpers
-from tests.tolerances import FLOAT64_ATOL
+from tests.tolerances import FLOAT64_ATOL, FLOAT64_RTOL
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -22,6 +27,10 @@ OPTIONS = ["--model", "emt", "--device", "cpu", "--steps", "6", "--relax-steps",
 OPTIONS += ["--max-systems", "2", "--trajectory-interval", "3", "--log-interval", "3"]
 SAME_IN_BOTH = ("systems", "finished", "relaxed", "unconverged", "set_aside", "interrupted")
 """Summary fields a distributed run shares with a one-process run (not timings or step counts)."""
+
+
+DEADLINE_S = 600.0
+"""Generous: the machine running the tests may be loaded many times over."""
 
 
 def _input(tmp_path: Path, count: int) -> Path:
@@ -79,6 +88,76 @@ def test_a_running_cluster_by_its_address_and_a_resume_that_skips_what_is_done(t
         assert main(["resume", str(out), "-q"]) == EXIT_OK  # everything is done: nothing runs again
         assert json.loads((out / "summary.json").read_text())["finished"] == 4
         assert (out / "final.extxyz").read_text() == before
+
+
+def test_a_chunk_that_kills_its_workers_fails_in_one_line_and_the_rest_resumes(tmp_path, monkeypatch, capsys):
+    source = _input(tmp_path, 5)  # chunks of 2: [0] (1 is set aside), [2, 3], [4]
+    assert main(["run", str(source), "-o", str(tmp_path / "one"), *OPTIONS]) == EXIT_OK
+    dying = functools.partial(chunk_helpers.cli_pipeline_but_die_with, system_id=3)
+    monkeypatch.setattr(scaling, "worker_pipeline", dying)
+    out = tmp_path / "dask"
+    command = ["run", str(source), "-o", str(out), "--workers", "2", "--chunk-size", "2", *OPTIONS]
+    capsys.readouterr()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death fails it
+        assert main(command) == EXIT_FAILED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "the chunk of structures 2-3 failed: every worker that ran it died" in err[0]
+    assert f"continue with:  nvalchemi-ase resume {out}" in err[0]
+    assert not {2, 3} & set(json.loads((out / "progress.json").read_text())["done"])
+    monkeypatch.undo()
+    assert main(["resume", str(out), "-q"]) == EXIT_OK
+    _assert_same_structures_and_files(tmp_path / "one", out)
+
+
+def _trajectories(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (folder / "trajectories").iterdir()}
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_two_worker_run_then_resume_skips_what_is_done_and_gives_the_uninterrupted_files(
+    tmp_path,
+):
+    source = _input(tmp_path, 9)
+    md = ["--steps", "150", "--chunk-size", "1"]  # 8 chunks of ~150 steps: the kill comes mid-run
+    assert main(["run", str(source), "-o", str(tmp_path / "one"), *OPTIONS, *md]) == EXIT_OK
+    dask_reference = tmp_path / "dask"
+    assert main(["run", str(source), "-o", str(dask_reference), "--workers", "2", *OPTIONS, *md]) == EXIT_OK
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "nvalchemi_ase", "run", str(source), "-o", str(out), "--workers", "2"]
+    # its own process group: kill -9 takes the run and its workers at once, as a batch queue does
+    process = subprocess.Popen([*command, *OPTIONS, *md], start_new_session=True, stderr=subprocess.PIPE)
+    progress = out / "progress.json"
+    deadline = time.monotonic() + DEADLINE_S
+    while not (progress.exists() and json.loads(progress.read_text())["done"]):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no chunk finished"
+        time.sleep(0.02)
+    time.sleep(float(np.random.default_rng(17).uniform(0.0, 0.3)))  # mid-chunk, mid-write or mid-record
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL and not (out / "summary.json").exists()
+    done = json.loads(progress.read_text())["done"]
+    assert 0 < len(done) < 8  # killed mid-run
+    kept = {name: v for name, v in _trajectories(out).items() if int(name[7:12]) in done}
+    assert main(["resume", str(out), "-q"]) == EXIT_OK
+    resumed = _trajectories(out)
+    assert {name: resumed[name] for name in kept} == kept  # what was done is not run or written again
+    finished = json.loads(progress.read_text())["done"]
+    assert finished[: len(done)] == done and sorted(finished) == [0, *range(2, 9)]  # each once
+    _assert_same_structures_and_files(tmp_path / "one", out)
+    for name in resumed:  # no frame missing or twice: the frames of the uninterrupted Dask run
+        got, expected = (ase.io.read(folder / "trajectories" / name, ":") for folder in (out, dask_reference))
+        assert [a.info for a in got] == [a.info for a in expected], name
+        for a, b in zip(got, expected, strict=True):
+            assert np.allclose(a.positions, b.positions, rtol=0, atol=FLOAT64_ATOL)
+    (keys, values), (expected_keys, expected_values) = (
+        chunk_helpers.log_rows((folder / "log.csv").read_text()) for folder in (out, dask_reference)
+    )
+    assert keys == expected_keys  # no log row twice, none missing
+    # a worker's warm model carries state (its neighbour lists) from the chunks it ran before:
+    # sums in another order, temperatures of ~300 K that differ in their last bits
+    assert np.allclose(values, expected_values, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
 def _free_port() -> int:
