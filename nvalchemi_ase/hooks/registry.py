@@ -72,6 +72,8 @@ class HookRegistryMixin:
         return [h for h in self._by_stage.get(stage, ()) if self.step_count % h.frequency == 0]
 
     def _call_hooks(self, stage: enum.Enum, batch: Any, **extra: Any) -> None:
+        if stage not in self._by_stage:  # nobody listens: the common case, several times a step
+            return
         due = self._due(stage)
         if not due:
             return
