@@ -11,6 +11,7 @@ operation.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from nvalchemi_ase.data import Batch
@@ -61,17 +62,12 @@ class NVE(BaseDynamics):
             batch.velocities = half_kick(velocities, forces, masses, dt)
 
 
+@functools.cache
 def _kernels() -> Any:
-    """:mod:`nvalchemi_ase.ops.verlet_kernel`, imported on first use (it loads warp)."""
-    global _KERNELS
-    if _KERNELS is None:
-        from nvalchemi_ase.ops import verlet_kernel
+    """:mod:`nvalchemi_ase.ops.verlet_kernel`, imported on first use (it loads warp), looked up once."""
+    from nvalchemi_ase.ops import verlet_kernel
 
-        _KERNELS = verlet_kernel
-    return _KERNELS
-
-
-_KERNELS: Any = None
+    return verlet_kernel
 
 
 class DemoDynamics(NVE):
