@@ -67,12 +67,12 @@ class LennardJones(PairPotential):
 
     @property
     def kernel_terms(self) -> Any:
-        return kernels().lennard_jones_terms
+        return kernels().lennard_jones_smooth_terms if self.smooth else kernels().lennard_jones_terms
 
     def kernel_parameters(self) -> torch.Tensor:
         shift = 4.0 * self.epsilon * ((self.sigma / self.rc) ** 12 - (self.sigma / self.rc) ** 6)
-        values = [self.sigma, self.epsilon, self.rc**2, self.ro**2, float(self.smooth), shift]
-        return torch.tensor(values, dtype=torch.float64)
+        values = [self.sigma, self.epsilon, self.rc**2, self.ro**2, float(self.smooth), shift, 0.0, 0.0]
+        return torch.tensor(values, dtype=torch.float64)  # padded to the kernel's PARAMETERS
 
     def todict(self) -> dict[str, Any]:
         return {

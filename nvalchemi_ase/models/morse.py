@@ -58,8 +58,8 @@ class Morse(PairPotential):
         return kernels().morse_terms
 
     def kernel_parameters(self) -> torch.Tensor:
-        values = [self.epsilon, self.rho0, self.r0, self.rcut1 * self.r0, self.rcut2 * self.r0]
-        return torch.tensor(values, dtype=torch.float64)
+        values = [self.epsilon, self.rho0, self.r0, self.rcut1 * self.r0, self.rcut2 * self.r0, 0.0, 0.0, 0.0]
+        return torch.tensor(values, dtype=torch.float64)  # padded to the kernel's PARAMETERS
 
     def todict(self) -> dict[str, Any]:
         return {

@@ -10,8 +10,10 @@ batch's dtype, in the same order as ASE's calculators. Virials are summed only
 when stress is asked for. On a CPU the atoms are split over torch's threads
 (see :func:`~nvalchemi_ase.ops.warp_launch.launch`).
 
-A potential provides its pair terms as a ``wp.func`` ``(r2, params) -> vec2d(u, du)``
-with ``du = (du/dr)/r``, and its parameters as a float64 vector.
+A potential provides its pair terms as a ``wp.func`` ``(r2, p) -> vec2d(u, du)``
+with ``du = (du/dr)/r`` and ``p`` a :data:`Parameters` vector (its float64
+parameters, padded with zeros to :data:`PARAMETERS`). The kernel reads the
+vector once per atom, so the pair loop keeps it in registers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch
 
 wp = initialised_warp()
+
+PARAMETERS = 8
+"""Length of a potential's parameter vector in the kernel (shorter ones are padded with zeros)."""
+
+Parameters = wp.types.vector(length=PARAMETERS, dtype=wp.float64)
 
 
 @wp.func
@@ -46,15 +53,29 @@ def _pair_vector(
 
 
 @wp.func
-def lennard_jones_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec2d:
-    """p = [sigma, epsilon, rc², ro², smooth (0/1), shift u(rc)] (ASE's ``LennardJones``)."""
+def _lennard_jones(r2: wp.float64, p: Parameters) -> wp.vec2d:
+    """p = [sigma, epsilon, rc², ro², smooth (0/1), shift u(rc)] (ASE's ``LennardJones``): bare u, du."""
     s2 = p[0] * p[0] / r2
     c6 = s2 * s2 * s2
     c12 = c6 * c6
     u = wp.float64(4.0) * p[1] * (c12 - c6)
     du = wp.float64(-24.0) * p[1] * (wp.float64(2.0) * c12 - c6) / r2
-    if p[4] == wp.float64(0.0):
-        return wp.vec2d(u - p[5], du)
+    return wp.vec2d(u, du)
+
+
+@wp.func
+def lennard_jones_terms(r2: wp.float64, p: Parameters) -> wp.vec2d:
+    """ASE's ``LennardJones``, energy shifted to zero at rc (``smooth=False``)."""
+    t = _lennard_jones(r2, p)
+    return wp.vec2d(t[0] - p[5], t[1])
+
+
+@wp.func
+def lennard_jones_smooth_terms(r2: wp.float64, p: Parameters) -> wp.vec2d:
+    """ASE's ``LennardJones`` with ``smooth=True``: switched to zero between ro and rc."""
+    t = _lennard_jones(r2, p)
+    u = t[0]
+    du = t[1]
     b = p[2]
     a = p[3]
     switch = wp.float64(1.0)
@@ -67,7 +88,7 @@ def lennard_jones_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec
 
 
 @wp.func
-def morse_terms(r2: wp.float64, p: wp.array(dtype=wp.float64)) -> wp.vec2d:
+def morse_terms(r2: wp.float64, p: Parameters) -> wp.vec2d:
     """p = [epsilon, rho0, r0, inner cutoff, outer cutoff] (ASE's ``MorsePotential``)."""
     r = wp.sqrt(r2)
     expf = wp.exp(p[1] * (wp.float64(1.0) - r / p[2]))
@@ -98,7 +119,7 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         shifts: wp.array2d(dtype=wp.vec3i),
         cell_rows: wp.array2d(dtype=wp.vec3d),
         batch_idx: wp.array(dtype=wp.int64),
-        params: wp.array(dtype=wp.float64),
+        params: wp.array(dtype=Parameters),
         cutoff2: wp.float64,
         energies: wp.array(dtype=wp.float64),
         forces: wp.array(dtype=wp.vec3d),
@@ -117,23 +138,31 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         energy = nan
         force = wp.vec3d(nan, nan, nan)
         virial = wp.mat33d(nan, nan, nan, nan, nan, nan, nan, nan, nan)
-        for k in range(wp.min(counts[i], matrix.shape[1])):
+        p = params[0]
+        # a while loop: warp's range() steps by a run-time sign, which costs the loop a dozen
+        # instructions a visit, and a counter from 0 lets the compiler drop the negative-index wrap
+        count = wp.min(counts[i], matrix.shape[1])
+        k = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
+        while k < count:
             d = _pair_vector(i, k, here, positions, matrix, shifts, a1, a2, a3)
             r2 = wp.dot(d, d)
             # branch-free: a listed pair beyond the cutoff (a quarter of them, in no predictable
             # order) adds exact zeros instead of a mispredicted jump, so the sums keep their bits
             inside = wp.where(r2 <= cutoff2, wp.float64(1.0), wp.float64(0.0))
-            t = terms(r2, params)
+            t = terms(r2, p)
             u = t[0] * inside
             du = t[1] * inside
-            energy += wp.float64(0.5) * u
+            # each pair's energy and virial are halved (both directions are listed): halving the
+            # sums once is exact, so the bits are those of halving every term
+            energy += u
             force += du * d
             if wp.static(with_virials):
-                virial += wp.float64(0.5) * du * wp.outer(d, d)
-        energies[i] = energy
+                virial += du * wp.outer(d, d)
+            k += 1
+        energies[i] = wp.float64(0.5) * energy
         forces[i] = force
         if wp.static(with_virials):
-            virials[i] = virial
+            virials[i] = wp.float64(0.5) * virial
 
     return pair_sums
 
@@ -157,6 +186,8 @@ def pair_sums(
     device = positions.device
     f64 = torch.float64
     params, positions = float64_tensor(params), float64_tensor(positions)
+    if params.shape != (PARAMETERS,):
+        params = torch.nn.functional.pad(params.reshape(-1), (0, PARAMETERS - params.numel()))
     cell = float64_tensor(neighbors.cell)
     n = positions.shape[0]
     energies = torch.empty(n, dtype=f64, device=device)
@@ -169,7 +200,7 @@ def pair_sums(
         descriptor(neighbors.raw_shifts, wp.vec3i),
         descriptor(cell, wp.vec3d),
         descriptor(neighbors.batch_idx),
-        descriptor(params),
+        descriptor(params.view(1, PARAMETERS), Parameters),
         float64_scalar(cutoff * cutoff),
         descriptor(energies),
         descriptor(forces, wp.vec3d),

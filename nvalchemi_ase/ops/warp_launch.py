@@ -30,6 +30,7 @@ Measured on 2 cores, LJ argon 8 x 108 atoms: 256 gave 1.29x the steps per second
 
 @functools.cache
 def _cpu_threads(count: int) -> ThreadPoolExecutor:
+    """The pool that runs all but the first share of a launch split ``count + 1`` ways."""
     return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-kernels")
 
 
@@ -42,7 +43,8 @@ def launch(
     ``inputs`` are the others. ``rows_per_thread`` (default :data:`ROWS_PER_THREAD`)
     is the fewest rows worth a thread of their own. Warp runs a CPU launch on the
     calling thread and releases the GIL while it runs, so launches over disjoint
-    row ranges from a pool of threads run in parallel.
+    row ranges, one on the calling thread and the others on a pool's threads, run
+    in parallel.
     """
     per_thread = ROWS_PER_THREAD if rows_per_thread is None else rows_per_thread
     threads = min(torch.get_num_threads(), rows // per_thread)
@@ -51,11 +53,13 @@ def launch(
         return
     _load_on_cpu(kernel)  # compiling or loading must not race between the threads
     bounds = [rows * k // threads for k in range(threads + 1)]
-    pool = _cpu_threads(threads)
-    launches = [
-        pool.submit(_recorded(kernel, start, end - start, device, inputs).launch)
-        for start, end in itertools.pairwise(bounds)
-    ]
+    ranges = itertools.pairwise(bounds)
+    shares = [_recorded(kernel, start, end - start, device, inputs) for start, end in ranges]
+    # the calling thread runs the first share itself: one thread fewer to wake, and no wait for
+    # a worker to get the GIL back before the step goes on
+    pool = _cpu_threads(threads - 1)
+    launches = [pool.submit(share.launch) for share in shares[1:]]
+    shares[0].launch()
     for launched in launches:
         launched.result()
 
