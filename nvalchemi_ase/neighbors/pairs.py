@@ -35,6 +35,10 @@ class Neighbors:
     complete
         True when the host has checked that no system overflowed (the CPU
         path): models may then skip masking their results with ``overflow``.
+    reused
+        True when the list hands this same object out again for as long as its
+        pairs hold (the host-checked path): values derived from it once, such
+        as :attr:`image_vectors`, then serve many steps.
     """
 
     def __init__(
@@ -47,12 +51,25 @@ class Neighbors:
         cutoff: float,
         overflow: torch.Tensor,
         complete: bool = False,
+        reused: bool = False,
     ) -> None:
         self.raw_matrix, self.raw_shifts, self.raw_counts = raw_matrix, raw_shifts, raw_counts
         self.cell, self.batch_idx = cell, batch_idx
         self.cutoff = cutoff
         self.overflow = overflow
         self.complete = complete
+        self.reused = reused
+
+    @functools.cached_property
+    def image_vectors(self) -> torch.Tensor:
+        """``[N, K, 3]`` float64 ``shifts @ cell`` of the listed slots, Å (made once: a warp kernel).
+
+        For fused kernels: slots past ``counts`` are left unset, unlike
+        :attr:`shift_vectors`, and the cell is the one of this update.
+        """
+        from nvalchemi_ase.neighbors.images import image_vectors  # loads warp on first use
+
+        return image_vectors(self.raw_shifts, self.raw_counts, self.cell, self.batch_idx)
 
     @functools.cached_property
     def counts(self) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -88,3 +89,22 @@ def test_without_stress_the_same_energies_and_forces(use_kernel):
     assert "stress" not in lean
     for key in ("energy", "forces", "energies"):
         assert torch.equal(lean[key], full[key]), key
+
+
+@pytest.mark.parametrize("make", MODELS, ids=["lj-shifted", "lj-smooth", "morse"])
+def test_image_vectors_made_once_give_the_bits_of_those_made_in_the_kernel(make):
+    from nvalchemi_ase.models.pair_kernel import pair_sums
+
+    batch = Batch.from_atoms(ragged_systems(seed=8), device="cpu")
+    model = make(True)
+    neighbors = model.neighbor_list.update(batch)
+    in_kernel = copy.copy(neighbors)
+    in_kernel.reused = False  # a list made afresh each step (CUDA): the kernel makes the images
+    assert neighbors.reused and "image_vectors" not in in_kernel.__dict__
+    parameters = model.kernel_parameters()
+    once = pair_sums(model.kernel_terms, parameters, batch.positions, neighbors, model.cutoff)
+    assert "image_vectors" in neighbors.__dict__  # the kernel did read them
+    made = pair_sums(model.kernel_terms, parameters, batch.positions, in_kernel, model.cutoff)
+    assert "image_vectors" not in in_kernel.__dict__
+    for ours, theirs in zip(once, made, strict=True):
+        assert torch.equal(ours.nan_to_num(), theirs.nan_to_num())

@@ -164,6 +164,34 @@ def _assert_pairs_match_matscipy(neighbors, batch, cutoff):
         assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(atoms, cutoff), b
 
 
+def _kernel_order_images(neighbors, cell: torch.Tensor) -> np.ndarray:
+    """``(s0·a1 + s1·a2) + s2·a3`` per slot in numpy, the pair kernel's order of operations."""
+    shifts = neighbors.raw_shifts.double().numpy()
+    rows = cell[neighbors.batch_idx].numpy()[:, None]  # [N, 1, 3, 3]
+    return (shifts[..., 0:1] * rows[..., 0, :] + shifts[..., 1:2] * rows[..., 1, :]) + (
+        shifts[..., 2:3] * rows[..., 2, :]
+    )
+
+
+def test_image_vectors_are_made_once_per_list_and_again_for_a_new_cell():
+    batch = Batch.from_atoms(ragged_systems(seed=3), device="cpu")
+    nl = NeighborList(8.5, skin=0.5)
+    neighbors = nl.update(batch)
+    assert neighbors.reused  # a CPU list hands the same object out while its pairs hold
+    mask = neighbors.mask.numpy()
+    images = neighbors.image_vectors
+    assert np.array_equal(images.numpy()[mask], _kernel_order_images(neighbors, batch.cell)[mask])
+    again = nl.update(batch)
+    assert again is neighbors and again.image_vectors is images  # nothing moved: made once
+    batch.cell = batch.cell * 1.01
+    stretched = nl.update(batch)
+    assert stretched is not neighbors
+    expected = _kernel_order_images(stretched, batch.cell)
+    assert np.array_equal(
+        stretched.image_vectors.numpy()[stretched.mask.numpy()], expected[stretched.mask.numpy()]
+    )
+
+
 def test_cell_list_grid_is_sized_once_per_cell(monkeypatch):
     module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
     real, sized = module.cell_list_workspace, []
