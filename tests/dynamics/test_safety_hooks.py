@@ -12,7 +12,7 @@ from nvalchemi_ase import Batch, LennardJones
 from nvalchemi_ase.dynamics import DemoDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.hooks import MaxForceClampHook, NaNDetectorHook
 from nvalchemi_ase.hooks import HookContext
-from nvalchemi_ase.hooks.safety import NonFiniteError, clamp_forces
+from nvalchemi_ase.hooks.safety import NonFiniteError, clamp_forces, might_clamp
 from tests.structures import argon_bulk
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5, "smooth": True}
@@ -175,6 +175,40 @@ def test_clamp_applies_before_the_velocity_update_in_a_run():
     hooks = [MaxForceClampHook(max_force=0.5), NaNDetectorHook(), After()]
     DemoDynamics(LennardJones(**ARGON), dt=1.0, n_steps=3, hooks=hooks).run(batch)
     assert len(seen) == 4 and max(seen) <= 0.5 + 1e-12  # the priming compute and 3 steps, all clamped
+
+
+def test_the_cpu_bound_never_skips_a_row_over_the_limit():
+    # rows of every length around the limit and every direction, some exactly on the bound's edge
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.randn(20000, 3, dtype=torch.float64, generator=generator)
+    directions /= directions.norm(dim=1, keepdim=True)
+    lengths = 50.0 * torch.linspace(0.5, 1.8, 20000, dtype=torch.float64)
+    rows = torch.cat([directions * lengths[:, None], torch.full((1, 3), 50.0 / 1.7321, dtype=torch.float64)])
+    for row in rows.split(1):
+        clamped, over = clamp_forces(row, 50.0)
+        if not might_clamp(row, 50.0):  # skipped: the clamp would have left it as it is
+            assert not over.any() and torch.equal(clamped, row)
+    assert not might_clamp(rows[-1:], 50.0)  # all components at the bound: |F| = 49.9991
+    assert might_clamp(torch.tensor([[40.0, 40.0, 0.0]], dtype=torch.float64), 50.0)  # |F| = 56.6
+    assert might_clamp(torch.tensor([[float("nan"), 0.0, 0.0]], dtype=torch.float64), 50.0)
+    assert not might_clamp(torch.zeros(0, 3, dtype=torch.float64), 50.0)
+
+
+def test_clamp_with_nothing_over_keeps_the_forces_tensor_and_counts_zero():
+    batch = _computed(2)
+    before = batch.forces
+    hook = MaxForceClampHook(max_force=50.0)
+    _fire(hook, batch)
+    assert batch.forces is before and hook.clamped.tolist() == [0, 0]
+    # a batch of another layout with nothing to clamp: counts start again for it
+    forces = batch.forces.clone()
+    forces[0] = torch.tensor([0.0, 0.0, 80.0], dtype=batch.dtype)
+    batch.forces = forces
+    _fire(hook, batch)
+    assert hook.clamped.tolist() == [1, 0]
+    bigger = _computed(3)
+    _fire(hook, bigger)
+    assert hook.clamped.tolist() == [0, 0, 0]
 
 
 def test_clamp_constructor_errors():
