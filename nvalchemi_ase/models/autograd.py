@@ -17,8 +17,10 @@ at a time when ``cpu_edges_per_pass`` is set: see there).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -77,7 +79,12 @@ class AutogradModel(BatchedModel):
         mapped and zeroed again (SevenNet on 32 structures: 1.9x the time of
         the same structures in passes of about 3,000 edges, one thread). A
         system is never split, so a group holds at most one system more than
-        the limit. Not used on other devices.
+        the limit. With several passes and ``torch.get_num_threads()`` above
+        one, the passes run side by side, one per thread, each on one torch
+        thread: a pass's operations are mostly too small for torch to split,
+        so whole passes at once are what keeps every core busy. Each pass is
+        computed the same way whatever the thread count, so results do not
+        depend on it. Not used on other devices.
 
     Notes
     -----
@@ -168,9 +175,7 @@ class AutogradModel(BatchedModel):
         extras = self._graph_extras(batch, edge_index, unit_shifts)
         want_stress = self.compute_stress and "stress" in properties
         whole = GraphSpan.of(batch, edge_index, unit_shifts, **extras)
-        energy, forces, strain_gradient, others = _joined(
-            [self._differentiate(span, want_stress) for span in self._passes(whole)]
-        )
+        energy, forces, strain_gradient, others = _joined(self._run_passes(self._passes(whole), want_stress))
         poisoned = neighbors.overflow  # incomplete pair sets must not pass for results
         atom_poisoned = segment_broadcast(poisoned, batch.batch_idx)
         outputs = {
@@ -188,6 +193,26 @@ class AutogradModel(BatchedModel):
                 value = torch.where(mask.view(-1, *([1] * (value.dim() - 1))), torch.nan, value)
             outputs[key] = value
         return outputs
+
+    def _run_passes(self, spans: list[GraphSpan], want_stress: bool) -> list[_Pass]:
+        """Each span's :meth:`_differentiate`: in turn, or, with several spans and torch threads,
+        side by side on a pool of as many threads, each pass on one torch thread."""
+        threads = min(torch.get_num_threads(), len(spans))
+        if threads < 2:
+            return [self._differentiate(span, want_stress) for span in spans]
+        threads_here = torch.get_num_threads()
+        try:
+            return list(
+                _pass_threads(threads).map(self._one_thread_pass, spans, itertools.repeat(want_stress))
+            )
+        finally:
+            # a thread's own count is its own, but torch also keeps the last count set anywhere
+            # as the count for threads not yet started: put the caller's back
+            torch.set_num_threads(threads_here)
+
+    def _one_thread_pass(self, span: GraphSpan, want_stress: bool) -> _Pass:
+        torch.set_num_threads(1)  # this pool thread's own setting
+        return self._differentiate(span, want_stress)
 
     def _differentiate(self, span: GraphSpan, want_stress: bool) -> _Pass:
         """The module's energy of ``span`` and its derivatives (one forward and one backward pass)."""
@@ -295,6 +320,11 @@ def _module_cutoff(module: torch.nn.Module) -> float:
     raise ValueError(
         f"AutogradModel: pass cutoff= (Å); module {type(module).__name__} has no numeric 'cutoff' attribute"
     )
+
+
+@functools.cache
+def _pass_threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-passes")
 
 
 class _Pass(NamedTuple):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -25,9 +28,11 @@ class AngleModule(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.passes: list[int] = []  # systems per call
+        self.threads: set[str] = set()  # the threads the calls ran on
 
     def forward(self, graph: AtomGraph) -> dict[str, torch.Tensor]:
         self.passes.append(graph.num_systems)
+        self.threads.add(threading.current_thread().name)
         sender = graph.edge_index[0]
         lengths = graph.edge_vectors.norm(dim=1)
         z = graph.atomic_numbers.to(lengths.dtype)
@@ -77,10 +82,21 @@ def test_passes_of_whole_systems_give_the_one_pass_results(limit):
     assert torch.isfinite(got["forces"]).all() and got["forces"].abs().max() > 1e-6
 
 
+@contextlib.contextmanager
+def torch_threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_system_is_in_exactly_one_pass_and_the_limit_holds_but_for_one_system():
     batch = Batch.from_atoms(mixed_systems() * 3, device="cpu")
     cut = model(400)
-    evaluate(cut, batch, ("energy", "forces"))
+    with torch_threads(1):  # passes in turn, so they are recorded in system order
+        evaluate(cut, batch, ("energy", "forces"))
     whole = AutogradModel(AngleModule(), skin=0.3, reverse_edges=True, angle_cutoff=3.9)
     edges, _ = whole.edges(batch, whole.neighbors(batch))
     per_system = torch.bincount(batch.batch_idx[edges[0]], minlength=batch.num_graphs).tolist()
@@ -90,6 +106,25 @@ def test_every_system_is_in_exactly_one_pass_and_the_limit_holds_but_for_one_sys
         assert count <= 400 + max(per_system[start : start + systems])
         start += systems
     assert start == batch.num_graphs
+
+
+def test_passes_run_side_by_side_and_give_the_same_bits_whatever_the_thread_count():
+    batch = Batch.from_atoms(mixed_systems() * 2, device="cpu")
+    properties = ("energy", "forces", "stress", "energies", "charges", "dipole")
+    results, threads = {}, {}
+    for count in (1, 2, 3):
+        cut = model(300)
+        with torch_threads(count):
+            results[count] = evaluate(cut, batch, properties)
+            assert torch.get_num_threads() == count  # the caller's count is put back
+        threads[count] = cut.module.threads
+        assert len(cut.module.passes) > 3
+    assert threads[1] == {threading.current_thread().name}
+    assert len(threads[2]) == 2 and all(name.startswith("nvalchemi_ase-passes") for name in threads[2])
+    assert len(threads[3]) == 3
+    for count in (2, 3):
+        for key, value in results[1].items():
+            torch.testing.assert_close(results[count][key], value, rtol=0, atol=0, equal_nan=True)
 
 
 def test_the_limit_is_checked():
