@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -325,6 +326,10 @@ def _module_cutoff(module: torch.nn.Module) -> float:
 @functools.cache
 def _pass_threads(count: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-passes")
+
+
+# a forked child has none of its parent's threads: the parent's pools there would take work and never run it
+os.register_at_fork(after_in_child=_pass_threads.cache_clear)
 
 
 class _Pass(NamedTuple):
