@@ -14,7 +14,7 @@ import argparse
 from ase.build import bulk
 from distributed import Client, LocalCluster
 
-from nvalchemi_ase.distributed import ChunkPlan, ModelSpec, iter_pipeline
+from nvalchemi_ase.distributed import ChunkPlan, ModelSpec, iter_pipeline, local_cluster
 from nvalchemi_ase.dynamics import FIRE
 
 
@@ -42,12 +42,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     plan = ChunkPlan(build=relax, max_systems=16, device=args.device, threads=1)
     energies = {}
-    with (
-        LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=args.processes, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    # worker processes: local_cluster keeps its workers through a death (Dask's own LocalCluster can
+    # close a dying worker's restart for good); threads of this process with --no-processes
+    cluster = (
+        local_cluster(args.workers)
+        if args.processes
+        else LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=False, dashboard_address=":0"
+        )
+    )
+    with cluster as started, Client(started) as client:
         chunks = iter_pipeline(
             client, structures(args.structures), ModelSpec("nvalchemi_ase.models:EMT"), plan, args.chunk_size
         )
