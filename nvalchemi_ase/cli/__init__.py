@@ -122,6 +122,14 @@ def _run_options(parser: argparse.ArgumentParser, default_output: str, default_m
         "--chunk-size", type=int, default=16, metavar="N", help="structures per Dask task (default 16)"
     )
     scale.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="runs on Dask: fail (resumably) when for this long no chunk runs or finishes "
+        "(default 300; 0 waits for ever, e.g. for workers queued on a batch system)",
+    )
+    scale.add_argument(
         "--checkpoint-every",
         type=int,
         default=None,

@@ -55,12 +55,21 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def check_scale_out(args: argparse.Namespace) -> None:
-    """``--workers``, ``--chunk-size``, ``--checkpoint-every``: at least 1; Dask installed when asked for."""
+    """``--workers``, ``--chunk-size``, ``--checkpoint-every``: at least 1; ``--idle-timeout``: 0 or more,
+    with Dask only; Dask installed when asked for."""
     for name in ("workers", "chunk_size", "checkpoint_every"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise CommandLineError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     distributed = getattr(args, "workers", None) is not None or getattr(args, "scheduler", None) is not None
+    idle_timeout = getattr(args, "idle_timeout", None)
+    if idle_timeout is not None:
+        if not (idle_timeout >= 0 and math.isfinite(idle_timeout)):
+            raise CommandLineError(
+                f"--idle-timeout must be 0 (wait for ever) or more seconds, got {idle_timeout}"
+            )
+        if not distributed:
+            raise CommandLineError("--idle-timeout is for runs on Dask (--workers or --scheduler)")
     if not distributed:
         return
     if getattr(args, "checkpoint_every", None) is not None:

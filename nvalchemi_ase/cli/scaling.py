@@ -125,6 +125,18 @@ def connect(args: argparse.Namespace) -> Iterator[Any]:
         yield client
 
 
+IDLE_TIMEOUT_S = 300.0
+"""``--idle-timeout``'s default (and that of runs recorded before the option existed)."""
+
+
+def _idle_timeout(args: argparse.Namespace) -> float | None:
+    """``--idle-timeout`` as ``iter_pipeline`` takes it: None (never) for 0."""
+    seconds = getattr(args, "idle_timeout", None)
+    if seconds is None:
+        return IDLE_TIMEOUT_S
+    return None if seconds == 0 else float(seconds)
+
+
 def _run_distributed(
     args: argparse.Namespace,
     client: Any,
@@ -157,7 +169,10 @@ def _run_distributed(
     skip = {entry.index for entry in aside} | set(writer.done)
     start = time.perf_counter()
     try:
-        for result in iter_pipeline(client, structures, spec, plan, args.chunk_size, skip=skip):
+        run = iter_pipeline(
+            client, structures, spec, plan, args.chunk_size, skip=skip, idle_timeout=_idle_timeout(args)
+        )
+        for result in run:
             writer.write(result)
             if progress is not None:
                 progress.finished(len(writer.done))

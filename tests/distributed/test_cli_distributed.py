@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -189,3 +190,37 @@ def test_without_dask_the_command_line_names_the_extra(tmp_path, monkeypatch, ca
     assert main(["run", str(source), "-o", str(out), "--model", "emt", "--workers", "2"]) == EXIT_BAD_INPUT
     assert "pip install 'nvalchemi-ase[distributed]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_idle_timeout_is_checked_before_anything_is_written(tmp_path, capsys):
+    source = _input(tmp_path, 2)
+    out = tmp_path / "out"
+    for extra, message in (
+        (["--workers", "1", "--idle-timeout", "-1"], "--idle-timeout must be 0 (wait for ever) or more"),
+        (["--workers", "1", "--idle-timeout", "nan"], "--idle-timeout must be 0 (wait for ever) or more"),
+        (["--idle-timeout", "60"], "--idle-timeout is for runs on Dask"),
+    ):
+        capsys.readouterr()
+        assert main(["run", str(source), "-o", str(out), *extra, *OPTIONS]) == EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_a_cluster_without_workers_fails_after_the_idle_timeout_and_says_how_to_resume(tmp_path, capsys):
+    source = _input(tmp_path, 3)
+    out = tmp_path / "dask"
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as cluster:
+        command = ["run", str(source), "-o", str(out), "--scheduler", cluster.scheduler_address]
+        started = time.monotonic()
+        capsys.readouterr()
+        assert main([*command, "--idle-timeout", "2", *OPTIONS]) == EXIT_FAILED
+        assert time.monotonic() - started < 120  # not the default 300 s
+    err = capsys.readouterr().err
+    assert "no worker is left on the cluster" in err and f"nvalchemi-ase resume {out}" in err
+    assert json.loads((out / "run.json").read_text())["idle_timeout"] == 2.0  # resume keeps it
+
+
+def test_idle_timeout_zero_waits_for_ever_and_a_record_without_it_takes_the_default():
+    assert scaling._idle_timeout(argparse.Namespace(idle_timeout=0.0)) is None
+    assert scaling._idle_timeout(argparse.Namespace(idle_timeout=45.0)) == 45.0
+    assert scaling._idle_timeout(argparse.Namespace()) == scaling.IDLE_TIMEOUT_S == 300.0
