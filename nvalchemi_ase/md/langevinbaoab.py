@@ -159,7 +159,7 @@ class LangevinBAOAB(MolecularDynamics):
     @property
     def p_eps(self) -> Any:
         """ASE's ``p_eps``: a float (hydrostatic) or 3×3 per system, stacked ``[B, ...]`` for a list."""
-        p_eps = getattr(self.engine, "p_eps", None)
+        p_eps = getattr(self.systems.batch, "baoab_p_eps", None)
         if p_eps is None:
             return 0.0
         value = to_host([p_eps])[0]

@@ -223,3 +223,30 @@ def test_a_step_cap_returns_systems_finished_while_a_compaction_waited_as_finish
     results = fused.run_inflight(InflightSampler(structures, max_systems=8, device="cpu"), [sink], n_steps=8)
     assert [r.info["finished"] for r in results] == [True] + [False] * 7
     assert sink.read().system_id.tolist() == [0]
+
+
+@pytest.mark.parametrize("hydrostatic", [True, False])
+def test_npt_barostat_state_travels_with_its_system_through_refills(hydrostatic):
+    """p_ε and the cell force are per-system state: a refill around a system does not reset them."""
+    from nvalchemi_ase.dynamics import LangevinBAOABNPT
+
+    structures = _structures(7, seed=2)
+
+    def run(slots):
+        model = LennardJones(**ARGON)
+        npt = LangevinBAOABNPT(
+            model, dt=2.0, externalstress=-1e-3, hydrostatic=hydrostatic, temperature=60.0, T_tau=100.0,
+            P_tau=200.0, seed=3, n_steps=12,
+        )  # fmt: skip
+        pipeline = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(0.02), n_steps=200) + npt
+        return pipeline.run_inflight(InflightSampler(structures, max_systems=slots, device="cpu"))
+
+    two, five = run(2), run(5)
+    for a, b in zip(two, five, strict=True):
+        np.testing.assert_allclose(a.cell[:], b.cell[:], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(a.get_velocities(), b.get_velocities(), rtol=0, atol=1e-9)
+    moved = [
+        abs(np.linalg.det(a.cell[:]) - np.linalg.det(s.cell[:])) for a, s in zip(two, structures, strict=True)
+    ]
+    assert min(moved) > 1e-6  # the barostat did work on every system

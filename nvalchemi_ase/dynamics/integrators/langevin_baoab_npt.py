@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import Batch, Scope
 from nvalchemi_ase.dynamics.integrators._thermostat import ParameterValue, PerSystemParameter, Thermostat
 from nvalchemi_ase.dynamics.integrators._variable_cell import require_stress
 from nvalchemi_ase.dynamics.noise import Draw
@@ -66,10 +66,15 @@ class LangevinBAOABNPT(Thermostat):
     asking the noise source for ASE's draws (``normal(size=(n, 3))`` then
     ``normal()`` or ``normal(size=(3, 3))`` per system):
     :class:`~nvalchemi_ase.dynamics.noise.NumpyNoise` with one generator per
-    system reproduces ASE's run of each system. p_ε and the cell force live on the engine
-    (``p_eps``, ``force_eps``); converged systems (with a convergence hook)
-    keep straining their cell.
+    system reproduces ASE's run of each system. p_ε and the cell force are
+    per-system batch fields (``baoab_p_eps``, ``baoab_force_eps``, ``[B, 1, 1]``
+    hydrostatic or ``[B, 3, 3]``), so they travel with their systems through
+    inflight refills and are held, with the cell, for converged systems. A
+    system's cell force is NaN until its first step computes it (new systems
+    included).
     """
+
+    state_fields = ("baoab_p_eps", "baoab_force_eps", "cell")
 
     T_tau = PerSystemParameter("fs", positive=True)
     P_tau = PerSystemParameter("fs", positive=True)
@@ -111,10 +116,6 @@ class LangevinBAOABNPT(Thermostat):
         self.P_tau = P_tau
         self.P_mass = None if P_mass is None else torch.as_tensor(P_mass, dtype=torch.float64)
         self.P_mass_factor = float(P_mass_factor)
-        self.p_eps: torch.Tensor | None = None
-        """``[B, 1, 1]`` (hydrostatic) or ``[B, 3, 3]`` cell momenta."""
-        self.force_eps: torch.Tensor | None = None
-        self._state_batch: Batch | None = None
 
     @property
     def cell_langevin(self) -> bool:
@@ -148,11 +149,18 @@ class LangevinBAOABNPT(Thermostat):
 
     def init_state(self, batch: Batch) -> None:
         super().init_state(batch)
-        if self._state_batch is not batch:
-            k = 1 if self.hydrostatic else 3
-            self.p_eps = torch.zeros(batch.num_graphs, k, k, dtype=batch.dtype, device=batch.device)
-            self.force_eps = None
-            self._state_batch = batch
+        k = 1 if self.hydrostatic else 3
+        shape = (batch.num_graphs, k, k)
+        for name, fill in (("baoab_p_eps", 0.0), ("baoab_force_eps", float("nan"))):
+            if name not in batch.field_names():
+                batch.add_field(
+                    name, torch.full(shape, fill, dtype=batch.dtype, device=batch.device), Scope.SYSTEM
+                )
+            elif tuple(getattr(batch, name).shape) != shape:
+                raise ValueError(
+                    f"batch field {name} has shape {tuple(getattr(batch, name).shape)}, this engine "
+                    f"needs {shape} (hydrostatic {self.hydrostatic})"
+                )
 
     def draw_noise(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """This step's ``(ξ [N, 3], η [B, k, k])`` standard normals (``None`` where not thermostatted)."""
@@ -185,11 +193,11 @@ class LangevinBAOABNPT(Thermostat):
 
     def pre_update(self, batch: Batch) -> None:
         self.refresh(batch)
-        if self.force_eps is None:
-            self.force_eps = self.cell_force(batch)
-        assert self.p_eps is not None
+        force_eps = batch.baoab_force_eps
+        # a system's first step (NaN: not computed yet) takes the force of its current state, branch-free
+        force_eps = torch.where(force_eps.isnan(), self.cell_force(batch), force_eps)
         dt, half = self.dt_internal, 0.5 * self.dt_internal
-        p_eps = self.p_eps + half * self.force_eps
+        p_eps = batch.baoab_p_eps + half * force_eps
         velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
         cell, positions = self._strain(batch, batch.cell, batch.positions, p_eps)
         positions = drift(positions, velocities, half)
@@ -208,10 +216,10 @@ class LangevinBAOABNPT(Thermostat):
         positions = drift(positions, velocities, half)
         cell, positions = self._strain(batch, cell, positions, p_eps)
         batch.positions, batch.velocities, batch.cell = positions, velocities, cell
-        self.p_eps = p_eps
+        batch.baoab_p_eps = p_eps
 
     def post_update(self, batch: Batch) -> None:
-        self.force_eps = self.cell_force(batch)
+        force_eps = self.cell_force(batch)
         batch.velocities = half_kick(batch.velocities, batch.forces, batch.masses, self.dt_internal)
-        assert self.p_eps is not None
-        self.p_eps = self.p_eps + 0.5 * self.dt_internal * self.force_eps
+        batch.baoab_p_eps = batch.baoab_p_eps + 0.5 * self.dt_internal * force_eps
+        batch.baoab_force_eps = force_eps
