@@ -129,12 +129,25 @@ class _WrongShape(BatchedModel):
         }
 
 
+class _OtherDevice(BatchedModel):
+    propagates_nonfinite = True  # results on the meta device: nothing to poison
+
+    def forward(self, batch, properties=("energy", "forces")):
+        return {
+            "energy": torch.zeros(batch.num_graphs, 1, dtype=batch.dtype),
+            "forces": torch.zeros(batch.num_nodes, 3, dtype=batch.dtype, device="meta"),
+        }
+
+
 def test_a_model_without_forces_is_refused_by_name():
     batch = Batch.from_atoms(molecule("H2O"), device="cpu")
     with pytest.raises(ModelOutputError, match="_EnergyOnly did not return 'forces'"):
         evaluate(_EnergyOnly(), batch)
     with pytest.raises(ModelOutputError, match="'energy' of shape \\(1,\\), expected \\(1, 1\\)"):
         evaluate(_WrongShape(), batch)
+    # what passes evaluate is stored in the batch unchecked: a result on another device is refused here
+    with pytest.raises(ModelOutputError, match="_OtherDevice returned 'forces' on meta, the batch is on cpu"):
+        evaluate(_OtherDevice(), batch)
 
 
 def test_non_models_are_refused():

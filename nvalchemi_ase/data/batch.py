@@ -142,10 +142,14 @@ class Batch:
             raise BatchValidationError(f"missing required fields {missing}")
 
     # ------------------------------------------------------------------ fields
+    neighbors: Any = None
+    """The pairs a :class:`~nvalchemi_ase.hooks.NeighborListHook` put on the batch for the current
+    compute (a :class:`~nvalchemi_ase.neighbors.Neighbors`), else None (not a field)."""
+
+    # A field's tensor is kept twice: in ``_data`` (the fields, in order) and in the instance's
+    # ``__dict__``, so that reading ``batch.positions`` is a plain attribute lookup, not a call of
+    # ``__getattr__`` (which now runs only for fields not set: they read as None).
     def __getattr__(self, name: str) -> Any:
-        data = self.__dict__.get("_data")
-        if data is not None and name in data:
-            return data[name]
         specs = self.__dict__.get("_specs", FIELDS)
         if name in specs:
             return None
@@ -159,8 +163,21 @@ class Batch:
             if self._specs[name].required:
                 raise BatchValidationError("a required field cannot be removed", field=name)
             self._data.pop(name, None)
+            self.__dict__.pop(name, None)
             return
-        self._data[name] = self._checked(name, value)
+        self.__dict__[name] = self._data[name] = self._checked(name, value)
+
+    def assign(self, name: str, value: torch.Tensor) -> None:
+        """Set the declared field ``name`` without the checks of ``batch.name = value``.
+
+        The engines' hot path: for a tensor made from the batch's own fields
+        (``empty_like(batch.positions)``, a kernel's output over them) or
+        already checked (a model's results after
+        :func:`~nvalchemi_ase.models.evaluate`), whose shape, dtype and device
+        are right by construction. Anything from a user goes through attribute
+        assignment, which names the field at fault.
+        """
+        self.__dict__[name] = self._data[name] = value
 
     def _checked(self, name: str, value: torch.Tensor) -> torch.Tensor:
         spec = self._specs[name]
@@ -193,15 +210,30 @@ class Batch:
             raise BatchValidationError(f"dtype {dtype}, expected {wanted} ({what})", field=name)
 
     def add_field(self, name: str, value: torch.Tensor, scope: Scope, kind: Kind | None = None) -> None:
-        """Declare and set a custom field (its scope decides how it is sliced and joined)."""
-        if name in FIELDS or name in self.__dict__ or hasattr(type(self), name):
-            raise BatchValidationError("the name is taken by a built-in field or attribute", field=name)
+        """Declare and set a custom field (its scope decides how it is sliced and joined).
+
+        A field already declared with this scope, kind and trailing shape is
+        only set (with the checks of attribute assignment): an engine that
+        stores a model's per-atom ``energies`` every step declares it once.
+        """
         if kind is None:
             kind = (
                 Kind.FLOAT
                 if value.is_floating_point()
                 else (Kind.BOOL if value.dtype == torch.bool else Kind.INT)
             )
+        spec = self._specs.get(name)
+        if (
+            spec is not None
+            and name not in FIELDS
+            and spec.scope is scope
+            and spec.kind is kind
+            and spec.shape == tuple(value.shape[1:])
+        ):
+            setattr(self, name, value)
+            return
+        if name in FIELDS or (name in self.__dict__ and name not in self._specs) or hasattr(type(self), name):
+            raise BatchValidationError("the name is taken by a built-in field or attribute", field=name)
         self._specs[name] = Field(scope, kind, tuple(value.shape[1:]), required=False)
         try:
             setattr(self, name, value)
@@ -220,8 +252,11 @@ class Batch:
 
     def put_back(self, held: dict[str, torch.Tensor]) -> None:
         """Make the fields exactly those of :meth:`fields_held` (fields added since are dropped)."""
+        for name in self._data:
+            del self.__dict__[name]
         self._data.clear()
         self._data.update(held)
+        self.__dict__.update(held)
 
     def field_names(self) -> list[str]:
         """Names of the fields this batch holds now."""
@@ -252,11 +287,11 @@ class Batch:
 
     @property
     def device(self) -> torch.device:
-        return self.positions.device
+        return self.batch_idx.device  # every field's device (checked on assignment)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.positions.dtype
+        return self._float_dtype  # the positions' dtype (checked on assignment)
 
     def __repr__(self) -> str:
         return (

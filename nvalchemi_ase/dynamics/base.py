@@ -165,13 +165,14 @@ class BaseDynamics(HookRegistryMixin):
         become batch fields too, so they reach the Atoms and trajectory frames.
         """
         outputs = evaluate(self.model, batch, tuple(sorted(self.properties)))
-        batch.energy = _detached(outputs["energy"])
-        batch.forces = _detached(outputs["forces"])
+        # evaluate checked the shapes, devices and dtypes: stored without checking them again
+        batch.assign("energy", _detached(outputs["energy"]))
+        batch.assign("forces", _detached(outputs["forces"]))
         if "stress" in outputs:
-            batch.stress = _detached(outputs["stress"])
-        for name, scope in MODEL_RESULTS.items():
-            if name in outputs:
-                batch.add_field(name, _detached(outputs[name]), scope)
+            batch.assign("stress", _detached(outputs["stress"]))
+        for name in outputs:
+            if name in MODEL_RESULTS:  # declared at the first step, then only set
+                batch.add_field(name, _detached(outputs[name]), MODEL_RESULTS[name])
         return outputs
 
     def step(self, batch: Batch | None = None) -> Batch:

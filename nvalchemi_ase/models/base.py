@@ -123,39 +123,58 @@ def poison_nonfinite(batch: Batch, outputs: dict[str, torch.Tensor]) -> dict[str
 def evaluate(
     model: Model, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
 ) -> dict[str, torch.Tensor]:
-    """Call ``model`` and check what it returned (shapes only: no host sync).
+    """Call ``model`` and check what it returned (shapes and devices only: no host sync).
 
     Systems with non-finite positions or cell get NaN results whatever the
     model (see :func:`poison_nonfinite`); float outputs come back in the
-    batch's dtype.
+    batch's dtype. What passes may be stored in the batch without further
+    checks (:meth:`~nvalchemi_ase.data.Batch.assign`).
 
     Raises
     ------
     ModelOutputError
-        When a requested energy or forces is missing, or any output has the wrong
-        shape, naming the model and the field.
+        When a requested energy or forces is missing, or an output has the wrong
+        shape or lies on another device than the batch, naming the model and the field.
     """
     outputs = model(batch, properties)
     if not isinstance(model, BatchedModel):  # ours poison non-finite systems themselves
         outputs = poison_nonfinite(batch, outputs)
-    expected = {
-        "energy": (batch.num_graphs, 1),
-        "forces": (batch.num_nodes, 3),
-        "stress": (batch.num_graphs, 3, 3),
-        "energies": (batch.num_nodes,),
-    }
-    name = type(model).__name__
     for key in ("energy", "forces"):
         if key in properties and key not in outputs:
-            raise ModelOutputError(f"model {name} did not return '{key}' (it returned {sorted(outputs)})")
-    for key, shape in expected.items():
-        if key in outputs and tuple(outputs[key].shape) != shape:
             raise ModelOutputError(
-                f"model {name} returned '{key}' of shape {tuple(outputs[key].shape)}, expected {shape}"
+                f"model {type(model).__name__} did not return '{key}' (it returned {sorted(outputs)})"
             )
-    return {key: _in_batch_dtype(value, batch) for key, value in outputs.items()}
+    atoms, systems = batch.num_nodes, batch.num_graphs
+    device, dtype = batch.device, batch.dtype
+    converted = None
+    for key, value in outputs.items():
+        expected = _expected_shape(key, atoms, systems)
+        if expected is not None:
+            if value.shape != expected:
+                raise ModelOutputError(
+                    f"model {type(model).__name__} returned '{key}' of shape {tuple(value.shape)}, "
+                    f"expected {expected}"
+                )
+            if value.device != device:
+                raise ModelOutputError(
+                    f"model {type(model).__name__} returned '{key}' on {value.device}, "
+                    f"the batch is on {device}"
+                )
+        if value.dtype != dtype and value.is_floating_point():  # a float32 network in a float64 batch
+            if converted is None:
+                converted = dict(outputs)
+            converted[key] = value.to(dtype)
+    return dict(outputs) if converted is None else converted  # the caller may edit its dict
 
 
-def _in_batch_dtype(value: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """A float output in the batch's dtype (a float32 network inside a float64 batch), else as it is."""
-    return value.to(batch.dtype) if value.is_floating_point() and value.dtype != batch.dtype else value
+def _expected_shape(key: str, atoms: int, systems: int) -> tuple[int, ...] | None:
+    """The shape ``evaluate`` requires of output ``key`` (None: not checked)."""
+    if key == "energy":
+        return (systems, 1)
+    if key == "forces":
+        return (atoms, 3)
+    if key == "stress":
+        return (systems, 3, 3)
+    if key == "energies":
+        return (atoms,)
+    return None

@@ -31,6 +31,7 @@ import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.images import image_vector
+from nvalchemi_ase.ops.buffers import Buffers, view
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch
 
 wp = initialised_warp()
@@ -198,19 +199,19 @@ def pair_sums(
     the third result is None.
     """
     device = positions.device
-    f64 = torch.float64
     params, positions = float64_tensor(params), float64_tensor(positions)
     if params.shape != (PARAMETERS,):
         params = torch.nn.functional.pad(params.reshape(-1), (0, PARAMETERS - params.numel()))
     cell = float64_tensor(neighbors.cell)
     n = positions.shape[0]
-    energies = torch.empty(n, dtype=f64, device=device)
-    forces = torch.empty(n, 3, dtype=f64, device=device)
-    virials = torch.empty(n if with_virials else 0, 3, 3, dtype=f64, device=device)
+    # outputs no one else holds, a few reused in turn (see nvalchemi_ase.ops.buffers)
+    energies = _ENERGIES.take((n,), torch.float64, device)
+    forces = _FORCES.take((n, 3), torch.float64, device)
+    virials = _VIRIALS.take((n, 3, 3), torch.float64, device) if with_virials else _no_virials(device)
     with_images = neighbors.reused and neighbors.raw_shifts.numel() * 8 <= IMAGES_BYTES
     images = neighbors.image_vectors if with_images else _no_images(device)
     inputs = [
-        descriptor(positions, wp.vec3d),
+        view(positions, wp.vec3d),
         descriptor(neighbors.raw_matrix),
         descriptor(neighbors.raw_counts),
         descriptor(neighbors.raw_shifts, wp.vec3i),
@@ -219,9 +220,9 @@ def pair_sums(
         descriptor(neighbors.batch_idx),
         descriptor(params.view(1, PARAMETERS), Parameters),
         float64_scalar(cutoff * cutoff),
-        descriptor(energies),
-        descriptor(forces, wp.vec3d),
-        descriptor(virials, wp.mat33d),
+        view(energies),
+        view(forces, wp.vec3d),
+        view(virials, wp.mat33d),
     ]
     launch(_kernel(terms, with_virials, with_images), n, inputs, device)
     return energies, forces, virials if with_virials else None
@@ -231,3 +232,12 @@ def pair_sums(
 def _no_images(device: torch.device) -> torch.Tensor:
     """The empty ``images`` argument of a kernel that makes the image vectors itself."""
     return torch.empty(0, 0, 3, dtype=torch.float64, device=device)
+
+
+_ENERGIES, _FORCES, _VIRIALS = Buffers(), Buffers(), Buffers()
+
+
+@functools.cache
+def _no_virials(device: torch.device) -> torch.Tensor:
+    """What the kernel gets for virials it does not write (never read: no data)."""
+    return torch.empty(0, 3, 3, dtype=torch.float64, device=device)

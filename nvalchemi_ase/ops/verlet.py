@@ -15,11 +15,18 @@ import torch
 
 
 def half_kick(
-    velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: torch.Tensor | float
+    velocities: torch.Tensor,
+    forces: torch.Tensor,
+    masses: torch.Tensor,
+    dt: torch.Tensor | float,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``v + ½ dt F/m``: velocities ``[N, 3]``, forces ``[N, 3]``, masses ``[N]``, dt scalar or ``[N, 1]``."""
+    """``v + ½ dt F/m``: velocities ``[N, 3]``, forces ``[N, 3]``, masses ``[N]``, dt scalar or ``[N, 1]``.
+
+    ``out``: an ``[N, 3]`` tensor to write the result into (scalar ``dt`` only; no input may share it).
+    """
     if isinstance(dt, float):  # one fused operation for the common case (a scalar step)
-        return torch.addcdiv(velocities, forces, masses.unsqueeze(1), value=0.5 * dt)
+        return torch.addcdiv(velocities, forces, masses.unsqueeze(1), value=0.5 * dt, out=out)
     return velocities + (0.5 * dt) * forces / masses.unsqueeze(1)
 
 

@@ -7,7 +7,8 @@ costs more than its arithmetic, and on a large one each runs on one thread
 (below torch's parallel grain). Here the first half kick, the drift and the
 skin test are one kernel, the second half kick another; both split their rows
 over torch's threads on a CPU (:func:`~nvalchemi_ase.ops.warp_launch.launch`)
-and write new tensors (engines never write into the batch's tensors).
+and write tensors no one else holds (engines never write into the batch's
+tensors): a few reused in turn (:class:`~nvalchemi_ase.ops.buffers.Buffers`).
 
 Per atom the arithmetic is that of the torch moves, in the same order:
 ``v + (½ dt · F) / m`` (``torch.addcdiv``), ``r + dt · v`` (``torch.add`` with
@@ -24,7 +25,8 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
-from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, launch
+from nvalchemi_ase.ops.buffers import Buffers, view
+from nvalchemi_ase.ops.warp_launch import float64_scalar, launch
 
 wp = initialised_warp()
 
@@ -86,6 +88,12 @@ def _kick_drift_kernel(test_skin: bool) -> Any:
     return kick_drift
 
 
+POSITIONS = Buffers()
+"""The new positions of :func:`kick_drift`."""
+VELOCITIES = Buffers()
+"""The new velocities of :func:`kick_drift` and :func:`half_kick` (NVE's torch half kick writes here too)."""
+
+
 def fits(*tensors: torch.Tensor) -> bool:
     """Whether the kernels take these tensors: float64, contiguous, without autograd history."""
     return all(t.dtype == torch.float64 and t.is_contiguous() and not t.requires_grad for t in tensors)
@@ -101,13 +109,13 @@ def half_kick(
     velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: float
 ) -> torch.Tensor:
     """``v + ½ dt F/m`` as a new ``[N, 3]`` tensor (float64, contiguous inputs: see :func:`fits`)."""
-    kicked = torch.empty_like(velocities)
+    kicked = VELOCITIES.like(velocities)
     inputs = [
-        descriptor(velocities, wp.vec3d),
-        descriptor(forces, wp.vec3d),
-        descriptor(masses),
+        view(velocities, wp.vec3d),
+        view(forces, wp.vec3d),
+        view(masses),
         float64_scalar(0.5 * dt),
-        descriptor(kicked, wp.vec3d),
+        view(kicked, wp.vec3d),
     ]
     launch(_half_kick, velocities.shape[0], inputs, velocities.device, ROWS_PER_THREAD)
     return kicked
@@ -127,25 +135,25 @@ def kick_drift(
     sets ``flag[0]`` (int32, which the caller cleared) to 1 when an atom's new
     position lies farther than ``limit`` from its reference.
     """
-    new_positions = torch.empty_like(positions)
-    new_velocities = torch.empty_like(velocities)
+    new_positions = POSITIONS.like(positions)
+    new_velocities = VELOCITIES.like(velocities)
     if skin_test is None:
         reference, limit2, flag = positions, 0.0, _no_flag(positions.device)
     else:
         reference, limit, flag = skin_test
         limit2 = limit * limit
     inputs = [
-        descriptor(positions, wp.vec3d),
-        descriptor(velocities, wp.vec3d),
-        descriptor(forces, wp.vec3d),
-        descriptor(masses),
+        view(positions, wp.vec3d),
+        view(velocities, wp.vec3d),
+        view(forces, wp.vec3d),
+        view(masses),
         float64_scalar(0.5 * dt),
         float64_scalar(dt),
-        descriptor(reference, wp.vec3d),
+        view(reference, wp.vec3d),
         float64_scalar(limit2),
-        descriptor(flag),
-        descriptor(new_positions, wp.vec3d),
-        descriptor(new_velocities, wp.vec3d),
+        view(flag),
+        view(new_positions, wp.vec3d),
+        view(new_velocities, wp.vec3d),
     ]
     kernel = _kick_drift_kernel(skin_test is not None)
     launch(kernel, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)

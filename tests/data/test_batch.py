@@ -217,3 +217,35 @@ def test_a_float32_batch_takes_float32_fields_only(batch):
         single.add_field("charges", torch.zeros(single.num_nodes, dtype=torch.long), Scope.ATOM, Kind.FLOAT)
     assert not hasattr(single, "charges")  # nothing declared either
     assert "charges" not in single.field_names()
+
+
+def test_a_field_declared_once_is_only_set_again_and_still_checks_a_users_value(batch):
+    n = batch.num_nodes
+    batch.add_field("energies", torch.zeros(n, dtype=torch.float64), Scope.ATOM)
+    spec = batch._specs["energies"]
+    batch.add_field("energies", torch.ones(n, dtype=torch.float64), Scope.ATOM)
+    assert batch._specs["energies"] is spec  # declared once, not again
+    assert torch.equal(batch.energies, torch.ones(n, dtype=torch.float64))
+    with pytest.raises(BatchValidationError, match="energies") as raised:
+        batch.energies = torch.zeros(n + 1, dtype=torch.float64)
+    assert f"shape ({n + 1},)" in str(raised.value)
+    assert torch.equal(batch.energies, torch.ones(n, dtype=torch.float64))  # the field kept its value
+    batch.add_field("energies", torch.zeros(n, 2, dtype=torch.float64), Scope.ATOM)  # a new declaration
+    assert batch.energies.shape == (n, 2) and batch._specs["energies"].shape == (2,)
+
+
+def test_fields_read_as_attributes_follow_every_way_of_setting_them(batch):
+    held = batch.fields_held()
+    moved = batch.positions + 1.0
+    batch.positions = moved
+    assert batch.positions is moved and batch.field_names() == list(held)
+    batch.assign("velocities", batch.velocities * 2.0)
+    batch.forces = torch.zeros_like(batch.positions)
+    assert batch.forces is not None and "forces" in batch.field_names()
+    batch.put_back(held)
+    assert batch.positions is held["positions"] and batch.velocities is held["velocities"]
+    assert batch.forces is None and "forces" not in batch.field_names()
+    batch.energy = torch.zeros(batch.num_graphs, 1, dtype=torch.float64)
+    batch.energy = None
+    assert batch.energy is None and "energy" not in batch.field_names()
+    assert batch.neighbors is None  # not a field: what a NeighborListHook sets for one compute

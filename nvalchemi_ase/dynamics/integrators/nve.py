@@ -36,30 +36,35 @@ class NVE(BaseDynamics):
     def pre_update(self, batch: Batch) -> None:
         dt = self.dt_internal
         kernels = _kernels()
-        if kernels.fits(batch.positions, batch.velocities, batch.forces, batch.masses):
+        positions, velocities = batch.positions, batch.velocities
+        if kernels.fits(positions, velocities, batch.forces, batch.masses):
             neighbor_list = getattr(self.model, "neighbor_list", None)
             if not isinstance(neighbor_list, NeighborList):
                 neighbor_list = None
-            probe = None if neighbor_list is None else neighbor_list.skin_probe(batch.positions)
+            probe = None if neighbor_list is None else neighbor_list.skin_probe(positions)
             positions, velocities = kernels.kick_drift(
-                batch.positions, batch.velocities, batch.forces, batch.masses, dt, probe
+                positions, velocities, batch.forces, batch.masses, dt, probe
             )
             if neighbor_list is not None and probe is not None:
                 neighbor_list.probed(positions, probe[0])
         else:
-            velocities = half_kick(batch.velocities, batch.forces, batch.masses, dt)
-            positions = drift(batch.positions, velocities, dt)
-        batch.positions = positions
-        batch.velocities = velocities
+            velocities = half_kick(velocities, batch.forces, batch.masses, dt)
+            positions = drift(positions, velocities, dt)
+        # made from the batch's own fields: their shape, dtype and device need no checking
+        batch.assign("positions", positions)
+        batch.assign("velocities", velocities)
 
     def post_update(self, batch: Batch) -> None:
         dt = self.dt_internal
         kernels = _kernels()
         velocities, forces, masses = batch.velocities, batch.forces, batch.masses
-        if kernels.splits(velocities) and kernels.fits(velocities, forces, masses):
-            batch.velocities = kernels.half_kick(velocities, forces, masses, dt)
+        if not kernels.fits(velocities, forces, masses):
+            batch.assign("velocities", half_kick(velocities, forces, masses, dt))
+        elif kernels.splits(velocities):
+            batch.assign("velocities", kernels.half_kick(velocities, forces, masses, dt))
         else:  # one torch operation: on one thread, cheaper to call than a launch (same numbers)
-            batch.velocities = half_kick(velocities, forces, masses, dt)
+            kicked = kernels.VELOCITIES.like(velocities)  # a tensor of the kernels' pool no one holds
+            batch.assign("velocities", half_kick(velocities, forces, masses, dt, out=kicked))
 
 
 @functools.cache
