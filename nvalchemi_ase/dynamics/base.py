@@ -205,11 +205,15 @@ class BaseDynamics(HookRegistryMixin):
 
     def _advance(self, batch: Batch) -> None:
         """The step up to ``AFTER_POST_UPDATE``: the new state."""
+        if not self._by_stage:  # no hook at any stage: the moves and the model, nothing between
+            moving = self._moving()
+            self._update(self.pre_update, self.masked_pre_update, batch, moving)
+            self.compute(batch)
+            self._update(self.post_update, self.masked_post_update, batch, moving)
+            return
         stages = DynamicsStage
         self._call_hooks(stages.BEFORE_STEP, batch)
-        moving = None  # converged systems stay put; without a convergence hook none ever converge
-        if self.convergence_hook is not None and self.converged is not None:
-            moving = ~self.converged
+        moving = self._moving()
         self._call_hooks(stages.BEFORE_PRE_UPDATE, batch)
         self._update(self.pre_update, self.masked_pre_update, batch, moving)
         self._call_hooks(stages.AFTER_PRE_UPDATE, batch)
@@ -219,6 +223,13 @@ class BaseDynamics(HookRegistryMixin):
         self._call_hooks(stages.BEFORE_POST_UPDATE, batch)
         self._update(self.post_update, self.masked_post_update, batch, moving)
         self._call_hooks(stages.AFTER_POST_UPDATE, batch)
+
+    def _moving(self) -> torch.Tensor | None:
+        """``[B]`` bool, the systems a step moves (converged ones stay put); None: all of them
+        (without a convergence hook none ever converge)."""
+        if self.convergence_hook is not None and self.converged is not None:
+            return ~self.converged
+        return None
 
     def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:
         """Run up to ``n_steps`` steps (default: the constructor's), stopping once every system converged.

@@ -212,13 +212,13 @@ def pair_sums(
     images = neighbors.image_vectors if with_images else _no_images(device)
     inputs = [
         view(positions, wp.vec3d),
-        descriptor(neighbors.raw_matrix),
-        descriptor(neighbors.raw_counts),
-        descriptor(neighbors.raw_shifts, wp.vec3i),
-        descriptor(images, wp.vec3d),
-        descriptor(cell, wp.vec3d),
-        descriptor(neighbors.batch_idx),
-        descriptor(params.view(1, PARAMETERS), Parameters),
+        view(neighbors.raw_matrix),
+        view(neighbors.raw_counts),
+        view(neighbors.raw_shifts, wp.vec3i),
+        view(images, wp.vec3d),
+        view(cell, wp.vec3d),
+        view(neighbors.batch_idx),
+        descriptor(params.view(1, PARAMETERS), Parameters),  # a new view object each call: by address
         float64_scalar(cutoff * cutoff),
         view(energies),
         view(forces, wp.vec3d),

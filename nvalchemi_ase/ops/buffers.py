@@ -8,25 +8,23 @@ than a small system's arithmetic. A :class:`Buffers` keeps a few outputs per
 shape and hands one out again only when no one else refers to it: not the
 batch, not a view of it, not a numpy array over its memory, not a DLPack
 export. So in a run the same two or three tensors take turns, their warp views
-are made once (:func:`view`), and a recorded launch finds the same arguments
-again; a result someone kept is never written over.
+are made once and found by identity (:func:`view`), and a recorded launch finds
+the same arguments again; a result someone kept is never written over.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any
 
 import torch
 
 from nvalchemi_ase.ops.warp_launch import descriptor
 
-_VIEWS: dict[tuple[int, Any], tuple[int, torch.Size, Any]] = {}
-"""``(id(tensor), warp dtype) -> (address, shape, view)`` for the tensors the pools hold
-(a held tensor keeps its id); entries leave with their tensor."""
-
-_POOLED: set[int] = set()
-"""Ids of the tensors the pools hold."""
+_VIEWS: dict[tuple[int, Any], tuple[weakref.ref, tuple, Any]] = {}
+"""``(id(tensor), warp dtype) -> (weak reference, (address, shape, strides), view)`` (see :func:`view`)."""
+_VIEWS_SIZE = 1024
 
 _OWN_REFERENCES = 3
 """``sys.getrefcount`` of a pooled tensor nobody else holds: the pool's list, the loop's name, the call."""
@@ -57,9 +55,8 @@ class Buffers:
                 return tensor
         tensor = torch.empty(shape, dtype=dtype, device=device)
         ring.append(tensor)
-        _POOLED.add(id(tensor))
         if len(ring) > self.count:
-            _forget(ring.pop(0))
+            ring.pop(0)
         return tensor
 
     def like(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -68,9 +65,6 @@ class Buffers:
 
     def clear(self) -> None:
         """Let every kept tensor go."""
-        for ring in self._rings.values():
-            for tensor in ring:
-                _forget(tensor)
         self._rings.clear()
 
 
@@ -89,23 +83,19 @@ def _unshared(tensor: torch.Tensor) -> bool:
 
 
 def view(tensor: torch.Tensor, dtype: Any = None) -> Any:
-    """Warp's view of ``tensor`` (see :func:`~nvalchemi_ase.ops.warp_launch.descriptor`), made once
-    for a tensor a :class:`Buffers` holds (checked against its address and shape, which an in-place
-    ``set_`` or ``resize_`` would change)."""
-    found = _VIEWS.get((id(tensor), dtype))
-    if found is not None and found[0] == tensor.data_ptr() and found[1] == tensor.shape:
+    """Warp's view of ``tensor`` (see :func:`~nvalchemi_ase.ops.warp_launch.descriptor`), found by the
+    tensor's identity: the tensors a step passes to its kernels are the same objects step after step
+    (the pools' outputs, the masses, the neighbour list's buffers), and looking one up by its
+    identity costs less than building the address-and-layout key. An entry holds a weak reference
+    and the address and layout it was made for (an in-place ``set_``, ``resize_`` or ``transpose_``
+    changes them)."""
+    key = (id(tensor), dtype)
+    found = _VIEWS.get(key)
+    layout = (tensor.data_ptr(), tensor.shape, tensor.stride())
+    if found is not None and found[0]() is tensor and found[1] == layout:
         return found[2]
     made = descriptor(tensor, dtype)
-    if found is not None or _held_by_pool(tensor):
-        _VIEWS[(id(tensor), dtype)] = (tensor.data_ptr(), tensor.shape, made)
+    if len(_VIEWS) >= _VIEWS_SIZE:
+        _VIEWS.clear()
+    _VIEWS[key] = (weakref.ref(tensor), layout, made)
     return made
-
-
-def _held_by_pool(tensor: torch.Tensor) -> bool:
-    return id(tensor) in _POOLED
-
-
-def _forget(tensor: torch.Tensor) -> None:
-    _POOLED.discard(id(tensor))
-    for key in [key for key in _VIEWS if key[0] == id(tensor)]:
-        del _VIEWS[key]
