@@ -177,3 +177,22 @@ def test_kernels_on_cuda_equal_cpu():
     gpu = verlet_kernel.kick_drift(*(tensor.cuda() for tensor in state), DT)
     for ours, theirs in zip(gpu, cpu, strict=True):
         assert torch.equal(ours.cpu(), theirs)
+
+
+def test_recorded_launches_reused_and_repacked_give_the_moves_of_their_own_arguments():
+    # more sets of arguments than a row range keeps recorded launches for: the oldest is re-packed
+    # with the new views, and its argument struct packed again with them
+    states = [_state(seed=seed) for seed in range(warp_launch._VARIANTS + 4)]
+    for _ in range(2):
+        for positions, velocities, forces, masses in states:
+            kicked = verlet.half_kick(velocities, forces, masses, DT)
+            _, new_velocities = verlet_kernel.kick_drift(positions, velocities, forces, masses, DT)
+            assert torch.equal(new_velocities, kicked)
+            assert torch.equal(verlet_kernel.half_kick(velocities, forces, masses, DT), kicked)
+    (launcher,) = {
+        type(entry[2]).__name__
+        for key, variants in warp_launch._LAUNCHES.items()
+        if key[3].type == "cpu"
+        for entry in variants.values()
+    }
+    assert launcher == "_CpuLaunch"  # warp's per-call packing is skipped on a CPU
