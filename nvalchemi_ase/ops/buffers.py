@@ -22,8 +22,8 @@ import torch
 
 from nvalchemi_ase.ops.warp_launch import descriptor
 
-_VIEWS: dict[tuple[int, Any], tuple[weakref.ref, tuple, Any]] = {}
-"""``(id(tensor), warp dtype) -> (weak reference, (address, shape, strides), view)`` (see :func:`view`)."""
+_VIEWS: dict[tuple[int, Any], tuple[weakref.ref, int, Any]] = {}
+"""``(id(tensor), warp dtype) -> (weak reference, address, view)`` (see :func:`view`)."""
 _VIEWS_SIZE = 1024
 
 _OWN_REFERENCES = 3
@@ -85,17 +85,15 @@ def _unshared(tensor: torch.Tensor) -> bool:
 def view(tensor: torch.Tensor, dtype: Any = None) -> Any:
     """Warp's view of ``tensor`` (see :func:`~nvalchemi_ase.ops.warp_launch.descriptor`), found by the
     tensor's identity: the tensors a step passes to its kernels are the same objects step after step
-    (the pools' outputs, the masses, the neighbour list's buffers), and looking one up by its
-    identity costs less than building the address-and-layout key. An entry holds a weak reference
-    and the address and layout it was made for (an in-place ``set_``, ``resize_`` or ``transpose_``
-    changes them)."""
+    (the pools' outputs, the masses, the neighbour list's buffers), and looking one up by identity
+    costs a fraction of building the address-and-layout key. An entry holds a weak reference and
+    the address it was made for (an in-place ``set_`` moves it; shapes are the callers' to keep)."""
     key = (id(tensor), dtype)
     found = _VIEWS.get(key)
-    layout = (tensor.data_ptr(), tensor.shape, tensor.stride())
-    if found is not None and found[0]() is tensor and found[1] == layout:
+    if found is not None and found[0]() is tensor and found[1] == tensor.data_ptr():
         return found[2]
     made = descriptor(tensor, dtype)
     if len(_VIEWS) >= _VIEWS_SIZE:
         _VIEWS.clear()
-    _VIEWS[key] = (weakref.ref(tensor), layout, made)
+    _VIEWS[key] = (weakref.ref(tensor), tensor.data_ptr(), made)
     return made
