@@ -5,8 +5,8 @@ Workload: fcc argon (a 5.26 Å) rattled by 0.05 Å, B cells of 108 atoms, LJ σ 
 the step (``engine.run`` over many steps, the skin rebuilds included) and the pair
 kernel alone (the same atoms, the same list) are timed in alternation; the fixed
 cost is their difference: what a step costs besides the pair sums. Then, for B=1,
-the torch operations per step (torch profiler) and the Python functions that take
-the time (cProfile, by own time).
+the recorded warp launches re-packed per step (at B=1 and 32), the torch operations
+per step (torch profiler) and the Python functions that take the time (cProfile, by own time).
 
 Run:  python benchmarks/bench_fixed_cost.py [--systems 1,8,64] [--steps 2000] [--repeats 5] [--profile]
 """
@@ -43,6 +43,27 @@ def engine_and_batch(count: int) -> tuple[NVE, Batch, LennardJones]:
     return engine, batch, model
 
 
+def repacked_per_step(count: int, steps: int = 200) -> float:
+    """Arguments re-packed into a recorded warp launch per step (0 when every launch finds its own)."""
+    from warp._src.context import Launch
+
+    engine, batch, _ = engine_and_batch(count)
+    original = Launch.set_param_at_index
+    calls = 0
+
+    def counted(self: Launch, *args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    Launch.set_param_at_index = counted  # type: ignore[method-assign]
+    try:
+        engine.run(batch, n_steps=steps)
+    finally:
+        Launch.set_param_at_index = original  # type: ignore[method-assign]
+    return calls / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--systems", default="1,8,64")
@@ -76,6 +97,8 @@ def main() -> None:
         )
     if not args.profile:
         return
+    for count in (1, 32):
+        print(f"B={count}: {repacked_per_step(count):.2f} recorded launches re-packed per step")
     engine, batch, _ = engine_and_batch(1)
     with torch.profiler.profile() as profiler:
         engine.run(batch, n_steps=100)
