@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.models.pair_kernel import _pair_vector
+from nvalchemi_ase.models.pair_kernel import _pair_vector, no_images, uses_image_vectors
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, launch
 
@@ -37,39 +37,47 @@ BETA_S0, ETA2, KAPPA_BETA, N0, INV_N0, SPHERE, RC, SLOPE, RC_LIST, DE_DSIGMA = r
 COLUMNS = 10
 
 
-@wp.kernel(enable_backward=False)
-def _sigma1(
-    first: wp.int32,
-    positions: wp.array(dtype=wp.vec3d),
-    matrix: wp.array2d(dtype=wp.int32),
-    counts: wp.array(dtype=wp.int32),
-    shifts: wp.array2d(dtype=wp.vec3i),
-    cell_rows: wp.array2d(dtype=wp.vec3d),
-    batch_idx: wp.array(dtype=wp.int64),
-    table: wp.array2d(dtype=wp.float64),
-    sigma1: wp.array(dtype=wp.float64),
-):
-    i = first + wp.tid()
-    here = positions[i]
-    b = batch_idx[i]
-    a1 = cell_rows[b, 0]
-    a2 = cell_rows[b, 1]
-    a3 = cell_rows[b, 2]
-    rc_list = table[i, 8]
-    total = wp.float64(0.0)
-    for k in range(wp.min(counts[i], matrix.shape[1])):
-        d = _pair_vector(i, k, here, positions, matrix, shifts, a1, a2, a3)
-        r = wp.sqrt(wp.dot(d, d))
-        if r < rc_list:
-            j = matrix[i, k]
-            w = wp.float64(1.0) / (wp.float64(1.0) + wp.exp(table[i, 7] * (r - table[i, 6])))
-            w_in = w * table[j, 3] * table[i, 4]
-            total += wp.exp(table[j, 1] * (table[j, 0] - r)) * w_in
-    sigma1[i] = total
+@functools.cache
+def _sigma1_kernel(with_images: bool) -> Any:
+    @wp.kernel(enable_backward=False)
+    def sigma1_sums(
+        first: wp.int32,
+        positions: wp.array(dtype=wp.vec3d),
+        matrix: wp.array2d(dtype=wp.int32),
+        counts: wp.array(dtype=wp.int32),
+        shifts: wp.array2d(dtype=wp.vec3i),
+        images: wp.array2d(dtype=wp.vec3d),
+        cell_rows: wp.array2d(dtype=wp.vec3d),
+        batch_idx: wp.array(dtype=wp.int64),
+        table: wp.array2d(dtype=wp.float64),
+        sigma1: wp.array(dtype=wp.float64),
+    ):
+        i = first + wp.tid()
+        here = positions[i]
+        b = batch_idx[i]
+        a1 = cell_rows[b, 0]
+        a2 = cell_rows[b, 1]
+        a3 = cell_rows[b, 2]
+        rc_list = table[i, 8]
+        total = wp.float64(0.0)
+        for k in range(wp.min(counts[i], matrix.shape[1])):
+            if wp.static(with_images):  # made once per list (see pair_kernel)
+                d = positions[matrix[i, k]] - here + images[i, k]
+            else:
+                d = _pair_vector(i, k, here, positions, matrix, shifts, a1, a2, a3)
+            r = wp.sqrt(wp.dot(d, d))
+            if r < rc_list:
+                j = matrix[i, k]
+                w = wp.float64(1.0) / (wp.float64(1.0) + wp.exp(table[i, 7] * (r - table[i, 6])))
+                w_in = w * table[j, 3] * table[i, 4]
+                total += wp.exp(table[j, 1] * (table[j, 0] - r)) * w_in
+        sigma1[i] = total
+
+    return sigma1_sums
 
 
 @functools.cache
-def _sums_kernel(with_virials: bool) -> Any:
+def _sums_kernel(with_virials: bool, with_images: bool) -> Any:
     @wp.kernel(enable_backward=False)
     def emt_sums(
         first: wp.int32,
@@ -77,6 +85,7 @@ def _sums_kernel(with_virials: bool) -> Any:
         matrix: wp.array2d(dtype=wp.int32),
         counts: wp.array(dtype=wp.int32),
         shifts: wp.array2d(dtype=wp.vec3i),
+        images: wp.array2d(dtype=wp.vec3d),
         cell_rows: wp.array2d(dtype=wp.vec3d),
         batch_idx: wp.array(dtype=wp.int64),
         table: wp.array2d(dtype=wp.float64),
@@ -104,7 +113,10 @@ def _sums_kernel(with_virials: bool) -> Any:
         force = wp.vec3d()
         virial = wp.mat33d()
         for k in range(wp.min(counts[i], matrix.shape[1])):
-            d = _pair_vector(i, k, here, positions, matrix, shifts, a1, a2, a3)
+            if wp.static(with_images):
+                d = positions[matrix[i, k]] - here + images[i, k]
+            else:
+                d = _pair_vector(i, k, here, positions, matrix, shifts, a1, a2, a3)
             r = wp.sqrt(wp.dot(d, d))
             if r < rc_list:
                 j = matrix[i, k]
@@ -138,24 +150,29 @@ def _sums_kernel(with_virials: bool) -> Any:
     return emt_sums
 
 
-def _geometry(positions: torch.Tensor, neighbors: Any, cell: torch.Tensor) -> list[Any]:
-    """The kernels' first arguments: warp views (cached by ``pair_kernel``) of the geometry."""
-    return [
+def _geometry(positions: torch.Tensor, neighbors: Any, cell: torch.Tensor) -> tuple[list[Any], bool]:
+    """The kernels' first arguments (warp views of the geometry), and whether they hold image vectors."""
+    with_images = uses_image_vectors(neighbors)
+    images = neighbors.image_vectors if with_images else no_images(positions.device)
+    views = [
         descriptor(positions, wp.vec3d),
         descriptor(neighbors.raw_matrix),
         descriptor(neighbors.raw_counts),
         descriptor(neighbors.raw_shifts, wp.vec3i),
+        descriptor(images, wp.vec3d),
         descriptor(cell, wp.vec3d),
         descriptor(neighbors.batch_idx),
     ]
+    return views, with_images
 
 
 def density(positions: torch.Tensor, neighbors: Any, table: torch.Tensor) -> torch.Tensor:
     """``σ₁`` ``[N]`` of every atom; ``table`` is the ``[N, COLUMNS]`` float64 per-atom table."""
     positions, cell = float64_tensor(positions), float64_tensor(neighbors.cell)
     sigma1 = torch.empty(positions.shape[0], dtype=torch.float64, device=positions.device)
-    inputs = [*_geometry(positions, neighbors, cell), descriptor(table), descriptor(sigma1)]
-    launch(_sigma1, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
+    geometry, with_images = _geometry(positions, neighbors, cell)
+    inputs = [*geometry, descriptor(table), descriptor(sigma1)]
+    launch(_sigma1_kernel(with_images), positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
     return sigma1
 
 
@@ -171,12 +188,13 @@ def sums(
     spheres = torch.empty(n, dtype=torch.float64, device=device)
     forces = torch.empty(n, 3, dtype=torch.float64, device=device)
     virials = torch.empty(n if with_virials else 0, 3, 3, dtype=torch.float64, device=device)
+    geometry, with_images = _geometry(positions, neighbors, cell)
     inputs = [
-        *_geometry(positions, neighbors, cell),
+        *geometry,
         descriptor(table),
         descriptor(spheres),
         descriptor(forces, wp.vec3d),
         descriptor(virials, wp.mat33d),
     ]
-    launch(_sums_kernel(with_virials), n, inputs, device, ROWS_PER_THREAD)
+    launch(_sums_kernel(with_virials, with_images), n, inputs, device, ROWS_PER_THREAD)
     return spheres, forces, virials if with_virials else None

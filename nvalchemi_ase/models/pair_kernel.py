@@ -208,8 +208,8 @@ def pair_sums(
     energies = _ENERGIES.take((n,), torch.float64, device)
     forces = _FORCES.take((n, 3), torch.float64, device)
     virials = _VIRIALS.take((n, 3, 3), torch.float64, device) if with_virials else _no_virials(device)
-    with_images = neighbors.reused and neighbors.raw_shifts.numel() * 8 <= IMAGES_BYTES
-    images = neighbors.image_vectors if with_images else _no_images(device)
+    with_images = uses_image_vectors(neighbors)
+    images = neighbors.image_vectors if with_images else no_images(device)
     inputs = [
         view(positions, wp.vec3d),
         view(neighbors.raw_matrix),
@@ -228,8 +228,13 @@ def pair_sums(
     return energies, forces, virials if with_virials else None
 
 
+def uses_image_vectors(neighbors: Any) -> bool:
+    """Whether a kernel reads the list's image vectors, made once (a list that serves many steps)."""
+    return neighbors.reused and neighbors.raw_shifts.numel() * 8 <= IMAGES_BYTES
+
+
 @functools.cache
-def _no_images(device: torch.device) -> torch.Tensor:
+def no_images(device: torch.device) -> torch.Tensor:
     """The empty ``images`` argument of a kernel that makes the image vectors itself."""
     return torch.empty(0, 0, 3, dtype=torch.float64, device=device)
 

@@ -282,3 +282,16 @@ def test_cuda_matches_cpu():
     cuda = evaluate(EMT().cuda(), Batch.from_atoms(systems, device="cuda"), ("energy", "forces", "stress"))
     for key in ("energy", "forces", "stress", "energies"):
         torch.testing.assert_close(cuda[key].cpu(), cpu[key], rtol=1e-11, atol=1e-12, equal_nan=True)
+
+
+def test_image_vectors_made_once_give_the_bits_of_those_made_in_the_kernels(monkeypatch):
+    from nvalchemi_ase.models import emt_kernel
+
+    batch = Batch.from_atoms(metal_systems(seed=3) + mixed_systems(seed=3), device="cpu")
+    model = EMT()
+    once = evaluate(model, batch, ("energy", "forces", "stress"))
+    assert "image_vectors" in model.neighbor_list.update(batch).__dict__  # the kernels did read them
+    monkeypatch.setattr(emt_kernel, "uses_image_vectors", lambda neighbors: False)
+    made = evaluate(EMT(), batch, ("energy", "forces", "stress"))
+    for key in ("energy", "forces", "energies", "stress"):
+        assert torch.equal(once[key].nan_to_num(), made[key].nan_to_num()), key
