@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,6 +34,10 @@ Measured on 2 cores, LJ argon 8 x 108 atoms: 256 gave 1.29x the steps per second
 def _cpu_threads(count: int) -> ThreadPoolExecutor:
     """The pool that runs all but the first share of a launch split ``count + 1`` ways."""
     return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-kernels")
+
+
+# a forked child has none of its parent's threads: the parent's pools there would take work and never run it
+os.register_at_fork(after_in_child=_cpu_threads.cache_clear)
 
 
 def launch(

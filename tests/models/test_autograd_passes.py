@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import threading
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models import evaluate
-from nvalchemi_ase.models.autograd import AtomGraph, AutogradModel, _pass_threads
+from nvalchemi_ase.models.autograd import AtomGraph, AutogradModel
 from nvalchemi_ase.ops import segment_sum
 from tests.structures import ragged_systems
 
@@ -126,26 +125,6 @@ def test_passes_run_side_by_side_and_give_the_same_bits_whatever_the_thread_coun
     for count in (2, 3):
         for key, value in results[1].items():
             torch.testing.assert_close(results[count][key], value, rtol=0, atol=0, equal_nan=True)
-
-
-def _pass_in_a_child(queue) -> None:
-    queue.put(_pass_threads(2).submit(sum, [1, 2]).result(timeout=30))
-
-
-def test_a_forked_child_gets_a_pool_of_its_own():
-    # torch itself (GNU OpenMP) cannot run threaded operations in a forked child, so the pool is
-    # checked alone: the parent's, in the child, would take the work and never run it
-    assert _pass_threads(2).submit(sum, [1, 2]).result() == 3
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_pass_in_a_child, args=(queue,))
-    child.start()
-    try:
-        assert queue.get(timeout=60) == 3
-    finally:
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
 
 
 def test_the_limit_is_checked():
