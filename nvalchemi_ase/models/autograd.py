@@ -82,10 +82,11 @@ class AutogradModel(BatchedModel):
         system is never split, so a group holds at most one system more than
         the limit. With several passes and ``torch.get_num_threads()`` above
         one, the passes run side by side, one per thread, each on one torch
-        thread: a pass's operations are mostly too small for torch to split,
-        so whole passes at once are what keeps every core busy. Each pass is
-        computed the same way whatever the thread count, so results do not
-        depend on it. Not used on other devices.
+        thread: as fast as torch's own threads on an idle machine, and much
+        faster when other processes share the cores (torch's threads then wait
+        for each other at every operation). Each pass is computed the same way
+        whatever the thread count, so results do not depend on it. Not used on
+        other devices.
 
     Notes
     -----
@@ -198,10 +199,10 @@ class AutogradModel(BatchedModel):
     def _run_passes(self, spans: list[GraphSpan], want_stress: bool) -> list[_Pass]:
         """Each span's :meth:`_differentiate`: in turn, or, with several spans and torch threads,
         side by side on a pool of as many threads, each pass on one torch thread."""
-        threads = min(torch.get_num_threads(), len(spans))
+        threads_here = torch.get_num_threads()
+        threads = min(threads_here, len(spans))
         if threads < 2:
             return [self._differentiate(span, want_stress) for span in spans]
-        threads_here = torch.get_num_threads()
         try:
             return list(
                 _pass_threads(threads).map(self._one_thread_pass, spans, itertools.repeat(want_stress))
