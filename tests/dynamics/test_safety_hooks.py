@@ -11,7 +11,7 @@ import torch
 from nvalchemi_ase import Batch, LennardJones
 from nvalchemi_ase.dynamics import DemoDynamics, DynamicsStage
 from nvalchemi_ase.dynamics.hooks import MaxForceClampHook, NaNDetectorHook
-from nvalchemi_ase.hooks import HookContext
+from nvalchemi_ase.hooks import HookContext, safety
 from nvalchemi_ase.hooks.safety import NonFiniteError, clamp_forces, might_clamp
 from tests.structures import argon_bulk
 
@@ -31,14 +31,23 @@ def _fire(hook, batch, step=0):
 
 
 # ---------------------------------------------------------------------------------------------- NaN detector
-def test_finite_batch_passes_and_missing_keys_are_skipped():
+@pytest.fixture(params=["numpy", "torch"])
+def reduction(request, monkeypatch):
+    """Each detector test twice: numpy's reductions read at once (a CPU's float tensors), and torch's
+    sums with the flags kept for a later firing (CUDA's path, and a CPU's other dtypes)."""
+    if request.param == "torch":
+        monkeypatch.setattr(safety, "_cpu_arrays", lambda tensors: None)
+    return request.param
+
+
+def test_finite_batch_passes_and_missing_keys_are_skipped(reduction):
     batch = _computed()
     _fire(NaNDetectorHook(extra_keys=["stress", "charges", "velocities"]), batch)
     batch.stress = None
     _fire(NaNDetectorHook(extra_keys=["stress"]), batch)
 
 
-def test_message_names_step_fields_counts_and_systems():
+def test_message_names_step_fields_counts_and_systems(reduction):
     batch = _computed()
     forces, energy, stress = batch.forces.clone(), batch.energy.clone(), batch.stress.clone()
     forces[9, 1] = float("nan")  # system 2 (atoms 8..11)
@@ -58,7 +67,7 @@ def test_message_names_step_fields_counts_and_systems():
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_each_kind_of_non_finite_value_is_caught(bad):
+def test_each_kind_of_non_finite_value_is_caught(bad, reduction):
     batch = _computed()
     positions = batch.positions.clone()
     positions[5, 2] = bad
@@ -70,7 +79,7 @@ def test_each_kind_of_non_finite_value_is_caught(bad):
         _fire(NaNDetectorHook(extra_keys=["positions"]), batch)
 
 
-def test_detector_in_a_run_stops_at_the_poisoned_step_and_requests_stress():
+def test_detector_in_a_run_stops_at_the_poisoned_step_and_requests_stress(reduction):
     class Poison:
         stage, frequency = DynamicsStage.AFTER_COMPUTE, 1
 
@@ -89,7 +98,7 @@ def test_detector_in_a_run_stops_at_the_poisoned_step_and_requests_stress():
     assert batch.stress is not None and dynamics.step_count == 3
 
 
-def test_finite_values_whose_sum_overflows_pass():
+def test_finite_values_whose_sum_overflows_pass(reduction):
     batch = _computed()
     forces = batch.forces.clone()
     forces[0, 0], forces[1, 0] = 1e308, 1e308  # finite, but their sum is +inf
@@ -191,6 +200,8 @@ def test_the_cpu_bound_never_skips_a_row_over_the_limit():
     assert not might_clamp(rows[-1:], 50.0)  # all components at the bound: |F| = 49.9991
     assert might_clamp(torch.tensor([[40.0, 40.0, 0.0]], dtype=torch.float64), 50.0)  # |F| = 56.6
     assert might_clamp(torch.tensor([[float("nan"), 0.0, 0.0]], dtype=torch.float64), 50.0)
+    assert might_clamp(torch.tensor([[-40.0, 0.0, -40.0]], dtype=torch.float32), 50.0)  # through the minimum
+    assert might_clamp(torch.zeros(1, 3, dtype=torch.float16), 50.0)  # no numpy view: always the clamp
     assert not might_clamp(torch.zeros(0, 3, dtype=torch.float64), 50.0)
 
 
