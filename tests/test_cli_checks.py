@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -194,8 +195,12 @@ def test_the_ctrl_c_handler_is_restored_after_the_files_are_written(tmp_path, mo
 # A CLI process whose relaxations never converge (fmax 1e-30) but the first: a lone atom, with no force
 # at all. Writing final.extxyz announces itself and can be made to last, to catch a second Ctrl-C.
 SIGNALLED = """
-import sys, time
+import signal, sys, time
 from nvalchemi_ase.cli import main, pipeline
+
+# Ctrl-C as in a terminal, also where the suite itself runs with SIGINT ignored (a shell's background job),
+# which a child would otherwise inherit
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 write = pipeline._write_final
 def announced(path, results):
@@ -247,7 +252,12 @@ def test_a_second_real_ctrl_c_while_writing_exits_at_once(tmp_path):
     try:
         process.send_signal(signal.SIGINT)
         assert process.stdout is not None
-        assert "writing" in iter(lambda: process.stdout.readline().strip(), "")  # type: ignore[union-attr]
+        watchdog = threading.Timer(240, process.kill)  # a run that never writes: its output ends, no hang
+        watchdog.start()
+        try:
+            assert "writing" in iter(lambda: process.stdout.readline().strip(), "")  # type: ignore[union-attr]
+        finally:
+            watchdog.cancel()
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=60)  # long before the 600 s write would end
     finally:
