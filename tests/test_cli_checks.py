@@ -233,13 +233,19 @@ def _signalled_run(tmp_path: Path, write_seconds: float) -> subprocess.Popen[str
     return process
 
 
+def _reap(process: subprocess.Popen[str]) -> None:
+    """Kill the child if it still runs and collect it: no process or pipe outlives its test."""
+    process.kill()
+    process.communicate()
+
+
 def test_a_real_ctrl_c_writes_the_finished_system_and_names_the_unfinished(tmp_path):
     process = _signalled_run(tmp_path, write_seconds=0)
     try:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=120)
     finally:
-        process.kill()
+        _reap(process)
     assert process.returncode == EXIT_INTERRUPTED, err
     assert "interrupted. Written: 1 finished system" in err
     assert [a.info["system_id"] for a in ase.io.read(tmp_path / "out" / "final.extxyz", ":")] == [0]
@@ -261,7 +267,7 @@ def test_a_second_real_ctrl_c_while_writing_exits_at_once(tmp_path):
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=60)  # long before the 600 s write would end
     finally:
-        process.kill()
+        _reap(process)
     assert process.returncode == EXIT_INTERRUPTED
     assert not (tmp_path / "out" / "summary.json").exists()
 
