@@ -9,7 +9,8 @@
    alternate (``--repeats`` pairs, each pair in the other order than the last);
    the ratio of the medians and the median of the pairs' ratios are printed, and
    on CPU the same in process CPU time (less sensitive to other load on a shared
-   machine). Then each hook's own cost per firing and per step.
+   machine). Then the same two engines step by step in turn (a sturdier figure on a
+   busy machine), and each hook's own cost per firing and per step.
 
 Run:  python benchmarks/bench_dynamics.py [--device cpu|cuda] [--steps 200] [--dtype float64] [--repeats 5]
 """
@@ -119,6 +120,13 @@ def hook_overhead(systems: list, args: argparse.Namespace, dtype: torch.dtype, f
         total = 100 * (sum(cpu["hooked"]) / sum(cpu["bare"]) - 1)
         pairs = _pair_overhead(cpu)
         print(f"  process CPU time: overhead {total:.1f}% in total, {pairs:+.1f}% median of pair ratios")
+    steps = _interleaved_steps(engines, args.steps * args.repeats, args.device)
+    blocks = {name: _block_sums(times, 100) for name, times in steps.items()}
+    print(
+        f"  step by step, the two engines in turn ({args.steps * args.repeats} steps each): overhead "
+        f"{100 * (sum(steps['hooked']) / sum(steps['bare']) - 1):+.1f}% in total, "
+        f"{_pair_overhead(blocks):+.1f}% median of {len(blocks['bare'])} blocks of 100 steps"
+    )
     # Each hook's own cost against a bare step: on CPU in CPU time (the hooks run on this thread and
     # never wait), which other load on a shared machine barely moves; on CUDA in wall time.
     on_cpu = args.device == "cpu"
@@ -149,6 +157,30 @@ def hook_overhead(systems: list, args: argparse.Namespace, dtype: torch.dtype, f
         )
     what = "CPU time" if on_cpu else "wall time"
     print(f"  the four hooks' own cost: {100 * total / step_s:.2f}% of a bare step ({what})")
+
+
+def _interleaved_steps(engines: dict, steps: int, device: str) -> dict[str, list[float]]:
+    """Wall seconds of each step of each engine, the engines stepping in turn (the order swapped every
+    step): a burst of other load on the machine falls on both sides within milliseconds."""
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    names = list(engines)
+    with contextlib.ExitStack() as stack:
+        for engine, batch in engines.values():
+            stack.enter_context(engine.opened_hooks())
+            engine.prime(batch)
+        for step in range(steps):
+            for name in names if step % 2 == 0 else reversed(names):
+                engine, batch = engines[name]
+                start = time.perf_counter()
+                engine.step(batch)
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _block_sums(times: list[float], size: int) -> list[float]:
+    """Sums of consecutive ``size`` values (each block holds one firing of the hooks every 100 steps)."""
+    return [sum(times[start : start + size]) for start in range(0, len(times) - size + 1, size)]
 
 
 def _pair_overhead(times: dict[str, list[float]]) -> float:
