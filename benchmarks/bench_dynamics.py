@@ -78,7 +78,8 @@ def main() -> None:
 
 
 def _hooks(systems: list, steps: int, repeats: int, folder: Path) -> list:
-    sink = HostMemory(capacity=len(systems) * (steps // 100 + 2) * (repeats + 2))
+    # snapshots of the whole runs and of as many steps taken one by one, with room for the warm-ups
+    sink = HostMemory(capacity=len(systems) * (steps // 100 + 2) * (2 * repeats + 2))
     return [
         MaxForceClampHook(max_force=50.0),
         NaNDetectorHook(),
