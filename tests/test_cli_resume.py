@@ -147,8 +147,12 @@ def test_a_run_stopped_by_a_test_hook_resumes_to_the_uninterrupted_files(tmp_pat
         main(["run", str(source), "-o", str(out), *options])
     monkeypatch.setattr(pipeline_module.FusedStage, "step", original)
     assert read_checkpoint(out / "checkpoint.pt")["step_count"] == 8
+    # what a kill between a write and its rename leaves: resume clears it (the file listings must match)
+    (out / "trajectories" / ".system_00000.traj.999.tmp").write_bytes(b"part")
+    (out / ".run.json.999.tmp").write_text("{")
     assert main(["resume", str(out), "-q"]) == EXIT_OK
     _assert_same_outputs(reference, out)
+    assert not (out / ".run.json.999.tmp").exists()
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):

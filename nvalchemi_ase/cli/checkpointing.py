@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from nvalchemi_ase.dynamics.checkpoint import (
 from nvalchemi_ase.dynamics.fused import FusedStage
 from nvalchemi_ase.dynamics.inflight import InflightSampler
 from nvalchemi_ase.sinks import TrajectorySink
+from nvalchemi_ase.sinks.files import remove_parts, replacing
 
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -39,9 +39,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 def save_run_record(output: Path, options: dict[str, Any]) -> None:
     """Write ``run.json``: the run's command-line options, atomically."""
-    temporary = output / f".{RUN_FILE}.tmp"
-    temporary.write_text(json.dumps(options, indent=2, default=str))
-    os.replace(temporary, output / RUN_FILE)
+    with replacing(output / RUN_FILE) as temporary:
+        temporary.write_text(json.dumps(options, indent=2, default=str))
 
 
 def load_run_record(output: Path) -> dict[str, Any]:
@@ -149,7 +148,10 @@ class Checkpointing:
 
 
 def trim_outputs(output: Path, log_bytes: int, frames: dict[int, int]) -> None:
-    """Cut ``log.csv`` to ``log_bytes`` and every trajectory to its recorded frames (others go)."""
+    """Cut ``log.csv`` to ``log_bytes`` and every trajectory to its recorded frames (others go), and
+    remove the part-written files a kill left."""
+    remove_parts(output)
+    remove_parts(output / "trajectories")
     log = output / "log.csv"
     if log.exists():
         with open(log, "r+b") as stream:
@@ -164,8 +166,6 @@ def trim_outputs(output: Path, log_bytes: int, frames: dict[int, int]) -> None:
             if len(reader) == keep:
                 continue
             images = [reader[k] for k in range(keep)]
-        temporary = path.with_name(f".{path.name}.tmp")
-        with Trajectory(str(temporary), "w") as writer:
+        with replacing(path) as temporary, Trajectory(str(temporary), "w") as writer:
             for atoms in images:
                 writer.write(atoms)
-        os.replace(temporary, path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ase import Atoms
 from ase.io.trajectory import Trajectory
 
 from nvalchemi_ase.distributed.worker import ChunkResult
+from nvalchemi_ase.sinks.files import remove_parts, replacing
 
 __all__ = ["ChunkWriter"]
 
@@ -61,6 +61,8 @@ class ChunkWriter:
             self._save_progress()  # a run that fails before its first chunk resumes from nothing done
 
     def _resume(self) -> None:
+        remove_parts(self.output)  # what a kill left half written
+        remove_parts(self.trajectories)
         progress = json.loads(self.progress_path.read_text())
         self.done = list(progress["done"])
         self.fused_steps, self.atom_steps = progress["fused_steps"], progress["atom_steps"]
@@ -114,9 +116,8 @@ class ChunkWriter:
             "atom_steps": self.atom_steps,
             "set_aside": self.set_aside,
         }
-        temporary = self.progress_path.with_name(f".{PROGRESS_FILE}.tmp")
-        temporary.write_text(json.dumps(progress))
-        os.replace(temporary, self.progress_path)
+        with replacing(self.progress_path) as temporary:
+            temporary.write_text(json.dumps(progress))
 
     def results(self) -> list[Atoms]:
         """The final structures so far, in input order."""
@@ -125,8 +126,6 @@ class ChunkWriter:
 
 def _rewrite(path: Path, images: list[Atoms]) -> None:
     """``images`` as the whole of ``path``, written beside it and renamed over it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with Trajectory(str(temporary), "w") as trajectory:
+    with replacing(path) as temporary, Trajectory(str(temporary), "w") as trajectory:
         for atoms in images:
             trajectory.write(atoms)
-    os.replace(temporary, path)

@@ -34,6 +34,7 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.state import batch_from_state, batch_state, engine_state, load_engine_state
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
+from nvalchemi_ase.sinks.files import replacing
 
 __all__ = [
     "CheckpointError",
@@ -98,22 +99,9 @@ def save_checkpoint(
 
 
 def write_atomically(path: Path, payload: Any) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # the rename itself, durable (not every file system allows it)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    """``torch.save`` to a temporary file beside ``path``, synced, then renamed over ``path``."""
+    with replacing(path) as temporary, open(temporary, "wb") as stream:
+        torch.save(payload, stream)
     return path
 
 

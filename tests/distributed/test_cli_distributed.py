@@ -107,8 +107,12 @@ def test_a_chunk_that_kills_its_workers_fails_in_one_line_and_the_rest_resumes(t
     assert f"continue with:  nvalchemi-ase resume {out}" in err[0]
     assert not {2, 3} & set(json.loads((out / "progress.json").read_text())["done"])
     monkeypatch.undo()
+    parts = [out / ".progress.json.999.tmp", out / "trajectories" / ".system_00002.traj.999.tmp"]
+    for part in parts:  # what a kill between a write and its rename leaves: resume clears it
+        part.write_bytes(b"part")
     assert main(["resume", str(out), "-q"]) == EXIT_OK
     _assert_same_structures_and_files(tmp_path / "one", out)
+    assert not any(part.exists() for part in parts)
 
 
 def _trajectories(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -148,6 +152,7 @@ def test_kill_9_of_a_two_worker_run_then_resume_skips_what_is_done_and_gives_the
     kept = {name: v for name, v in _trajectories(out).items() if int(name[7:12]) in done}
     assert main(["resume", str(out), "-q"]) == EXIT_OK
     resumed = _trajectories(out)
+    assert not [p.name for p in (out / "trajectories").iterdir() if p.name.startswith(".")]  # parts cleared
     assert {name: resumed[name] for name in kept} == kept  # what was done is not run or written again
     finished = json.loads(progress.read_text())["done"]
     assert finished[: len(done)] == done and sorted(finished) == [0, *range(2, 9)]  # each once

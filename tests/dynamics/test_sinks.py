@@ -19,6 +19,7 @@ from nvalchemi_ase.sinks import (
     SinkFullError,
     TrajectorySink,
 )
+from nvalchemi_ase.sinks.files import remove_parts, replacing
 from tests.cuda import no_syncs
 from tests.structures import ragged_systems
 from tests.tolerances import EXTXYZ_ATOL
@@ -392,3 +393,25 @@ def test_trajectory_sink_constructor_checks(tmp_path):
         TrajectorySink(tmp_path, prefix="")
     with pytest.raises(ValueError, match="capacity"):
         TrajectorySink(tmp_path, capacity=0)
+
+
+# ---------------------------------------------------------------------------------------------- whole files
+def test_replacing_writes_the_whole_file_or_leaves_the_old_one(tmp_path):
+    path = tmp_path / "progress.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), replacing(path) as temporary:
+        temporary.write_text("half")
+        assert temporary.parent == tmp_path and temporary.name.startswith(".progress.json.")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["progress.json"]
+    with replacing(path) as temporary:
+        temporary.write_text("new")
+        assert path.read_text() == "old"  # until the block ends
+    assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["progress.json"]
+
+
+def test_remove_parts_deletes_only_part_written_files(tmp_path):
+    for name in (".system_00001.traj.4242.tmp", ".run.json.7.tmp", ".hidden", "system_00001.traj", "a.tmp"):
+        (tmp_path / name).write_text("x")
+    remove_parts(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "a.tmp", "system_00001.traj"]
