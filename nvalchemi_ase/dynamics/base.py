@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import MODEL_RESULTS, AtomCategory, Batch, Scope
+from nvalchemi_ase.dynamics.convergence import ConvergenceHook, ConvergenceTracking, as_convergence_hook
 from nvalchemi_ase.dynamics.noise import CounterNoise, Draw
 from nvalchemi_ase.hooks.constraints import Constraints
 from nvalchemi_ase.hooks.registry import HookRegistryMixin
@@ -36,7 +37,7 @@ from nvalchemi_ase.units import fs, kB
 __all__ = ["BaseDynamics", "DynamicsStage"]
 
 
-class BaseDynamics(HookRegistryMixin):
+class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
     """A stage loop over a model; subclasses supply ``pre_update`` and ``post_update``.
 
     Parameters
@@ -87,8 +88,6 @@ class BaseDynamics(HookRegistryMixin):
         initial_temperature: float | None = None,
         velocity_seed: int | None = None,
     ) -> None:
-        from nvalchemi_ase.dynamics.convergence import ConvergenceHook
-
         if not isinstance(model, Model):
             raise TypeError(
                 f"expected a batched model (cutoff, implemented_properties, __call__), got {model!r}"
@@ -101,7 +100,7 @@ class BaseDynamics(HookRegistryMixin):
             raise ValueError(f"initial_temperature must be non-negative (K), got {initial_temperature}")
         if convergence_hook is None and self.default_fmax is not None:
             convergence_hook = ConvergenceHook.from_fmax(self.default_fmax)
-        convergence_hook = _as_convergence_hook(convergence_hook)
+        convergence_hook = as_convergence_hook(convergence_hook)
         self.model = model
         self.dt = dt
         self.n_steps = n_steps
@@ -286,33 +285,6 @@ class BaseDynamics(HookRegistryMixin):
             finally:
                 self._hook_stack = None
 
-    def set_convergence(self, convergence_hook: Any) -> None:
-        """Replace the convergence criteria (a ConvergenceHook, its keyword dict, or an ``fmax`` in eV/Å).
-
-        With a batch bound, every system is judged anew now: a system that
-        no longer passes moves again. ``None``: systems never converge.
-        """
-        from nvalchemi_ase.dynamics.convergence import ConvergenceHook
-
-        if isinstance(convergence_hook, int | float) and not isinstance(convergence_hook, bool):
-            convergence_hook = ConvergenceHook.from_fmax(float(convergence_hook))
-        self.convergence_hook = _as_convergence_hook(convergence_hook)
-        if self.batch is None or self.converged is None:
-            return
-        if self.convergence_hook is None:
-            self.converged = torch.zeros_like(self.converged)
-        else:
-            self.converged = self.convergence_hook.evaluate(self.batch)
-        self._newly_converged = torch.zeros_like(self.converged)
-        self.done = False
-
-    def all_converged(self) -> bool:
-        """Whether every system of the bound batch has converged (reads the device: a sync)."""
-        if self.converged is None or self.convergence_hook is None:
-            return False
-        self.done = bool(self.converged.all())
-        return self.done
-
     def __add__(self, other: BaseDynamics) -> BaseDynamics:
         """``relax + md``: a :class:`~nvalchemi_ase.dynamics.FusedStage` running both in one loop."""
         if not isinstance(other, BaseDynamics):
@@ -417,40 +389,7 @@ class BaseDynamics(HookRegistryMixin):
         else:
             masked(batch, moving)
 
-    def _mark_converged(self, batch: Batch) -> None:
-        """Evaluate the criteria on the device; remember newly converged systems (no sync)."""
-        assert self.convergence_hook is not None and self.converged is not None
-        assert self._newly_converged is not None
-        now = self.convergence_hook.evaluate(batch)
-        self._newly_converged |= now & ~self.converged
-        self.converged |= now
-
-    def _check_convergence(self, batch: Batch) -> None:
-        """Fire ON_CONVERGE for systems that converged since the last check; stop when all have."""
-        if self.convergence_hook is None:
-            return
-        self._mark_converged(batch)
-        if self.step_count % self.convergence_hook.frequency != 0:
-            return
-        assert self._newly_converged is not None and self.converged is not None
-        any_new, all_done = torch.stack([self._newly_converged.any(), self.converged.all()]).tolist()
-        if any_new:
-            newly, self._newly_converged = self._newly_converged, torch.zeros_like(self._newly_converged)
-            self._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=newly)
-        self.done = bool(all_done)
-
 
 def _detached(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` without autograd history; itself when it has none (a detach is a new tensor object)."""
     return tensor.detach() if tensor.requires_grad else tensor
-
-
-def _as_convergence_hook(value: Any) -> Any:
-    """A ConvergenceHook (or None) from a hook or its keyword dict; TypeError otherwise."""
-    from nvalchemi_ase.dynamics.convergence import ConvergenceHook
-
-    if isinstance(value, dict):
-        value = ConvergenceHook(**value)
-    if value is not None and not isinstance(value, ConvergenceHook):
-        raise TypeError(f"convergence_hook must be a ConvergenceHook or a dict, got {value!r}")
-    return value

@@ -3,7 +3,8 @@
 Criteria are evaluated per system on the device, every step, so converged
 systems stop moving at once; the host learns about them (to fire
 ``ON_CONVERGE`` and to end ``run``) every ``frequency`` steps, which is the
-only device→host sync an optimizer's step needs.
+only device→host sync an optimizer's step needs. :class:`ConvergenceTracking`
+is that bookkeeping, which every engine mixes in.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics.base import DynamicsStage
 from nvalchemi_ase.dynamics.variable_cell import generalized_max_force, has_cell_filter, residual_stress
+from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.ops.segment import segment_max
 from nvalchemi_ase.ops.thermo import max_force
 
@@ -134,3 +135,76 @@ class ConvergenceHook:
     def __repr__(self) -> str:
         inner = ", ".join(f"{c.key} < {c.threshold}" for c in self.criteria)
         return f"ConvergenceHook({inner}, frequency={self.frequency})"
+
+
+class ConvergenceTracking:
+    """An engine's per-system convergence: which systems are done, found on the device every step and
+    read on the host every ``frequency`` steps (``ON_CONVERGE``, the end of ``run``).
+
+    :class:`~nvalchemi_ase.dynamics.BaseDynamics` mixes it in; it provides the attributes below and
+    ``_call_hooks``.
+    """
+
+    batch: Batch | None
+    step_count: int
+    convergence_hook: ConvergenceHook | None
+    converged: torch.Tensor | None
+    _newly_converged: torch.Tensor | None
+    done: bool
+    _call_hooks: Callable[..., None]
+
+    def set_convergence(self, convergence_hook: Any) -> None:
+        """Replace the convergence criteria (a ConvergenceHook, its keyword dict, or an ``fmax`` in eV/Å).
+
+        With a batch bound, every system is judged anew now: a system that
+        no longer passes moves again. ``None``: systems never converge.
+        """
+        if isinstance(convergence_hook, int | float) and not isinstance(convergence_hook, bool):
+            convergence_hook = ConvergenceHook.from_fmax(float(convergence_hook))
+        self.convergence_hook = as_convergence_hook(convergence_hook)
+        if self.batch is None or self.converged is None:
+            return
+        if self.convergence_hook is None:
+            self.converged = torch.zeros_like(self.converged)
+        else:
+            self.converged = self.convergence_hook.evaluate(self.batch)
+        self._newly_converged = torch.zeros_like(self.converged)
+        self.done = False
+
+    def all_converged(self) -> bool:
+        """Whether every system of the bound batch has converged (reads the device: a sync)."""
+        if self.converged is None or self.convergence_hook is None:
+            return False
+        self.done = bool(self.converged.all())
+        return self.done
+
+    def _mark_converged(self, batch: Batch) -> None:
+        """Evaluate the criteria on the device; remember newly converged systems (no sync)."""
+        assert self.convergence_hook is not None and self.converged is not None
+        assert self._newly_converged is not None
+        now = self.convergence_hook.evaluate(batch)
+        self._newly_converged |= now & ~self.converged
+        self.converged |= now
+
+    def _check_convergence(self, batch: Batch) -> None:
+        """Fire ON_CONVERGE for systems that converged since the last check; stop when all have."""
+        if self.convergence_hook is None:
+            return
+        self._mark_converged(batch)
+        if self.step_count % self.convergence_hook.frequency != 0:
+            return
+        assert self._newly_converged is not None and self.converged is not None
+        any_new, all_done = torch.stack([self._newly_converged.any(), self.converged.all()]).tolist()
+        if any_new:
+            newly, self._newly_converged = self._newly_converged, torch.zeros_like(self._newly_converged)
+            self._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=newly)
+        self.done = bool(all_done)
+
+
+def as_convergence_hook(value: Any) -> Any:
+    """A ConvergenceHook (or None) from a hook or its keyword dict; TypeError otherwise."""
+    if isinstance(value, dict):
+        value = ConvergenceHook(**value)
+    if value is not None and not isinstance(value, ConvergenceHook):
+        raise TypeError(f"convergence_hook must be a ConvergenceHook or a dict, got {value!r}")
+    return value
