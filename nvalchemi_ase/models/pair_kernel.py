@@ -41,6 +41,9 @@ PARAMETERS = 8
 
 Parameters = wp.types.vector(length=PARAMETERS, dtype=wp.float64)
 
+HALF_LIST_ON_CPU = True
+"""Whether :func:`pair_sums` takes the half-list kernel where it applies (a benchmark switches it)."""
+
 IMAGES_BYTES = 1 << 28
 """The largest list (``N·K·24`` bytes of image vectors) for which they are made once, not per visit."""
 
@@ -187,6 +190,7 @@ def pair_sums(
     neighbors: Any,
     cutoff: float,
     with_virials: bool = True,
+    half: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
@@ -197,11 +201,23 @@ def pair_sums(
     same arithmetic and the same bits. Pairs farther than ``cutoff`` are skipped. Without
     ``with_virials`` the kernel skips the virial sums (a fifth of its work) and
     the third result is None.
+
+    ``half`` picks the half-list kernel (:mod:`~nvalchemi_ase.models.pair_half_kernel`:
+    each pair visited once); None (the default) takes it wherever it applies, a
+    CPU list that serves many steps (:func:`uses_half_list`). True where it does
+    not apply is refused.
     """
     device = positions.device
     params, positions = float64_tensor(params), float64_tensor(positions)
     if params.shape != (PARAMETERS,):
         params = torch.nn.functional.pad(params.reshape(-1), (0, PARAMETERS - params.numel()))
+    if half or (half is None and HALF_LIST_ON_CPU):
+        if uses_half_list(neighbors):
+            return _half_kernel().half_pair_sums(terms, params, positions, neighbors, cutoff, with_virials)
+        if half:
+            raise ValueError(
+                "the half-list kernel needs a CPU list that serves many steps (Neighbors.reused)"
+            )
     cell = float64_tensor(neighbors.cell)
     n = positions.shape[0]
     # outputs no one else holds, a few reused in turn (see nvalchemi_ase.ops.buffers)
@@ -226,6 +242,19 @@ def pair_sums(
     ]
     launch(_kernel(terms, with_virials, with_images), n, inputs, device)
     return energies, forces, virials if with_virials else None
+
+
+def uses_half_list(neighbors: Any) -> bool:
+    """Whether the half-list kernel applies: a CPU list that serves many steps, its half not too large."""
+    return neighbors.raw_matrix.device.type == "cpu" and uses_image_vectors(neighbors)
+
+
+@functools.cache
+def _half_kernel() -> Any:
+    """:mod:`~nvalchemi_ase.models.pair_half_kernel`, looked up once (it imports this module)."""
+    from nvalchemi_ase.models import pair_half_kernel
+
+    return pair_half_kernel
 
 
 def uses_image_vectors(neighbors: Any) -> bool:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import torch
 
 from nvalchemi_ase.ops import segment_broadcast
+
+if TYPE_CHECKING:
+    from nvalchemi_ase.neighbors.half import HalfList
 
 
 class Neighbors:
@@ -70,6 +74,16 @@ class Neighbors:
         from nvalchemi_ase.neighbors.images import image_vectors  # loads warp on first use
 
         return image_vectors(self.raw_shifts, self.raw_counts, self.cell, self.batch_idx)
+
+    @functools.cached_property
+    def half(self) -> HalfList:
+        """Each pair once (``j < i``) with its image vector, for kernels with Newton's third law (made once).
+
+        See :mod:`nvalchemi_ase.neighbors.half`; worth it for a list that serves many steps (``reused``).
+        """
+        from nvalchemi_ase.neighbors.half import half_list  # loads warp on first use
+
+        return half_list(self.raw_matrix, self.raw_shifts, self.raw_counts, self.cell, self.batch_idx)
 
     @functools.cached_property
     def counts(self) -> torch.Tensor:

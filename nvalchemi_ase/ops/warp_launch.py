@@ -70,6 +70,34 @@ def launch(
         launched.result()
 
 
+def launch_shares(shares: list[list[tuple[Any, int, int, list[Any]]]], device: torch.device) -> None:
+    """Run row ranges grouped into shares: each share's launches in order on one thread.
+
+    ``shares`` lists, per share, its ``(kernel, first row, rows, inputs)``
+    launches (CPU only); the shares run in parallel, the calling thread running
+    the first. For kernels whose rows write to other rows (Newton's third law):
+    the caller puts rows that write to each other into one share, or gives each
+    range its own outputs, so that results do not depend on the number of shares.
+    """
+    recorded = []
+    for share in shares:
+        for kernel, *_ in share:
+            _load_on_cpu(kernel)  # compiling or loading must not race between the threads
+        recorded.append(
+            [_recorded(kernel, first, rows, device, inputs) for kernel, first, rows, inputs in share]
+        )
+    pool = _cpu_threads(len(recorded) - 1) if len(recorded) > 1 else None
+    launches = [pool.submit(_run_in_order, share) for share in recorded[1:]] if pool else []
+    _run_in_order(recorded[0])
+    for launched in launches:
+        launched.result()
+
+
+def _run_in_order(launches: list[Any]) -> None:
+    for recorded in launches:
+        recorded.launch()
+
+
 _DESCRIPTORS: dict[tuple, Any] = {}
 _LAUNCHES: dict[tuple, dict[tuple, tuple[tuple, Any, Any]]] = {}
 _CACHE_SIZE = 1024

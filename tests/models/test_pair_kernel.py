@@ -58,9 +58,12 @@ def torch_threads():
     torch.set_num_threads(saved)
 
 
-def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_threads):
+@pytest.mark.parametrize("half", [False, True], ids=["full-list", "half-list"])
+def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_threads, half):
+    from nvalchemi_ase.models import pair_kernel
     from nvalchemi_ase.ops import warp_launch
 
+    monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", half)
     batch = Batch.from_atoms(ragged_systems(seed=6), device="cpu")
     model = MODELS[1](True)
     torch_threads(1)
@@ -75,7 +78,9 @@ def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_th
     monkeypatch.setattr(warp_launch, "_cpu_threads", counted_pool)
     torch_threads(3)
     split = evaluate(model, batch, ("energy", "forces", "stress"))
-    assert pools == [2]  # the rows really were split over three launches: two workers and the calling thread
+    # the rows really were split over three launches: two workers and the calling thread (a half list,
+    # made in the first call, is split at system boundaries)
+    assert pools == [2]
     for key in ("energy", "forces", "energies", "stress"):
         assert torch.equal(split[key].nan_to_num(), alone[key].nan_to_num()), key
 
@@ -102,9 +107,9 @@ def test_image_vectors_made_once_give_the_bits_of_those_made_in_the_kernel(make)
     in_kernel.reused = False  # a list made afresh each step (CUDA): the kernel makes the images
     assert neighbors.reused and "image_vectors" not in in_kernel.__dict__
     parameters = model.kernel_parameters()
-    once = pair_sums(model.kernel_terms, parameters, batch.positions, neighbors, model.cutoff)
+    once = pair_sums(model.kernel_terms, parameters, batch.positions, neighbors, model.cutoff, half=False)
     assert "image_vectors" in neighbors.__dict__  # the kernel did read them
-    made = pair_sums(model.kernel_terms, parameters, batch.positions, in_kernel, model.cutoff)
+    made = pair_sums(model.kernel_terms, parameters, batch.positions, in_kernel, model.cutoff, half=False)
     assert "image_vectors" not in in_kernel.__dict__
     for ours, theirs in zip(once, made, strict=True):
         assert torch.equal(ours.nan_to_num(), theirs.nan_to_num())

@@ -1,0 +1,325 @@
+"""The pair kernel over a half list on a CPU: each pair visited once, its partner's share written too.
+
+The full-list kernel (:mod:`~nvalchemi_ase.models.pair_kernel`) visits every
+pair twice and writes only its own atom. Here each pair of the half list
+(:mod:`nvalchemi_ase.neighbors.half`: the partner ``j`` is an earlier row of
+the same system, ``j < i``) is visited once, by row ``i``, and Newton's third
+law gives the partner its share: ``F_j -= du·d``, half the pair energy and half
+its virial to each atom, as ASE splits them. Arithmetic is in float64, the
+terms are the same ``wp.func`` as the full kernel's.
+
+Deterministic whatever the number of threads, without atomics: a row's
+partners are earlier rows of its system, so when a system's rows run in order
+in one launch each row is untouched until its own turn (it sets its slots,
+then later rows add to them), and every atom's sums come in the same order.
+
+* A batch of many systems is split over threads at system boundaries (a
+  system's writes stay in its own launch); nothing else is needed.
+* One large system (more than a quarter of the rows and :data:`LARGE_SYSTEM`) is cut into
+  :data:`CHUNKS` chunks of about equal visits, a number that does not depend
+  on the threads. Each chunk writes into its own zeroed buffers, summed
+  afterwards in chunk order; the threads take whole chunks.
+
+Only for a list that serves many steps on a CPU (its half is made once per
+list); CUDA keeps the full-list kernel (a half list there would need float
+atomics, whose order is not fixed).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+
+from nvalchemi_ase.models.pair_kernel import Parameters
+from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.neighbors.half import HalfList
+from nvalchemi_ase.ops import warp_launch
+from nvalchemi_ase.ops.buffers import Buffers, view
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch_shares
+
+wp = initialised_warp()
+
+CHUNKS = 4
+"""Chunks of one large system, each with its own buffers (fixed: results must not depend on threads)."""
+
+LARGE_SYSTEM = 512
+"""Rows above which a system holding more than a quarter of the rows is cut into chunks.
+
+A constant, not the threads' row grain: which atoms share buffers decides the bits."""
+
+
+@functools.cache
+def _kernel(terms: Any, with_virials: bool) -> Any:
+    @wp.kernel(enable_backward=False)
+    def half_pair_sums(
+        first: wp.int32,
+        positions: wp.array(dtype=wp.vec3d),
+        matrix: wp.array2d(dtype=wp.int32),
+        counts: wp.array(dtype=wp.int32),
+        images: wp.array2d(dtype=wp.vec3d),
+        cell_rows: wp.array2d(dtype=wp.vec3d),
+        batch_idx: wp.array(dtype=wp.int64),
+        params: wp.array(dtype=Parameters),
+        cutoff2: wp.float64,
+        energies: wp.array(dtype=wp.float64),
+        forces: wp.array(dtype=wp.vec3d),
+        virials: wp.array(dtype=wp.mat33d),
+    ):
+        i = first + wp.tid()
+        here = positions[i]
+        b = batch_idx[i]
+        rows = cell_rows[b, 0] + cell_rows[b, 1] + cell_rows[b, 2]
+        # 0, or NaN when this atom's position or its system's cell is not finite (see pair_kernel);
+        # a bad partner reaches this atom through its pair vector, and this atom its partners
+        nan = wp.float64(0.0) * (wp.dot(here, here) + wp.dot(rows, rows))
+        # no row has written here yet (partners are earlier rows): set, later rows add
+        energies[i] = nan
+        forces[i] = wp.vec3d(nan, nan, nan)
+        if wp.static(with_virials):
+            virials[i] = wp.mat33d(nan, nan, nan, nan, nan, nan, nan, nan, nan)
+        energy = wp.float64(0.0)
+        force = wp.vec3d(wp.float64(0.0), wp.float64(0.0), wp.float64(0.0))
+        virial = wp.mat33d()
+        p = params[0]
+        count = counts[i]
+        k = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
+        while k < count:
+            j = matrix[i, k]
+            d = positions[j] - here + images[i, k]
+            r2 = wp.dot(d, d)
+            inside = wp.where(r2 <= cutoff2, wp.float64(1.0), wp.float64(0.0))  # branch-free
+            t = terms(r2, p)
+            u = wp.float64(0.5) * t[0] * inside  # half of the pair's energy to each atom, as ASE
+            du = t[1] * inside
+            f = du * d
+            energy += u
+            force += f
+            energies[j] = energies[j] + u
+            forces[j] = forces[j] - f
+            if wp.static(with_virials):
+                v = (wp.float64(0.5) * du) * wp.outer(d, d)
+                virial += v
+                virials[j] = virials[j] + v
+            k += 1
+        # last: an image of this atom itself (a small cell) wrote its partner's share here meanwhile
+        energies[i] = energies[i] + energy
+        forces[i] = forces[i] + force
+        if wp.static(with_virials):
+            virials[i] = virials[i] + virial
+
+    return half_pair_sums
+
+
+@functools.cache
+def _chunk_kernels(with_virials: bool) -> tuple[Any, Any]:
+    """``(clear, total)``: a chunk's buffers zeroed below its rows; the chunks' sums added in order."""
+
+    @wp.kernel(enable_backward=False)
+    def clear_below(
+        first: wp.int32,
+        chunk: wp.int32,
+        energies: wp.array2d(dtype=wp.float64),
+        forces: wp.array2d(dtype=wp.vec3d),
+        virials: wp.array2d(dtype=wp.mat33d),
+    ):
+        i = first + wp.tid()
+        energies[chunk, i] = wp.float64(0.0)
+        forces[chunk, i] = wp.vec3d()
+        if wp.static(with_virials):
+            virials[chunk, i] = wp.mat33d()
+
+    @wp.kernel(enable_backward=False)
+    def chunk_totals(
+        first: wp.int32,
+        starts: wp.array(dtype=wp.int32),
+        cleared: wp.array(dtype=wp.int32),
+        energies: wp.array2d(dtype=wp.float64),
+        forces: wp.array2d(dtype=wp.vec3d),
+        virials: wp.array2d(dtype=wp.mat33d),
+        energies_out: wp.array(dtype=wp.float64),
+        forces_out: wp.array(dtype=wp.vec3d),
+        virials_out: wp.array(dtype=wp.mat33d),
+    ):
+        i = first + wp.tid()
+        c = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
+        while starts[c + 1] <= i:  # the chunk of this row: it set these slots
+            c += 1
+        energy = energies[c, i]
+        force = forces[c, i]
+        virial = wp.mat33d()
+        if wp.static(with_virials):
+            virial = virials[c, i]
+        c += 1
+        while c < starts.shape[0] - 1:  # later chunks, in order, where they wrote (cleared rows)
+            if i >= cleared[c]:
+                energy += energies[c, i]
+                force += forces[c, i]
+                if wp.static(with_virials):
+                    virial += virials[c, i]
+            c += 1
+        energies_out[i] = energy
+        forces_out[i] = force
+        if wp.static(with_virials):
+            virials_out[i] = virial
+
+    return clear_below, chunk_totals
+
+
+class _Plan:
+    """How a half list's rows are launched on ``threads`` threads.
+
+    ``shares`` hold ``(first, rows, chunk)`` ranges grouped per thread. With
+    ``starts`` None the ranges are whole systems, all writing to the outputs;
+    else ``starts`` ``[C + 1]`` are the chunks' first rows and ``cleared`` ``[C]``
+    the lowest row each chunk writes to (its rows' lowest partner), int32.
+    """
+
+    def __init__(
+        self,
+        shares: list[list[tuple[int, int, int]]],
+        starts: torch.Tensor | None = None,
+        cleared: torch.Tensor | None = None,
+    ) -> None:
+        self.shares, self.starts, self.cleared = shares, starts, cleared
+        self.cleared_rows: list[int] = [] if cleared is None else cleared.tolist()  # read on the host
+
+
+def _plan(half: HalfList, threads: int) -> _Plan:
+    key = (threads, warp_launch.ROWS_PER_THREAD, LARGE_SYSTEM)
+    found = half.plans.get(key)
+    if found is None:
+        found = half.plans[key] = _made_plan(half, threads)
+    return found
+
+
+def _made_plan(half: HalfList, threads: int) -> _Plan:
+    starts = half.system_starts
+    rows = int(starts[-1])
+    visits = np.concatenate(([0], np.cumsum(half.host_counts)))
+    per_thread = warp_launch.ROWS_PER_THREAD
+    largest = int(np.diff(starts).max(initial=0))
+    if largest > LARGE_SYSTEM and largest * 4 > rows:
+        targets = visits[-1] * np.arange(1, CHUNKS) / CHUNKS
+        bounds = np.array([0, *np.searchsorted(visits, targets).tolist(), rows])
+        cleared = np.minimum(bounds[:-1], np.minimum.reduceat(_lowest_partners(half), bounds[:-1]))
+        chunks = [(int(a), int(b - a), c) for c, (a, b) in enumerate(itertools.pairwise(bounds))]
+        used = max(1, min(threads, CHUNKS))
+        groups = [chunks[CHUNKS * t // used : CHUNKS * (t + 1) // used] for t in range(used)]
+        as_int32 = functools.partial(torch.as_tensor, dtype=torch.int32)
+        return _Plan(groups, as_int32(bounds), as_int32(cleared))
+    used = max(1, min(threads, rows // per_thread, starts.size - 1))
+    # share boundaries at the system starts nearest to equal numbers of visits
+    targets = visits[-1] * np.arange(1, used) / used
+    at = np.searchsorted(visits[starts], targets)
+    bounds = sorted({0, rows, *starts[np.clip(at, 0, starts.size - 1)].tolist()})
+    return _Plan([[(a, b - a, 0)] for a, b in itertools.pairwise(bounds)])
+
+
+def _lowest_partners(half: HalfList) -> np.ndarray:
+    """Host ``[N]``: each row's lowest partner (itself when it has none)."""
+    matrix = half.matrix.cpu().numpy()
+    counts = half.host_counts
+    rows = np.arange(counts.size)
+    listed = np.arange(matrix.shape[1])[None, :] < counts[:, None]
+    return np.where(listed, matrix, rows[:, None]).min(axis=1, initial=counts.size)
+
+
+def half_pair_sums(
+    terms: Any,
+    params: torch.Tensor,
+    positions: torch.Tensor,
+    neighbors: Any,
+    cutoff: float,
+    with_virials: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`~nvalchemi_ase.models.pair_kernel.pair_sums` over ``neighbors.half`` (a CPU list reused
+    over steps; ``params`` padded to the kernel's length, ``positions`` float64): the same results to
+    round-off, the same bits on any number of threads."""
+    half: HalfList = neighbors.half
+    device = positions.device
+    n = positions.shape[0]
+    plan = _plan(half, torch.get_num_threads())
+    cell = float64_tensor(neighbors.cell)  # held while the kernel runs (views hold no tensor)
+    common = [
+        view(positions, wp.vec3d),
+        view(half.matrix),
+        view(half.counts),
+        view(half.images, wp.vec3d),
+        view(cell, wp.vec3d),
+        view(neighbors.batch_idx),
+        descriptor(params.view(1, -1), Parameters),
+        float64_scalar(cutoff * cutoff),
+    ]
+    kernel = _kernel(terms, with_virials)
+    energies = _ENERGIES.take((n,), torch.float64, device)
+    forces = _FORCES.take((n, 3), torch.float64, device)
+    virials = _VIRIALS.take((n, 3, 3), torch.float64, device) if with_virials else _no_virials(device)
+    outputs = [view(energies), view(forces, wp.vec3d), view(virials, wp.mat33d)]
+    if plan.starts is None:
+        shares = [
+            [(kernel, first, count, common + outputs) for first, count, _ in share] for share in plan.shares
+        ]
+        launch_shares(shares, device)
+    else:
+        _chunked(kernel, plan, common, outputs, n, with_virials, device)
+    return energies, forces, virials if with_virials else None
+
+
+def _chunked(
+    kernel: Any,
+    plan: _Plan,
+    common: list[Any],
+    outputs: list[Any],
+    n: int,
+    with_virials: bool,
+    device: torch.device,
+) -> None:
+    """One large system: each chunk sums into its own buffers (cleared below its rows), added in order."""
+    assert plan.starts is not None and plan.cleared is not None
+    chunks = plan.starts.shape[0] - 1
+    parts = [
+        _CHUNK_ENERGIES.take((chunks, n), torch.float64, device),
+        _CHUNK_FORCES.take((chunks, n, 3), torch.float64, device),
+        _CHUNK_VIRIALS.take((chunks, n, 3, 3), torch.float64, device)
+        if with_virials
+        else _no_chunk_virials(),
+    ]
+    clear, total = _chunk_kernels(with_virials)
+    buffers = [view(parts[0]), view(parts[1], wp.vec3d), view(parts[2], wp.mat33d)]
+    cleared = plan.cleared_rows
+    shares = []
+    for share in plan.shares:
+        launches = []
+        for first, count, c in share:
+            chunk_outputs = [
+                descriptor(parts[0][c]),
+                descriptor(parts[1][c], wp.vec3d),
+                descriptor(parts[2][c], wp.mat33d) if with_virials else outputs[2],
+            ]
+            if first > cleared[c]:
+                launches.append((clear, cleared[c], first - cleared[c], [wp.int32(c), *buffers]))
+            launches.append((kernel, first, count, common + chunk_outputs))
+        shares.append(launches)
+    launch_shares(shares, device)
+    bounds = [view(plan.starts), view(plan.cleared)]
+    warp_launch.launch(total, n, bounds + buffers + outputs, device)
+
+
+_ENERGIES, _FORCES, _VIRIALS = Buffers(), Buffers(), Buffers()
+_CHUNK_ENERGIES, _CHUNK_FORCES, _CHUNK_VIRIALS = Buffers(1), Buffers(1), Buffers(1)
+
+
+@functools.cache
+def _no_chunk_virials() -> torch.Tensor:
+    """The chunks' virial buffers when no virials are summed (never read: no data)."""
+    return torch.empty(0, 0, 3, 3, dtype=torch.float64)
+
+
+@functools.cache
+def _no_virials(device: torch.device) -> torch.Tensor:
+    """What the kernel gets for virials it does not write (never read: no data)."""
+    return torch.empty(0, 3, 3, dtype=torch.float64, device=device)

@@ -1,0 +1,170 @@
+"""The half-list pair kernel (CPU): the full list's numbers, ASE's, the same bits on any number of threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.calculators.lj import LennardJones as AseLennardJones
+from ase.calculators.morse import MorsePotential
+
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.dynamics import NVE
+from nvalchemi_ase.models import LennardJones, Morse, evaluate, pair_half_kernel, pair_kernel
+from nvalchemi_ase.ops import warp_launch
+from tests.models.compare import assert_matches_ase
+from tests.structures import argon_bulk, ragged_systems, random_cells
+
+ARGON = {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.5}
+MODELS = {
+    "lj-shifted": lambda: LennardJones(**ARGON),
+    "lj-smooth": lambda: LennardJones(**ARGON, ro=6.0, smooth=True),
+    "morse": lambda: Morse(epsilon=0.0104, rho0=6.0, r0=3.8),
+}
+KEYS = ("energy", "forces", "energies", "stress")
+SAME_TO_ROUND_OFF = 1e-12
+"""Relative: the half list sums the same terms as the full list in another order."""
+
+
+def _systems(name: str) -> list:
+    if name == "ragged":  # periodic, triclinic, slab, molecule, one atom in a cell far below the cutoff
+        return ragged_systems(seed=11)
+    if name == "small-cells":  # random triclinic cells and pbc: many images of each atom
+        return random_cells(10, seed=3)
+    # a large box (chunks when LARGE_SYSTEM is lowered) beside small systems
+    return [argon_bulk(3, seed=2), *ragged_systems(seed=12)[1:]]
+
+
+def _evaluate(model, batch, half: bool, monkeypatch) -> dict[str, torch.Tensor]:
+    monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", half)
+    results = evaluate(model, batch, ("energy", "forces", "stress"))
+    assert ("half" in model.neighbor_list._current.__dict__) == half  # the path asked for was taken
+    return results
+
+
+def _assert_close(ours, theirs):
+    for key in KEYS:
+        finite = torch.isfinite(theirs[key])
+        assert torch.equal(finite, torch.isfinite(ours[key])), key
+        scale = float(theirs[key][finite].abs().max())
+        torch.testing.assert_close(
+            ours[key][finite], theirs[key][finite], rtol=SAME_TO_ROUND_OFF, atol=SAME_TO_ROUND_OFF * scale
+        )
+
+
+@pytest.fixture
+def chunks_from_108_rows(monkeypatch):
+    """A system of more than 64 rows, holding a quarter of the batch, is cut into chunks."""
+    monkeypatch.setattr(pair_half_kernel, "LARGE_SYSTEM", 64)
+
+
+@pytest.mark.parametrize("systems", ["ragged", "small-cells", "large-box"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_half_list_gives_the_full_lists_numbers(name, systems, monkeypatch, chunks_from_108_rows):
+    batch = Batch.from_atoms(_systems(systems), device="cpu")
+    full = _evaluate(MODELS[name](), batch, False, monkeypatch)
+    half = _evaluate(MODELS[name](), batch, True, monkeypatch)
+    _assert_close(half, full)
+
+
+def test_a_large_box_in_chunks_beside_small_systems_matches_ase(chunks_from_108_rows):
+    model = LennardJones(**ARGON)
+    systems = _systems("large-box")
+    assert_matches_ase(model, lambda: AseLennardJones(**ARGON), systems)
+    plans = model.neighbor_list._current.half.plans
+    assert plans and all(plan.starts is not None for plan in plans.values())  # it ran in chunks
+
+
+def test_morse_over_small_cells_matches_ase():
+    model = Morse(epsilon=0.0104, rho0=6.0, r0=3.8)
+    systems = [atoms for atoms in random_cells(10, seed=5) if atoms.pbc.all()] + ragged_systems(seed=13)
+    for atoms in systems:
+        atoms.set_chemical_symbols(["Ar"] * len(atoms))
+    assert_matches_ase(model, lambda: MorsePotential(epsilon=0.0104, rho0=6.0, r0=3.8), systems)
+    assert "half" in model.neighbor_list._current.__dict__
+
+
+def test_each_pair_of_the_full_list_is_in_the_half_once():
+    batch = Batch.from_atoms(ragged_systems(seed=14) + random_cells(6, seed=7), device="cpu")
+    neighbors = LennardJones(**ARGON).neighbor_list.update(batch)
+    i, j, shifts = neighbors.compact()
+    vectors = torch.bmm(shifts.double().unsqueeze(1), batch.cell[batch.batch_idx[i]]).squeeze(1)
+    full = {(a, b, *np.round(v, 8)) for a, b, v in zip(i.tolist(), j.tolist(), vectors.numpy(), strict=True)}
+    half = neighbors.half
+    kept = []
+    for a, count in enumerate(half.counts.tolist()):
+        for k in range(count):
+            b = int(half.matrix[a, k])
+            assert b <= a  # a partner is an earlier row (or the atom itself in another image)
+            kept.append((a, b, *np.round(half.images[a, k].numpy(), 8)))
+    mirrored = [(b, a, *(-np.asarray(v) + 0.0)) for a, b, *v in kept]
+    assert len(set(kept)) == len(kept) == len(full) // 2
+    assert set(kept) | set(mirrored) == full
+
+
+@pytest.fixture
+def torch_threads():
+    saved = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("systems", ["ragged", "large-box"], ids=["system-shares", "chunks"])
+def test_half_list_bits_do_not_depend_on_the_threads(
+    systems, monkeypatch, torch_threads, chunks_from_108_rows
+):
+    monkeypatch.setattr(warp_launch, "ROWS_PER_THREAD", 4)  # small systems: a share each
+    batch = Batch.from_atoms(_systems(systems), device="cpu")
+    model = MODELS["lj-smooth"]()
+    results = {}
+    for threads in (1, 2, 3):
+        torch_threads(threads)
+        results[threads] = evaluate(model, batch, ("energy", "forces", "stress"))
+    plans = model.neighbor_list._current.half.plans
+    assert [len(plan.shares) for plan in plans.values()] == [1, 2, 3]  # the rows really were split
+    assert all((plan.starts is not None) == (systems == "large-box") for plan in plans.values())
+    for threads in (2, 3):
+        for key in KEYS:
+            assert torch.equal(results[threads][key].nan_to_num(), results[1][key].nan_to_num()), key
+
+
+def _with_velocities(systems, seed=0):
+    rng = np.random.default_rng(seed)
+    for atoms in systems:
+        atoms.set_velocities(rng.normal(scale=0.02, size=(len(atoms), 3)))
+    return systems
+
+
+def _nve(systems, half: bool, threads: int, monkeypatch) -> tuple[Batch, int]:
+    monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", half)
+    torch.set_num_threads(threads)
+    model = LennardJones(**ARGON, ro=6.0, smooth=True, skin=0.3)
+    batch = Batch.from_atoms(systems, device="cpu")
+    NVE(model, dt=2.0).run(batch, n_steps=300)
+    return batch, model.neighbor_list.rebuilds
+
+
+def test_nve_over_a_reused_half_list_follows_the_full_list_and_keeps_its_bits(
+    monkeypatch, torch_threads, chunks_from_108_rows
+):
+    monkeypatch.setattr(warp_launch, "ROWS_PER_THREAD", 4)
+    systems = _with_velocities(_systems("large-box"), seed=3)
+    full, _ = _nve(systems, False, 1, monkeypatch)
+    alone, rebuilds = _nve(systems, True, 1, monkeypatch)
+    split, _ = _nve(systems, True, 3, monkeypatch)
+    systems_count = len(systems)
+    assert systems_count < rebuilds < 300 * systems_count / 10  # rebuilt now and then, reused in between
+    torch.testing.assert_close(alone.positions, full.positions, rtol=0, atol=1e-9)
+    torch.testing.assert_close(alone.energy, full.energy, rtol=1e-10, atol=1e-12)
+    for key in ("positions", "velocities", "forces", "energy"):
+        assert torch.equal(getattr(split, key), getattr(alone, key)), key
+
+
+@pytest.mark.gpu
+def test_cuda_keeps_the_full_list():
+    model = MODELS["lj-smooth"]()
+    batch = Batch.from_atoms(ragged_systems(seed=15), device="cuda")
+    gpu = evaluate(model, batch, ("energy", "forces", "stress"))
+    assert "half" not in model.neighbor_list.update(batch).__dict__
+    cpu = evaluate(MODELS["lj-smooth"](), Batch.from_atoms(ragged_systems(seed=15), device="cpu"))
+    torch.testing.assert_close(gpu["forces"].cpu(), cpu["forces"], rtol=1e-12, atol=1e-14)
