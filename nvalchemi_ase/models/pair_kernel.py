@@ -16,6 +16,14 @@ where a list serves many steps; the potential's parameters sit in registers;
 the loop has no branch. About 44 instructions a visit for shifted LJ, against
 about 99 before (the x86 code warp compiles for this machine).
 
+On a CPU, a list that serves many steps is summed over its half instead
+(:mod:`~nvalchemi_ase.models.pair_half_kernel`): each pair visited once, the
+partner's share written by Newton's third law, deterministic over any number of
+threads (a system's rows in one launch, or a large system in a fixed number of
+chunks with their own buffers). The same numbers to round-off, fewer visits:
+1.3-1.4x faster on one thread at bench_lammps's workloads (see the benchmarks
+page). CUDA, lists made afresh each step and the torch path keep the full list.
+
 A potential provides its pair terms as a ``wp.func`` ``(r2, p) -> vec2d(u, du)``
 with ``du = (du/dr)/r`` and ``p`` a :data:`Parameters` vector (its float64
 parameters, padded with zeros to :data:`PARAMETERS`). The kernel reads the
