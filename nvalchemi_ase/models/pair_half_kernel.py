@@ -212,7 +212,7 @@ def _made_plan(half: HalfList, threads: int) -> _Plan:
     if largest > LARGE_SYSTEM and largest * 4 > rows:
         targets = visits[-1] * np.arange(1, CHUNKS) / CHUNKS
         bounds = np.array([0, *np.searchsorted(visits, targets).tolist(), rows])
-        cleared = np.minimum(bounds[:-1], np.minimum.reduceat(_lowest_partners(half), bounds[:-1]))
+        cleared = np.minimum(bounds[:-1], np.minimum.reduceat(half.lowest.cpu().numpy(), bounds[:-1]))
         chunks = [(int(a), int(b - a), c) for c, (a, b) in enumerate(itertools.pairwise(bounds))]
         used = max(1, min(threads, CHUNKS))
         groups = [chunks[CHUNKS * t // used : CHUNKS * (t + 1) // used] for t in range(used)]
@@ -224,15 +224,6 @@ def _made_plan(half: HalfList, threads: int) -> _Plan:
     at = np.searchsorted(visits[starts], targets)
     bounds = sorted({0, rows, *starts[np.clip(at, 0, starts.size - 1)].tolist()})
     return _Plan([[(a, b - a, 0)] for a, b in itertools.pairwise(bounds)])
-
-
-def _lowest_partners(half: HalfList) -> np.ndarray:
-    """Host ``[N]``: each row's lowest partner (itself when it has none)."""
-    matrix = half.matrix.cpu().numpy()
-    counts = half.host_counts
-    rows = np.arange(counts.size)
-    listed = np.arange(matrix.shape[1])[None, :] < counts[:, None]
-    return np.where(listed, matrix, rows[:, None]).min(axis=1, initial=counts.size)
 
 
 def half_pair_sums(

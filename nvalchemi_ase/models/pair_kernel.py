@@ -21,8 +21,8 @@ On a CPU, a list that serves many steps is summed over its half instead
 partner's share written by Newton's third law, deterministic over any number of
 threads (a system's rows in one launch, or a large system in a fixed number of
 chunks with their own buffers). The same numbers to round-off, fewer visits:
-1.3-1.4x faster on one thread at bench_lammps's workloads (see the benchmarks
-page). CUDA, lists made afresh each step and the torch path keep the full list.
+the kernel 1.2-1.4x faster at bench_lammps's workloads, whole steps 1.2-1.4x
+(see the benchmarks page). CUDA, lists made afresh each step and the torch path keep the full list.
 
 A potential provides its pair terms as a ``wp.func`` ``(r2, p) -> vec2d(u, du)``
 with ``du = (du/dr)/r`` and ``p`` a :data:`Parameters` vector (its float64

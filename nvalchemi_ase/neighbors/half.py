@@ -56,6 +56,7 @@ def _kernel() -> Any:
         half_matrix: wp.array2d(dtype=wp.int32),
         half_images: wp.array2d(dtype=wp.vec3d),
         half_counts: wp.array(dtype=wp.int32),
+        lowest: wp.array(dtype=wp.int32),
     ):
         i = first + wp.tid()
         b = batch_idx[i]
@@ -63,14 +64,17 @@ def _kernel() -> Any:
         a2 = cell_rows[b, 1]
         a3 = cell_rows[b, 2]
         kept = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
+        low = i
         for k in range(wp.min(counts[i], matrix.shape[1])):
             j = matrix[i, k]
             s = shifts[i, k]
             if _first_of_pair(i, j, s):
                 half_matrix[i, kept] = j
                 half_images[i, kept] = image_vector(s, a1, a2, a3)
+                low = wp.min(low, j)
                 kept += 1
         half_counts[i] = kept
+        lowest[i] = low
 
     return half_rows
 
@@ -85,6 +89,8 @@ class HalfList:
         are real) and ``[N]`` their number.
     images
         ``[N, K, 3]`` float64 ``S @ cell`` of each kept pair, Å.
+    lowest
+        int32 ``[N]``: each row's lowest partner (the row itself when it has none).
     system_starts
         Host ``[B + 1]`` int64 first rows of the systems, then ``N``.
     plans
@@ -92,9 +98,14 @@ class HalfList:
     """
 
     def __init__(
-        self, matrix: torch.Tensor, counts: torch.Tensor, images: torch.Tensor, system_starts: np.ndarray
+        self,
+        matrix: torch.Tensor,
+        counts: torch.Tensor,
+        images: torch.Tensor,
+        lowest: torch.Tensor,
+        system_starts: np.ndarray,
     ) -> None:
-        self.matrix, self.counts, self.images = matrix, counts, images
+        self.matrix, self.counts, self.images, self.lowest = matrix, counts, images, lowest
         self.system_starts = system_starts
         self.plans: dict[Any, Any] = {}
 
@@ -117,6 +128,7 @@ def half_list(
     half_matrix = torch.empty(n, width, dtype=torch.int32, device=device)
     half_images = torch.empty(n, width, 3, dtype=torch.float64, device=device)
     half_counts = torch.empty(n, dtype=torch.int32, device=device)
+    lowest = torch.empty(n, dtype=torch.int32, device=device)
     cell = float64_tensor(cell)  # held while the kernel runs (a view holds no tensor)
     inputs = [
         descriptor(matrix),
@@ -127,9 +139,10 @@ def half_list(
         descriptor(half_matrix),
         descriptor(half_images, wp.vec3d),
         descriptor(half_counts),
+        descriptor(lowest),
     ]
     launch(_kernel(), n, inputs, device)
-    return HalfList(half_matrix, half_counts, half_images, _system_starts(batch_idx))
+    return HalfList(half_matrix, half_counts, half_images, lowest, _system_starts(batch_idx))
 
 
 def _system_starts(batch_idx: torch.Tensor) -> np.ndarray:
