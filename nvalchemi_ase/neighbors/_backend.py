@@ -59,6 +59,8 @@ def initialised_warp() -> Any:
     import warp
 
     warp.config.quiet = True  # type: ignore[attr-defined]  # no start-up banner in our output
+    # nor a line per kernel module loaded (what importing nvalchemiops would set anyway)
+    warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)
     if torch.cuda.is_available():
         warp.init()
     else:

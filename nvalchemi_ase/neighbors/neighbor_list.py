@@ -4,7 +4,9 @@ The pair vector of pair ``e`` is
 ``positions[j[e]] - positions[i[e]] + shifts[e] @ cell[system of i[e]]``.
 No pair crosses systems and no atom is its own neighbour without a shift.
 Pairs are found by ``nvalchemiops``' batched O(N) cell list on the batch's
-device; this module hides the library and keeps the skin bookkeeping.
+device, except for small systems on a CPU, searched directly
+(:mod:`~nvalchemi_ase.neighbors.small_cells`); this module hides the library
+and keeps the skin bookkeeping.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from nvalchemi_ase.neighbors.carry import carried_rows
 from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
+from nvalchemi_ase.neighbors.small_cells import build_direct, direct_systems
 from nvalchemi_ase.ops import segment_broadcast, segment_max
 
 _CAPACITY_MARGIN = 1.2
@@ -257,7 +260,7 @@ class NeighborList:
     def _due_soon(self, batch: Batch) -> torch.Tensor:
         """``[B]`` systems past ``_JOIN_FRACTION`` of their skin: they rebuild with the ones that must.
 
-        A rebuild call has a fixed cost (the cell list of the whole batch), and
+        A rebuild call has a fixed cost (the cell list's grid of the whole batch), and
         at a finite temperature the systems cross their skin at scattered
         steps: grouping them roughly halves the calls. Only where the host
         decides whether to call at all (CPU); on CUDA every step calls anyway.
@@ -283,6 +286,7 @@ class NeighborList:
         self._ptr32 = batch.ptr.to(torch.int32)
         self._workspace_cell: torch.Tensor | None = None
         self._workspace_version = -1
+        self._direct_seen: tuple | None = None
 
     def _first_build(self, batch: Batch) -> None:
         """Build everything; size the room from what was found (setup: syncs once)."""
@@ -326,6 +330,7 @@ class NeighborList:
         self._batch_idx32 = batch.batch_idx.to(torch.int32)
         self._ptr32 = batch.ptr.to(torch.int32)
         self._workspace_cell, self._workspace_version = None, -1
+        self._direct_seen = None
         self._all_periodic = bool(batch.pbc.all())  # fixed with the structure: checked once here
         self._key = self._structure_key(batch)
         new = torch.arange(batch.num_graphs, device=batch.device) >= kept
@@ -355,25 +360,51 @@ class NeighborList:
                 batch.batch_idx,
                 padding=self.search_radius,
             )
-        ops_batch_cell_list()(
-            positions,
-            self.search_radius,
-            cell=cell,
-            pbc=batch.pbc,
-            batch_idx=self._batch_idx32,
-            batch_ptr=self._ptr32,
-            neighbor_matrix=self._matrix,
-            neighbor_matrix_shifts=self._shifts,
-            num_neighbors=self._counts,
-            rebuild_flags=flags,
-            **self._workspace(cell, batch.pbc),
-        )
+        by_cell_list = flags
+        if batch.device.type == "cpu":  # small systems are searched directly (host-side choice: no sync)
+            flagged = flags.numpy()
+            direct = flagged & self._direct_systems(cell, batch)
+            build_direct(
+                direct,
+                positions,
+                cell,
+                batch.pbc,
+                self._ptr32,
+                self._batch_idx32,
+                self.search_radius,
+                self._matrix,
+                self._shifts,
+                self._counts,
+            )
+            by_cell_list = torch.from_numpy(flagged & ~direct) if direct.any() else flags
+        if batch.device.type != "cpu" or bool(by_cell_list.any()):
+            ops_batch_cell_list()(
+                positions,
+                self.search_radius,
+                cell=cell,
+                pbc=batch.pbc,
+                batch_idx=self._batch_idx32,
+                batch_ptr=self._ptr32,
+                neighbor_matrix=self._matrix,
+                neighbor_matrix_shifts=self._shifts,
+                num_neighbors=self._counts,
+                rebuild_flags=by_cell_list,
+                **self._workspace(cell, batch.pbc),
+            )
         atom_flags = segment_broadcast(flags, batch.batch_idx).unsqueeze(1)
         self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
         self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
         self._cell_seen = (None, -1)  # compare the cell at the next update
         if self._sync(batch):
             self.rebuilds += int(flags.sum())
+
+    def _direct_systems(self, cell: torch.Tensor, batch: Batch) -> np.ndarray:
+        """Host ``[B]`` bool: the systems small enough for the direct search, kept while the cell is."""
+        seen = self._direct_seen
+        if seen is None or seen[0] is not cell or seen[1] != cell._version or seen[2] is not batch.ptr:
+            chosen = direct_systems(cell, batch.pbc, batch.counts, self.search_radius)
+            self._direct_seen = seen = (cell, cell._version, batch.ptr, chosen)
+        return seen[3]
 
     def _workspace(self, cell: torch.Tensor, pbc: torch.Tensor) -> dict[str, torch.Tensor]:
         """The cell list's grid and buffers, sized once per cell.

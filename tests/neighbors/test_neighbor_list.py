@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from ase.build import bulk
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors import (
@@ -15,9 +16,21 @@ from nvalchemi_ase.neighbors import (
     NeighborList,
     moved_beyond_skin,
     neighbor_list,
+    small_cells,
 )
 from tests.neighbors.reference import pairs_of_system, reference_pairs
 from tests.structures import ragged_systems, random_cells
+
+EVERY_SYSTEM, NO_SYSTEM = 1 << 40, -1
+
+
+@pytest.fixture(autouse=True, params=["direct search", "cell list"])
+def builder(request, monkeypatch):
+    """Every test runs with each CPU builder making all the rows: the direct search of small cells
+    (``small_cells``), and the cell list that larger systems and CUDA use."""
+    limit = EVERY_SYSTEM if request.param == "direct search" else NO_SYSTEM
+    monkeypatch.setattr(small_cells, "MAX_CANDIDATES", limit)
+    return request.param
 
 
 def _assert_same_pairs_as_matscipy(systems: list[Atoms], cutoff: float) -> None:
@@ -192,7 +205,9 @@ def test_image_vectors_are_made_once_per_list_and_again_for_a_new_cell():
     )
 
 
-def test_cell_list_grid_is_sized_once_per_cell(monkeypatch):
+def test_cell_list_grid_is_sized_once_per_cell(monkeypatch, builder):
+    if builder != "cell list":
+        pytest.skip("the direct search has no grid")
     module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
     real, sized = module.cell_list_workspace, []
 
@@ -396,3 +411,43 @@ def test_calculator_recomputes_after_an_overflow():
     reference = dense.copy()
     reference.calc = AseLennardJones(sigma=1.0, epsilon=1.0, rc=3.0)
     assert result["energy"] == pytest.approx(reference.get_potential_energy(), rel=1e-10)
+
+
+def test_a_batch_of_small_and_large_systems_uses_both_builders_and_matches_matscipy(monkeypatch):
+    """The default threshold: small cells searched directly, a large one by the cell list, in one batch;
+    a rebuild of some of them keeps the others' rows."""
+    monkeypatch.setattr(small_cells, "MAX_CANDIDATES", 4096)
+    systems = [*random_cells(4, seed=5), bulk("Cu", "fcc", a=3.61, cubic=True).repeat(5)]
+    systems[-1].rattle(0.05, seed=1)
+    batch = Batch.from_atoms(systems, device="cpu")
+    nl = NeighborList(4.5, skin=0.4)
+    direct = small_cells.direct_systems(batch.cell, batch.pbc, batch.counts, nl.search_radius)
+    assert direct[:4].any() and not direct[4]
+    small = int(np.flatnonzero(direct)[0])
+    calls = []
+    module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
+    real = module.ops_batch_cell_list
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(module, "ops_batch_cell_list", counted)
+    _assert_pairs_match_matscipy(nl.update(batch), batch, 4.5)
+    first, rebuilt = len(calls), nl.rebuilds
+    assert first >= 1  # the large system (twice when the first guess of the room was short)
+    moved = torch.zeros(batch.num_nodes, 1, dtype=batch.dtype)
+    moved[batch.atom_indices([small])] = 0.35  # past skin/2 in one directly searched system only
+    batch.positions = batch.positions + moved
+    _assert_pairs_match_matscipy(nl.update(batch), batch, 4.5)
+    assert len(calls) == first and nl.rebuilds == rebuilt + 1  # one system, no cell list
+
+
+def test_atoms_far_outside_their_cell_find_the_same_pairs():
+    """Positions many cells away (an unwrapped MD run): the direct search wraps them and keeps the
+    shifts between the true positions."""
+    systems = random_cells(6, seed=11)
+    rng = np.random.default_rng(4)
+    for atoms in systems:
+        atoms.positions += rng.integers(-7, 8, size=(len(atoms), 3)) @ atoms.cell.array
+    _assert_same_pairs_as_matscipy(systems, 3.5)

@@ -1,0 +1,173 @@
+"""Neighbour rows of small systems on a CPU: every atom against every image of its system's atoms.
+
+A cell list pays for its grid: on a CPU, ``nvalchemiops``' batched cell list
+costs about 0.8 ms a call before any system is built, then ~8 µs an atom for
+32-atom argon cells (rc 9 Å: one bin per axis, 27 images of 32 atoms to test
+per atom, ~9 ns a candidate). A system whose atoms times images are few is
+searched directly instead: each atom tests every atom of its system in every
+periodic image within reach, a few nanoseconds a candidate, rows split over
+torch's threads. Systems past :data:`MAX_CANDIDATES` candidates an atom keep the cell
+list (its grid then saves more than it costs).
+
+The rows are the cell list's: ``(j, S)`` with pair vector
+``positions[j] - positions[i] + S @ cell`` within the search radius, no atom
+with itself unshifted, the slots past the room left as they are and the count
+of every pair found (so a row that outgrew the room is seen). Within a row the
+pairs come in a fixed order (images in lexicographic order, then atoms), so a
+system's rows do not depend on its batch mates or on the threads.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, launch
+
+wp = initialised_warp()
+
+MAX_CANDIDATES = 4096
+"""Atoms times images above which a system's rows come from the cell list.
+
+The cell list tests about 27 bins' worth of atoms per atom (~700 for argon at
+rc 9 Å) at ~9 ns each; the direct search ~2 ns a candidate."""
+
+
+@functools.cache
+def _kernel() -> Any:
+    @wp.kernel(enable_backward=False)
+    def direct_rows(
+        first: wp.int32,
+        rows: wp.array(dtype=wp.int32),
+        wrapped: wp.array(dtype=wp.vec3d),
+        wraps: wp.array(dtype=wp.vec3i),
+        cell_rows: wp.array2d(dtype=wp.vec3d),
+        reach: wp.array(dtype=wp.vec3i),
+        ptr: wp.array(dtype=wp.int32),
+        batch_idx: wp.array(dtype=wp.int32),
+        radius2: wp.float64,
+        matrix: wp.array2d(dtype=wp.int32),
+        shifts: wp.array2d(dtype=wp.vec3i),
+        counts: wp.array(dtype=wp.int32),
+    ):
+        i = rows[first + wp.tid()]
+        b = batch_idx[i]
+        a1 = cell_rows[b, 0]
+        a2 = cell_rows[b, 1]
+        a3 = cell_rows[b, 2]
+        n = reach[b]
+        start = ptr[b]
+        stop = ptr[b + 1]
+        here = wrapped[i]
+        own = wraps[i]
+        room = matrix.shape[1]
+        found = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
+        for s0 in range(-n[0], n[0] + 1):
+            for s1 in range(-n[1], n[1] + 1):
+                for s2 in range(-n[2], n[2] + 1):
+                    image = wp.float64(s0) * a1 + wp.float64(s1) * a2 + wp.float64(s2) * a3 - here
+                    unshifted = s0 == 0 and s1 == 0 and s2 == 0
+                    for j in range(start, stop):
+                        d = wrapped[j] + image
+                        if wp.dot(d, d) < radius2 and not (unshifted and j == i):
+                            if found < room:
+                                matrix[i, found] = j
+                                # the shift between the true positions: the wrapped ones moved by whole cells
+                                shifts[i, found] = wp.vec3i(s0, s1, s2) + own - wraps[j]
+                            found += 1
+        counts[i] = found
+
+    return direct_rows
+
+
+def direct_systems(cell: torch.Tensor, pbc: torch.Tensor, counts: np.ndarray, radius: float) -> np.ndarray:
+    """``[B]`` bool (host): the systems whose rows the direct search makes (few atoms times images).
+
+    ``cell`` is the search cell (non-degenerate, see :mod:`~nvalchemi_ase.neighbors.geometry`), on the CPU.
+    """
+    reach = _reach(_normals(cell.detach().cpu().numpy().astype(np.float64)), pbc.cpu().numpy(), radius)
+    return counts * np.prod(2.0 * reach + 1.0, axis=1) <= MAX_CANDIDATES  # in floats: no overflow
+
+
+def _normals(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``([B, 3, 3] a_{k+1} x a_{k+2}, [B] a_0 . (a_1 x a_2))``: the reciprocal rows times the volume."""
+    with np.errstate(all="ignore"):  # a non-finite cell: no images (the models poison its system)
+        normals = np.stack([np.cross(rows[:, (k + 1) % 3], rows[:, (k + 2) % 3]) for k in range(3)], axis=1)
+        return normals, np.einsum("bd,bd->b", rows[:, 0], normals[:, 0])
+
+
+def _reach(normals: tuple[np.ndarray, np.ndarray], pbc: np.ndarray, radius: float) -> np.ndarray:
+    """``[B, 3]`` int: images to search on each side along each axis (0 along open axes).
+
+    A pair within ``radius`` between atoms inside the cell spans at most
+    ``radius / h`` cells along an axis whose lattice planes are ``h`` apart
+    (``h = V / |a_{k+1} x a_{k+2}|``).
+    """
+    crossed, volume = normals
+    with np.errstate(all="ignore"):
+        spacing = np.abs(volume)[:, None] / np.linalg.norm(crossed, axis=2)
+        reach = np.ceil(radius / spacing * (1.0 + 1e-12))
+    reach = np.where(pbc & np.isfinite(reach), reach, 0.0)
+    return np.minimum(reach, 1 << 20).astype(np.int32)
+
+
+def build_direct(
+    systems: np.ndarray,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+    ptr32: torch.Tensor,
+    batch_idx32: torch.Tensor,
+    radius: float,
+    matrix: torch.Tensor,
+    shifts: torch.Tensor,
+    counts: torch.Tensor,
+) -> None:
+    """Write the rows of ``systems`` (host ``[B]`` bool) into ``matrix``, ``shifts``, ``counts`` (CPU).
+
+    ``positions`` and ``cell`` are the search geometry, ``ptr32`` and
+    ``batch_idx32`` the batch's int32 layout. The geometry is prepared with
+    numpy: a torch operation here would wake torch's thread pool, whose
+    spinning threads then compete with the kernel's second thread.
+    """
+    chosen = np.flatnonzero(systems)
+    if chosen.size == 0:
+        return
+    ptr = ptr32.numpy()
+    rows = np.concatenate([np.arange(ptr[b], ptr[b + 1], dtype=np.int32) for b in chosen])
+    cell_rows = cell.detach().cpu().numpy().astype(np.float64)
+    periodic = pbc.cpu().numpy()
+    normals = _normals(cell_rows)
+    crossed, volume = normals
+    system_of = batch_idx32.numpy()
+    here = positions.detach().cpu().numpy().astype(np.float64)
+    # each atom wrapped into its cell along the periodic axes (whole cells W): the images reach every
+    # partner. A non-finite position or cell stays unwrapped: it finds no partner, and the models
+    # poison its system.
+    with np.errstate(all="ignore"):
+        fractional = np.einsum("nd,nkd->nk", here, crossed[system_of]) / volume[system_of, None]
+        wraps = np.where(periodic[system_of] & np.isfinite(fractional), np.floor(fractional), 0.0)
+        wraps = np.clip(wraps, -(1 << 30), 1 << 30)  # int32 shifts (a position 1e10 cells away: no partner)
+        wrapped = here - np.einsum("nk,nkd->nd", wraps, cell_rows[system_of])
+    arrays = [
+        torch.from_numpy(rows),
+        torch.from_numpy(np.ascontiguousarray(wrapped)),
+        torch.from_numpy(wraps.astype(np.int32)),
+        torch.from_numpy(np.ascontiguousarray(cell_rows)),
+        torch.from_numpy(_reach(normals, periodic, radius)),
+    ]
+    views = [wp.int32, wp.vec3d, wp.vec3i, wp.vec3d, wp.vec3i]
+    inputs = [descriptor(array, view) for array, view in zip(arrays, views, strict=True)]
+    inputs += [
+        descriptor(ptr32),
+        descriptor(batch_idx32),
+        float64_scalar(radius * radius),
+        descriptor(matrix),
+        descriptor(shifts, wp.vec3i),
+        descriptor(counts),
+    ]
+    launch(_kernel(), int(rows.size), inputs, positions.device, rows_per_thread=64)
