@@ -199,7 +199,7 @@ def run_inflight(
         taken += 1
         if on_step is not None:
             on_step(current.num_nodes)
-        if fused.finished_any and fused.finished_count >= _refill_threshold(sampler, current):
+        if fused.finished_any and fused.finished_count >= _refill_threshold(current):
             current = _refill(fused, current, sampler, sinks, results)
             if on_finish is not None:
                 on_finish(len(results))
@@ -212,16 +212,18 @@ def run_inflight(
     return [results[k] for k in sorted(results)]
 
 
-def _refill_threshold(sampler: InflightSampler, batch: Batch) -> int:
-    """Finished systems that make a refill worth its cost.
+def _refill_threshold(batch: Batch) -> int:
+    """Finished systems that make a refill worth its cost: a quarter of the batch (at least one).
 
-    While structures keep coming, one: a new system takes the freed room at
-    once. Once the input is exhausted, a refill only compacts the batch
-    (moving every row of the systems that stay), so it waits until a quarter
-    of the batch has finished (or all of it); finished systems take no
-    update meanwhile.
+    A refill has a fixed cost (the finished systems' results to the host, the
+    new structures to the device, the neighbour lists' new rows and their
+    halves), a few milliseconds on a CPU, while a finished system waiting in
+    its slot costs a share of each step's force call. On the fused benchmark
+    (512 structures, 64 slots, 2-core CPU) refilling at 16 finished systems
+    took 3.0 s against 3.8 s at each one, with a plateau from 16 to 32.
+    Finished systems take no update meanwhile.
     """
-    return 1 if not sampler.exhausted else max(1, batch.num_graphs // 4)
+    return max(1, batch.num_graphs // 4)
 
 
 def _refill(
