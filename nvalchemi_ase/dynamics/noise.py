@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch, Scope
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum, xyz_sum
 
 __all__ = ["COUNTER_FIELD", "CounterNoise", "Draw", "NoiseSource", "NumpyNoise", "noise_source"]
 
@@ -181,7 +181,7 @@ class CounterNoise:
         index = 3 * _local_index(batch).unsqueeze(1) + torch.arange(3, device=batch.device)
         count = segment_broadcast(2.0 * shape, batch.batch_idx).unsqueeze(1)
         squares = torch.where(index < count, normals * normals, torch.zeros_like(normals))
-        return 0.5 * segment_sum(squares.sum(dim=1), batch.batch_idx, batch.num_graphs)
+        return 0.5 * segment_sum(xyz_sum(squares), batch.batch_idx, batch.num_graphs)
 
 
 def _local_index(batch: Batch) -> torch.Tensor:

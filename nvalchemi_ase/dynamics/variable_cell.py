@@ -44,7 +44,7 @@ from nvalchemi_ase.ops.cell_filter import (
     move,
     row_layout,
 )
-from nvalchemi_ase.ops.segment import segment_max
+from nvalchemi_ase.ops.segment import segment_max, xyz_sum
 from nvalchemi_ase.units import GPa
 
 __all__ = ["CELL_FIELDS", "CellFilter", "Coordinates", "generalized_max_force", "has_cell_filter"]
@@ -97,7 +97,7 @@ def generalized_max_force(batch: Batch) -> torch.Tensor:
     atom_rows, cell_rows = generalized_forces(
         batch.forces, _stress(batch), batch.cell, params, batch.batch_idx
     )
-    atoms = segment_max(atom_rows.square().sum(dim=1), batch.batch_idx, batch.num_graphs)
+    atoms = segment_max(xyz_sum(atom_rows.square()), batch.batch_idx, batch.num_graphs)
     return torch.maximum(atoms, cell_rows.square().sum(dim=2).amax(dim=1)).sqrt()
 
 

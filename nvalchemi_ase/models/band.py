@@ -34,7 +34,7 @@ from nvalchemi_ase.ops.neb import (
     minimum_image,
     neighbour_shifts,
 )
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum, xyz_sum
 
 __all__ = ["BandLayout", "BandModel"]
 
@@ -197,7 +197,7 @@ class BandModel(torch.nn.Module):
             self.shifts,
         )
         lengths = torch.sqrt(
-            segment_sum((springs * springs).sum(dim=1), layout.path_image, layout.end_energy.shape[0])
+            segment_sum(xyz_sum(springs * springs), layout.path_image, layout.end_energy.shape[0])
         )
         return path, springs, lengths
 
@@ -276,7 +276,7 @@ class BandModel(torch.nn.Module):
         row_band = segment_broadcast(layout.image_band, image_of_row)
         top_rows = layout.first_row + segment_broadcast(highest, row_band) * layout.natoms + layout.atom
         apart = path.index_select(0, layout.moving_rows) - path.index_select(0, top_rows)
-        distance = torch.sqrt(segment_sum((apart * apart).sum(dim=1), image_of_row, count))
+        distance = torch.sqrt(segment_sum(xyz_sum(apart * apart), image_of_row, count))
         band = layout.image_band
         threshold = segment_broadcast(layout.dynamic_fmax, band) * (
             1.0 + distance * segment_broadcast(layout.scale_fmax, band)

@@ -23,7 +23,7 @@ import torch
 
 from nvalchemi_ase.ops.neb import SPLINE, STRING
 from nvalchemi_ase.ops.neb_spline import SplineRows, fit_splines, knot_derivatives, spline_values
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum, xyz_sum
 
 __all__ = ["BandSplines"]
 
@@ -85,11 +85,11 @@ class BandSplines:
             fit, layout.moving_rows, self._moving_next, self._moving_knot
         )
         derivative, curvature = self._reuse(fit.knots, path, derivative, curvature)
-        norm = torch.sqrt(segment_sum((derivative * derivative).sum(dim=1), self.image_of_row, images))
+        norm = torch.sqrt(segment_sum(xyz_sum(derivative * derivative), self.image_of_row, images))
         tangent = derivative / segment_broadcast(norm, self.image_of_row)[:, None]
         count = layout.image_count.index_select(0, layout.image_band).to(path.dtype)
         k = 0.5 * (k_previous + k_next) / (count * count)
-        bend = segment_sum((curvature * tangent).sum(dim=1), self.image_of_row, images)
+        bend = segment_sum(xyz_sum(curvature * tangent), self.image_of_row, images)
         return tangent, k * bend
 
     def _reuse(

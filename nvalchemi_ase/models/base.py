@@ -23,7 +23,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
-from nvalchemi_ase.ops import segment_broadcast, segment_sum
+from nvalchemi_ase.ops import segment_broadcast, segment_sum, xyz_sum
 
 DEFAULT_PROPERTIES: tuple[str, ...] = ("energy", "forces")
 
@@ -108,7 +108,7 @@ def poison_nonfinite(batch: Batch, outputs: dict[str, torch.Tensor]) -> dict[str
     it never waits for the device; finite systems' values are unchanged.
     Energies, stress and per-atom values all follow their system.
     """
-    atom_flags = batch.positions.detach().sum(dim=1) * 0.0  # [N]: 0, or NaN
+    atom_flags = xyz_sum(batch.positions.detach()) * 0.0  # [N]: 0, or NaN
     system_flags = segment_sum(atom_flags, batch.batch_idx, batch.num_graphs)
     system_flags = system_flags + batch.cell.detach().sum(dim=(1, 2)) * 0.0  # [B]
     atom_flags = segment_broadcast(system_flags, batch.batch_idx)

@@ -6,6 +6,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors.neighbor_list import NeighborList
+from nvalchemi_ase.ops import xyz_sum
 
 
 def neighbor_list(batch: Batch, cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -29,5 +30,5 @@ def neighbor_list(batch: Batch, cutoff: float) -> tuple[torch.Tensor, torch.Tens
     neighbors = NeighborList(cutoff, skin=0.0, sync_check=True).update(batch)
     i, j, shifts = neighbors.compact()
     vectors = neighbors.vectors(batch.positions)[neighbors.mask]
-    inside = vectors.square().sum(dim=1) < cutoff**2
+    inside = xyz_sum(vectors.square()) < cutoff**2
     return i[inside], j[inside], shifts[inside]

@@ -21,7 +21,7 @@ from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 from nvalchemi_ase.neighbors.small_cells import build_direct, direct_systems
-from nvalchemi_ase.ops import segment_broadcast, segment_max
+from nvalchemi_ase.ops import segment_broadcast, segment_max, xyz_sum
 
 _CAPACITY_MARGIN = 1.2
 """Room left per atom above the largest neighbour count seen, for density fluctuations."""
@@ -160,7 +160,7 @@ class NeighborList:
             and probed[2] is self._positions
         ):
             return bool(self._flag_host[0])  # the integrator's kernel tested these very positions
-        displacement_sq = (positions - self._positions).square().sum(dim=1)
+        displacement_sq = xyz_sum((positions - self._positions).square())
         return bool((displacement_sq > (0.5 * self.skin) ** 2).any())
 
     def skin_probe(self, positions: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nvalchemi_ase.ops import segment_max
+from nvalchemi_ase.ops import segment_max, xyz_sum
 
 
 def moved_beyond_skin(
@@ -38,6 +38,6 @@ def moved_beyond_skin(
     torch.Tensor
         ``[B]`` bool, on the device of ``positions`` (no host sync).
     """
-    displacement_sq = (positions - reference_positions).square().sum(dim=1)
+    displacement_sq = xyz_sum((positions - reference_positions).square())
     moved = segment_max(displacement_sq, batch_idx, cell.shape[0]) > (0.5 * skin) ** 2
     return moved | (cell != reference_cell).flatten(1).any(dim=1)

@@ -8,6 +8,14 @@ from nvalchemi_ase.ops.segment import (
     segment_min,
     segment_sum,
     segment_weighted_mean,
+    xyz_sum,
 )
 
-__all__ = ["segment_broadcast", "segment_max", "segment_min", "segment_sum", "segment_weighted_mean"]
+__all__ = [
+    "segment_broadcast",
+    "segment_max",
+    "segment_min",
+    "segment_sum",
+    "segment_weighted_mean",
+    "xyz_sum",
+]

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_max
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, xyz_sum
 
 SAME_CONFIGURATION = 1e-7
 """ASE skips the Hessian update when no coordinate moved more than this, Å."""
@@ -89,9 +89,9 @@ def update_hessian(
     ``H + Δg Δgᵀ / (Δx·Δg) − (H Δx)(H Δx)ᵀ / (Δx·H Δx)``, as ASE writes it;
     unchanged where ``skip [B]``.
     """
-    a = (dpos * dgradient).sum(dim=1)
+    a = xyz_sum(dpos * dgradient)
     dg = torch.bmm(hessian, dpos.unsqueeze(2)).squeeze(2)
-    b = (dpos * dg).sum(dim=1)
+    b = xyz_sum(dpos * dg)
     outer_gradient = dgradient.unsqueeze(2) * dgradient.unsqueeze(1)
     outer_dg = dg.unsqueeze(2) * dg.unsqueeze(1)
     updated = hessian + (outer_gradient / a.view(-1, 1, 1) - outer_dg / b.view(-1, 1, 1))
@@ -119,7 +119,7 @@ def limit_longest_step(
 
     ``displacements [N, 3]`` Å; ``maxstep`` a float or ``[B]``. Shared by BFGS and LBFGS.
     """
-    longest = segment_max(displacements.square().sum(dim=1), batch_idx, num_systems).clamp(min=0.0).sqrt()
+    longest = segment_max(xyz_sum(displacements.square()), batch_idx, num_systems).clamp(min=0.0).sqrt()
     too_long = longest >= maxstep
     scale = torch.where(too_long, maxstep / torch.where(too_long, longest, 1.0), 1.0)
     return torch.where(

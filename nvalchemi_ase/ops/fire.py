@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum, xyz_sum
 
 
 class FireParameters(NamedTuple):
@@ -113,9 +113,9 @@ def fire_step(
     """
     num = state.dt.shape[0]
     started = state.n >= 0
-    power = segment_sum((forces * state.velocities).sum(dim=1), batch_idx, num)
-    f_norm = segment_sum(forces.square().sum(dim=1), batch_idx, num).sqrt()
-    v_norm = segment_sum(state.velocities.square().sum(dim=1), batch_idx, num).sqrt()
+    power = segment_sum(xyz_sum(forces * state.velocities), batch_idx, num)
+    f_norm = segment_sum(xyz_sum(forces.square()), batch_idx, num).sqrt()
+    v_norm = segment_sum(xyz_sum(state.velocities.square()), batch_idx, num).sqrt()
 
     downhill = started & (power > 0.0)
     if uphill is not None:
@@ -142,7 +142,7 @@ def fire_step(
 
     velocities = velocities + segment_broadcast(dt, batch_idx).unsqueeze(1) * forces
     dr = segment_broadcast(dt, batch_idx).unsqueeze(1) * velocities
-    dr_norm = segment_sum(dr.square().sum(dim=1), batch_idx, num).sqrt()
+    dr_norm = segment_sum(xyz_sum(dr.square()), batch_idx, num).sqrt()
     shrink = torch.where(
         dr_norm > params.maxstep, params.maxstep / torch.where(dr_norm > 0, dr_norm, 1.0), 1.0
     )

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from nvalchemi_ase.ops.bfgs import limit_longest_step
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_sum, xyz_sum
 
 
 class LBFGSState(NamedTuple):
@@ -49,7 +49,7 @@ class LBFGSState(NamedTuple):
 
 def _dot(a: torch.Tensor, b: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -> torch.Tensor:
     """Per-system dot product of ``[N, 3]`` vectors, ``[B]``."""
-    return segment_sum((a * b).sum(dim=1), batch_idx, num_systems)
+    return segment_sum(xyz_sum(a * b), batch_idx, num_systems)
 
 
 def append_pair(

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum, xyz_sum
 
 
 class MDMinState(NamedTuple):
@@ -53,8 +53,8 @@ def project_velocities(
     num_systems
         B.
     """
-    power = segment_sum((velocities * forces).sum(dim=1), batch_idx, num_systems)
-    force_squared = segment_sum((forces * forces).sum(dim=1), batch_idx, num_systems)
+    power = segment_sum(xyz_sum(velocities * forces), batch_idx, num_systems)
+    force_squared = segment_sum(xyz_sum(forces * forces), batch_idx, num_systems)
     projected = (
         forces
         * segment_broadcast(power, batch_idx).unsqueeze(1)
@@ -72,7 +72,7 @@ def cap_longest_step(
     num_systems: int,
 ) -> torch.Tensor:
     """MDMin's cap: ``dr · clip(maxstep / (1e-6 + max_i |dr_i|), 0, 1)`` per system, ``[N, 3]`` Å."""
-    longest = segment_max(displacements.square().sum(dim=1), batch_idx, num_systems).clamp(min=0.0).sqrt()
+    longest = segment_max(xyz_sum(displacements.square()), batch_idx, num_systems).clamp(min=0.0).sqrt()
     scaling = torch.clamp(maxstep / (1e-6 + longest), 0.0, 1.0)
     return displacements * segment_broadcast(scaling, batch_idx).unsqueeze(1)
 

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum
+from nvalchemi_ase.ops.segment import segment_broadcast, segment_max, segment_sum, xyz_sum
 
 ASENEB, IMPROVED_TANGENT, FULL_SPRING, SPLINE, STRING = 0, 1, 2, 3, 4
 METHOD_CODES = {
@@ -172,7 +172,7 @@ def band_forces(
     images = terms.energy.shape[0]
 
     def per_image(rows: torch.Tensor) -> torch.Tensor:
-        return segment_sum((rows).sum(dim=1), image_of_row, images)
+        return segment_sum(xyz_sum(rows), image_of_row, images)
 
     def rows(values: torch.Tensor) -> torch.Tensor:
         return segment_broadcast(values, image_of_row)[:, None]

@@ -14,6 +14,21 @@ def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) ->
     return out.index_add_(0, index, values)
 
 
+def xyz_sum(vectors: torch.Tensor) -> torch.Tensor:
+    """``vectors.sum(dim=1)`` of ``[M, 3]`` rows, bit for bit, cheaper on a CPU.
+
+    On a CPU, torch's reduction over an inner axis of three values costs about
+    15 µs per thousand float64 rows (33 µs for 2,048 rows on our 2-core CPU,
+    where a matrix-vector product with ones takes 3 µs and two column adds 8 µs;
+    numpy's ``sum(axis=1)`` is as slow). The column adds, in the reduction's own
+    order ``(x + y) + z``, give its bits. Elsewhere the one reduction stays (one
+    kernel launch on a GPU rather than two).
+    """
+    if vectors.device.type != "cpu" or vectors.dim() != 2 or vectors.shape[1] != 3:
+        return vectors.sum(dim=1)
+    return vectors[:, 0] + vectors[:, 1] + vectors[:, 2]
+
+
 def segment_max(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
     """Maximum of ``values[M, ...]`` per segment along dim 0; empty segments give the dtype's lowest value."""
     if values.dtype == torch.bool:

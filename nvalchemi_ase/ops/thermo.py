@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nvalchemi_ase.ops.segment import segment_max, segment_sum
+from nvalchemi_ase.ops.segment import segment_max, segment_sum, xyz_sum
 
 K_B = 8.617330337217213e-05
 """Boltzmann's constant in eV/K, ASE's value (CODATA 2014); ops import nothing but torch."""
@@ -14,7 +14,7 @@ def kinetic_energy(
     velocities: torch.Tensor, masses: torch.Tensor, batch_idx: torch.Tensor, num_systems: int
 ) -> torch.Tensor:
     """``[B]`` Σ ½ m v² per system, eV (velocities in Å per ASE time unit, masses in amu)."""
-    per_atom = 0.5 * masses * velocities.square().sum(dim=1)
+    per_atom = 0.5 * masses * xyz_sum(velocities.square())
     return segment_sum(per_atom, batch_idx, num_systems)
 
 
@@ -29,4 +29,4 @@ def max_force(forces: torch.Tensor, batch_idx: torch.Tensor, num_systems: int) -
     The root is taken after the maximum (the same bits: the square root is
     monotonic and correctly rounded), on ``[B]`` values instead of ``[N]``.
     """
-    return segment_max(forces.square().sum(dim=1), batch_idx, num_systems).clamp(min=0.0).sqrt()
+    return segment_max(xyz_sum(forces.square()), batch_idx, num_systems).clamp(min=0.0).sqrt()

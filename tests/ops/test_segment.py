@@ -1,10 +1,11 @@
-"""Segment reductions against explicit per-segment loops."""
+"""Segment reductions against explicit per-segment loops; row sums against torch's reduction."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from nvalchemi_ase.ops import segment_broadcast, segment_max, segment_min, segment_sum
+from nvalchemi_ase.ops import segment_broadcast, segment_max, segment_min, segment_sum, xyz_sum
 
 
 def _data():
@@ -46,3 +47,18 @@ def test_segment_broadcast_gives_each_member_its_segments_row():
         assert torch.equal(rows[member], per_segment[segment])
     flags = torch.tensor([True, False, False, True])
     assert segment_broadcast(flags, index).tolist() == [True, True, False, True, True, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_xyz_sum_gives_the_reduction_bits_and_gradient(dtype):
+    generator = torch.Generator().manual_seed(3)
+    scale = torch.logspace(-12, 12, 4001, dtype=torch.float64).to(dtype).unsqueeze(1)
+    vectors = (torch.randn(4001, 3, generator=generator, dtype=dtype) * scale).requires_grad_(True)
+    ours, theirs = xyz_sum(vectors), vectors.sum(dim=1)
+    assert torch.equal(ours, theirs)
+    weights = torch.randn(4001, generator=generator, dtype=dtype)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), vectors)
+    (their_grad,) = torch.autograd.grad((theirs * weights).sum(), vectors)
+    assert torch.equal(ours_grad, their_grad)
+    other = torch.randn(5, 4, generator=generator, dtype=dtype)  # not Cartesian rows: the reduction itself
+    assert torch.equal(xyz_sum(other), other.sum(dim=1))
