@@ -65,7 +65,8 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         positions: wp.array(dtype=wp.vec3d),
         matrix: wp.array2d(dtype=wp.int32),
         counts: wp.array(dtype=wp.int32),
-        images: wp.array2d(dtype=wp.vec3d),
+        slots: wp.array2d(dtype=wp.int32),
+        table: wp.array(dtype=wp.vec3d),
         cell_rows: wp.array2d(dtype=wp.vec3d),
         batch_idx: wp.array(dtype=wp.int64),
         params: wp.array(dtype=Parameters),
@@ -94,7 +95,7 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         k = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
         while k < count:
             j = matrix[i, k]
-            d = positions[j] - here + images[i, k]
+            d = positions[j] - here + table[slots[i, k]]
             r2 = wp.dot(d, d)
             inside = wp.where(r2 <= cutoff2, wp.float64(1.0), wp.float64(0.0))  # branch-free
             t = terms(r2, p)
@@ -246,7 +247,8 @@ def half_pair_sums(
         view(positions, wp.vec3d),
         view(half.matrix),
         view(half.counts),
-        view(half.images, wp.vec3d),
+        view(half.slots),
+        view(half.table, wp.vec3d),
         view(cell, wp.vec3d),
         view(neighbors.batch_idx),
         descriptor(params.view(1, -1), Parameters),
