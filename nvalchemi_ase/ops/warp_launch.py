@@ -5,8 +5,9 @@ goes through :func:`launch`. On a small system the launch itself is what a
 step costs, so nothing here is done twice: warp's view of a tensor is cached by
 address and layout, a launch is recorded once per row range and only the
 arguments that changed are packed again. On a CPU the rows are split over
-torch's threads; each row is written by exactly one launch, so results do not
-depend on the number of threads.
+torch's threads (the calling thread and :mod:`~nvalchemi_ase.ops.kernel_threads`'
+workers, handed their shares without waking from sleep); each row is written by
+exactly one launch, so results do not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.ops import kernel_threads
 
 wp = initialised_warp()
 
@@ -28,16 +28,6 @@ ROWS_PER_THREAD = 256
 """On a CPU, rows per launch below which one thread does all the rows (threads cost ~50 µs).
 
 Measured on 2 cores, LJ argon 8 x 108 atoms: 256 gave 1.29x the steps per second of 1024."""
-
-
-@functools.cache
-def _cpu_threads(count: int) -> ThreadPoolExecutor:
-    """The pool that runs all but the first share of a launch split ``count + 1`` ways."""
-    return ThreadPoolExecutor(count, thread_name_prefix="nvalchemi_ase-kernels")
-
-
-# a forked child has none of its parent's threads: the parent's pools there would take work and never run it
-os.register_at_fork(after_in_child=_cpu_threads.cache_clear)
 
 
 def launch(
@@ -63,11 +53,7 @@ def launch(
     shares = [_recorded(kernel, start, end - start, device, inputs) for start, end in ranges]
     # the calling thread runs the first share itself: one thread fewer to wake, and no wait for
     # a worker to get the GIL back before the step goes on
-    pool = _cpu_threads(threads - 1)
-    launches = [pool.submit(share.launch) for share in shares[1:]]
-    shares[0].launch()
-    for launched in launches:
-        launched.result()
+    _in_parallel([share.launch for share in shares], [()] * len(shares))
 
 
 def launch_shares(shares: list[list[tuple[Any, int, int, list[Any]]]], device: torch.device) -> None:
@@ -86,16 +72,34 @@ def launch_shares(shares: list[list[tuple[Any, int, int, list[Any]]]], device: t
         recorded.append(
             [_recorded(kernel, first, rows, device, inputs) for kernel, first, rows, inputs in share]
         )
-    pool = _cpu_threads(len(recorded) - 1) if len(recorded) > 1 else None
-    launches = [pool.submit(_run_in_order, share) for share in recorded[1:]] if pool else []
-    _run_in_order(recorded[0])
-    for launched in launches:
-        launched.result()
+    _in_parallel([_run_in_order] * len(recorded), [(share,) for share in recorded])
 
 
 def _run_in_order(launches: list[Any]) -> None:
     for recorded in launches:
         recorded.launch()
+
+
+def _in_parallel(functions: list[Any], args: list[tuple[Any, ...]]) -> None:
+    """``functions[k](*args[k])`` for every k: the first on this thread, the others on the kernel threads.
+
+    Waits for all of them (also when the first raises), then raises the first error.
+    """
+    helpers = kernel_threads.workers(len(functions) - 1) if len(functions) > 1 else ()
+    for helper, function, arguments in zip(helpers, functions[1:], args[1:], strict=True):
+        helper.submit(function, *arguments)
+    error: BaseException | None = None
+    try:
+        functions[0](*args[0])
+    except BaseException as raised:  # the helpers still write into the same tensors: wait for them
+        error = raised
+    for helper in helpers:
+        try:
+            helper.result()
+        except BaseException as raised:
+            error = error or raised
+    if error is not None:
+        raise error
 
 
 _DESCRIPTORS: dict[tuple, Any] = {}

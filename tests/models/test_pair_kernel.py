@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -61,7 +60,7 @@ def torch_threads():
 @pytest.mark.parametrize("half", [False, True], ids=["full-list", "half-list"])
 def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_threads, half):
     from nvalchemi_ase.models import pair_kernel
-    from nvalchemi_ase.ops import warp_launch
+    from nvalchemi_ase.ops import kernel_threads, warp_launch
 
     monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", half)
     batch = Batch.from_atoms(ragged_systems(seed=6), device="cpu")
@@ -70,12 +69,14 @@ def test_cpu_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_th
     alone = evaluate(model, batch, ("energy", "forces", "stress"))
     pools = []
 
-    def counted_pool(threads):
-        pools.append(threads)
-        return ThreadPoolExecutor(threads)
+    real_workers = kernel_threads.workers
+
+    def counted_workers(count):
+        pools.append(count)
+        return real_workers(count)
 
     monkeypatch.setattr(warp_launch, "ROWS_PER_THREAD", 4)
-    monkeypatch.setattr(warp_launch, "_cpu_threads", counted_pool)
+    monkeypatch.setattr(kernel_threads, "workers", counted_workers)
     torch_threads(3)
     split = evaluate(model, batch, ("energy", "forces", "stress"))
     # the rows really were split over three launches: two workers and the calling thread (a half list,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics import NVE
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.neighbors import NeighborList
-from nvalchemi_ase.ops import verlet, verlet_kernel, warp_launch
+from nvalchemi_ase.ops import kernel_threads, verlet, verlet_kernel, warp_launch
 from nvalchemi_ase.units import fs
 from tests.structures import argon_bulk, ragged_systems
 
@@ -70,12 +68,14 @@ def test_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_thread
     kick_alone = verlet_kernel.half_kick(velocities, forces, masses, DT)
     pools = []
 
-    def counted_pool(threads):
-        pools.append(threads)
-        return ThreadPoolExecutor(threads)
+    real_workers = kernel_threads.workers
+
+    def counted_workers(count):
+        pools.append(count)
+        return real_workers(count)
 
     monkeypatch.setattr(verlet_kernel, "ROWS_PER_THREAD", 4)
-    monkeypatch.setattr(warp_launch, "_cpu_threads", counted_pool)
+    monkeypatch.setattr(kernel_threads, "workers", counted_workers)
     torch_threads(3)
     flag_split = torch.zeros(1, dtype=torch.int32)
     split = verlet_kernel.kick_drift(positions, velocities, forces, masses, DT, (reference, 0.1, flag_split))
