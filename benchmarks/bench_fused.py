@@ -35,7 +35,7 @@ FMAX = 0.01
 
 
 def structures(count: int) -> list:
-    """32-atom argon cells rattled from 0.02 to 0.4 Å: some relax in a few steps, some in hundreds."""
+    """32-atom argon cells rattled from 0.02 to 0.4 Å: FIRE relaxes them in a few steps to about 60."""
     rng = np.random.default_rng(0)
     made = []
     for k in range(count):
