@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from nvalchemi_ase.neighbors.all_pairs import neighbor_list
-from nvalchemi_ase.neighbors.neighbor_list import NeighborCapacityError, NeighborList
+from nvalchemi_ase.neighbors.neighbor_list import NeighborList
+from nvalchemi_ase.neighbors.overflow import NeighborCapacityError
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 

@@ -18,6 +18,7 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_batch_cell_list
 from nvalchemi_ase.neighbors.carry import carried_rows
 from nvalchemi_ase.neighbors.geometry import search_geometry
+from nvalchemi_ase.neighbors.overflow import NeighborCapacityError, OverflowFlag
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 from nvalchemi_ase.neighbors.small_cells import build_direct, direct_systems
@@ -29,10 +30,6 @@ _CAPACITY_SLACK = 16
 _FIRST_GUESS = 128
 _JOIN_FRACTION = 0.5
 """On a host-checked update that rebuilds some systems, those that have used this share of their skin join."""
-
-
-class NeighborCapacityError(RuntimeError):
-    """An atom had more neighbours than the list had room for (CUDA runs; CPU runs grow the list)."""
 
 
 class NeighborList:
@@ -84,7 +81,7 @@ class NeighborList:
         """Number of system rebuilds so far (counted only when ``sync_check`` is on)."""
         self._key: tuple | None = None
         self._current: Neighbors | None = None
-        self._pending_overflow: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+        self._overflow = OverflowFlag()
         self._cell_seen: tuple[torch.Tensor | None, int] = (None, -1)
         """The cell tensor (and its version) last found equal to the one of the last build."""
         self._carry: tuple[np.ndarray, np.ndarray] | None = None
@@ -105,7 +102,7 @@ class NeighborList:
     def reset(self) -> None:
         """Forget the last build: the next update rebuilds every system."""
         self._key = None
-        self._pending_overflow = None
+        self._overflow.clear()
         self._carry = None
 
     def carry(self, keep: np.ndarray | list[int] | None = None) -> None:
@@ -201,7 +198,7 @@ class NeighborList:
         current = self._current
         if (  # the common step of a CPU run: nothing moved past skin/2, the last pairs still hold
             current is not None
-            and self._pending_overflow is None
+            and not self._overflow.pending
             and self._same_structure(batch)
             and self._sync(batch)
             and not self._any_moved(batch)
@@ -429,20 +426,8 @@ class NeighborList:
                 self._build(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
                 atom_overflow = self._counts > self._capacity
         else:
-            self._defer_overflow_check(atom_overflow.any().view(1))
+            self._overflow.defer(atom_overflow.any().view(1))
         return segment_max(atom_overflow, batch.batch_idx, batch.num_graphs)
-
-    def _defer_overflow_check(self, flag: torch.Tensor) -> None:
-        """Copy the overflow flag to the host without waiting; it is read at a later update."""
-        if not flag.is_cuda:
-            self._pending_overflow = (flag, None)
-            return
-        if getattr(self, "_host_flag", None) is None:
-            self._host_flag = torch.zeros(1, dtype=torch.bool, pin_memory=True)
-        self._host_flag.copy_(flag, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self._pending_overflow = (self._host_flag, event)
 
     def settle(self) -> bool:
         """Check the room now (waits for the device): True if the last update overflowed.
@@ -451,20 +436,13 @@ class NeighborList:
         after an overflow the list forgets its build, so the next update rebuilds
         it sized to what it finds; recompute then. Engines never call this per step.
         """
-        pending, self._pending_overflow = self._pending_overflow, None
-        if pending is None or not bool(pending[0]):
+        if not self._overflow.settle():
             return False
         self._key = None  # the next update builds afresh, sized to what it finds
         return True
 
     def _raise_pending_overflow(self) -> None:
-        if self._pending_overflow is None:
-            return
-        flag, event = self._pending_overflow
-        if event is not None and not event.query():
-            return  # the copy has not landed yet: look again at the next update
-        self._pending_overflow = None
-        if bool(flag):
+        if self._overflow.landed():
             self._key = None
             raise NeighborCapacityError(
                 f"an atom had more than {self._capacity} neighbours within {self.search_radius} Å; "

@@ -6,6 +6,9 @@ import numpy as np
 from ase import Atoms
 from matscipy.neighbours import neighbour_list
 
+from nvalchemi_ase.data import Batch
+from nvalchemi_ase.neighbors import neighbor_list
+
 
 def reference_pairs(atoms: Atoms, cutoff: float) -> set[tuple[int, int, tuple[int, int, int]]]:
     """matscipy's ``ijS`` pair set.
@@ -43,3 +46,23 @@ def pairs_of_system(i, j, shifts, start: int, stop: int) -> set[tuple[int, int, 
             strict=True,
         )
     )
+
+
+def assert_same_pairs_as_matscipy(systems: list[Atoms], cutoff: float) -> None:
+    """``neighbor_list`` on a batch of ``systems``: each system's pairs are matscipy's."""
+    batch = Batch.from_atoms(systems, device="cpu")
+    i, j, shifts = (t.numpy() for t in neighbor_list(batch, cutoff))
+    ptr = batch.ptr.tolist()
+    for b, atoms in enumerate(systems):
+        ours = pairs_of_system(i, j, shifts, ptr[b], ptr[b + 1])
+        assert ours == reference_pairs(atoms, cutoff), f"system {b} (pbc={atoms.pbc.tolist()})"
+
+
+def assert_pairs_match_matscipy(neighbors, batch, cutoff):
+    """A skin list's pairs within ``cutoff`` (of its ``cutoff + skin``) are matscipy's, system by system."""
+    vectors = neighbors.vectors(batch.positions)
+    inside = (neighbors.mask & (vectors.square().sum(dim=2) < cutoff**2)).reshape(-1)
+    ours = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.pair_shifts[inside].numpy())
+    ptr = batch.ptr.tolist()
+    for b, atoms in enumerate(batch.to_atoms()):
+        assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(atoms, cutoff), b

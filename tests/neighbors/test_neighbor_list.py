@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors import (
@@ -18,7 +17,12 @@ from nvalchemi_ase.neighbors import (
     neighbor_list,
     small_cells,
 )
-from tests.neighbors.reference import pairs_of_system, reference_pairs
+from tests.neighbors.reference import (
+    assert_pairs_match_matscipy,
+    assert_same_pairs_as_matscipy,
+    pairs_of_system,
+    reference_pairs,
+)
 from tests.structures import ragged_systems, random_cells
 
 EVERY_SYSTEM, NO_SYSTEM = 1 << 40, -1
@@ -33,22 +37,13 @@ def builder(request, monkeypatch):
     return request.param
 
 
-def _assert_same_pairs_as_matscipy(systems: list[Atoms], cutoff: float) -> None:
-    batch = Batch.from_atoms(systems, device="cpu")
-    i, j, shifts = (t.numpy() for t in neighbor_list(batch, cutoff))
-    ptr = batch.ptr.tolist()
-    for b, atoms in enumerate(systems):
-        ours = pairs_of_system(i, j, shifts, ptr[b], ptr[b + 1])
-        assert ours == reference_pairs(atoms, cutoff), f"system {b} (pbc={atoms.pbc.tolist()})"
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_random_triclinic_cells_and_pbc_match_matscipy(seed):
-    _assert_same_pairs_as_matscipy(random_cells(12, seed=seed), cutoff=3.0 + seed)
+    assert_same_pairs_as_matscipy(random_cells(12, seed=seed), cutoff=3.0 + seed)
 
 
 def test_ragged_batch_matches_matscipy():
-    _assert_same_pairs_as_matscipy(ragged_systems(), cutoff=8.5)
+    assert_same_pairs_as_matscipy(ragged_systems(), cutoff=8.5)
 
 
 def test_cells_far_below_the_cutoff_give_many_images():
@@ -57,7 +52,7 @@ def test_cells_far_below_the_cutoff_give_many_images():
     i, _, shifts = neighbor_list(batch, 4.0)
     assert len(i) > 200  # every image within 4 Å of a 1 Å cell
     assert (shifts.abs().sum(dim=1) > 0).all()  # the atom sees itself only through a shift
-    _assert_same_pairs_as_matscipy([tiny], 4.0)
+    assert_same_pairs_as_matscipy([tiny], 4.0)
 
 
 def test_wires_slabs_and_molecules():
@@ -76,7 +71,7 @@ def test_wires_slabs_and_molecules():
     far = Atoms(
         "H2", positions=[[1000.0, -500.0, 20.0], [1001.0, -500.0, 20.0]]
     )  # molecule far from the origin
-    _assert_same_pairs_as_matscipy([wire, slab, far], 2.5)
+    assert_same_pairs_as_matscipy([wire, slab, far], 2.5)
 
 
 def test_no_cross_system_pairs_and_no_self_pair_without_shift():
@@ -159,22 +154,13 @@ def test_systems_past_half_their_skin_join_a_rebuild():
     moves = torch.tensor([0.21, 0.12, 0.08], dtype=torch.float64)  # must, joins, keeps its pairs
     shift = moves[batch.batch_idx].unsqueeze(1) * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     batch.positions = batch.positions + shift
-    _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
     assert nl.rebuilds - first == 2
     assert torch.equal(nl.needs_rebuild(batch), torch.tensor([False, False, False]))
     batch.positions = batch.positions + shift * 0.6  # system 2 has now moved 0.128 Å: still within
     assert not bool(nl.needs_rebuild(batch).any())
     nl.update(batch)
     assert nl.rebuilds - first == 2  # nothing had to rebuild: no call, nobody joins
-
-
-def _assert_pairs_match_matscipy(neighbors, batch, cutoff):
-    vectors = neighbors.vectors(batch.positions)
-    inside = (neighbors.mask & (vectors.square().sum(dim=2) < cutoff**2)).reshape(-1)
-    ours = (neighbors.i[inside].numpy(), neighbors.j[inside].numpy(), neighbors.pair_shifts[inside].numpy())
-    ptr = batch.ptr.tolist()
-    for b, atoms in enumerate(batch.to_atoms()):
-        assert pairs_of_system(*ours, ptr[b], ptr[b + 1]) == reference_pairs(atoms, cutoff), b
 
 
 def _kernel_order_images(neighbors, cell: torch.Tensor) -> np.ndarray:
@@ -224,15 +210,15 @@ def test_cell_list_grid_is_sized_once_per_cell(monkeypatch, builder):
     nl.update(batch)
     for _ in range(3):  # fixed cell: rebuilds reuse the grid
         batch.positions = batch.positions + 0.3
-        _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+        assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
     assert len(sized) == 1 and nl.rebuilds == 4 * batch.num_graphs
     with torch.no_grad():  # a cell changed in place: sized again
         batch.cell.mul_(1.6)
         batch.positions = batch.positions * 1.6
-    _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
     batch.cell = batch.cell * 0.7  # a new cell tensor: sized again
     batch.positions = batch.positions * 0.7
-    _assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
+    assert_pairs_match_matscipy(nl.update(batch), batch, 3.0)
     assert len(sized) == 3
 
 
@@ -338,7 +324,7 @@ def test_room_grows_when_an_atom_outgrows_it():
     neighbors = nl.update(batch)
     assert not neighbors.overflow.any()
     assert int(neighbors.mask.sum(dim=1).max()) == 59
-    _assert_same_pairs_as_matscipy(batch.to_atoms(), 3.0)
+    assert_same_pairs_as_matscipy(batch.to_atoms(), 3.0)
 
 
 def test_deferred_check_flags_the_system_and_raises_at_the_next_update():
@@ -391,7 +377,7 @@ def test_settle_reports_an_overflow_once_and_the_next_update_fits():
     assert nl.settle() is True and nl.settle() is False
     refreshed = nl.update(batch)  # rebuilt with room for everything: no error, no overflow
     assert not refreshed.overflow.any()
-    _assert_same_pairs_as_matscipy(batch.to_atoms(), 3.0)
+    assert_same_pairs_as_matscipy(batch.to_atoms(), 3.0)
 
 
 def test_calculator_recomputes_after_an_overflow():
@@ -411,43 +397,3 @@ def test_calculator_recomputes_after_an_overflow():
     reference = dense.copy()
     reference.calc = AseLennardJones(sigma=1.0, epsilon=1.0, rc=3.0)
     assert result["energy"] == pytest.approx(reference.get_potential_energy(), rel=1e-10)
-
-
-def test_a_batch_of_small_and_large_systems_uses_both_builders_and_matches_matscipy(monkeypatch):
-    """The default threshold: small cells searched directly, a large one by the cell list, in one batch;
-    a rebuild of some of them keeps the others' rows."""
-    monkeypatch.setattr(small_cells, "MAX_CANDIDATES", 4096)
-    systems = [*random_cells(4, seed=5), bulk("Cu", "fcc", a=3.61, cubic=True).repeat(5)]
-    systems[-1].rattle(0.05, seed=1)
-    batch = Batch.from_atoms(systems, device="cpu")
-    nl = NeighborList(4.5, skin=0.4)
-    direct = small_cells.direct_systems(batch.cell, batch.pbc, batch.counts, nl.search_radius)
-    assert direct[:4].any() and not direct[4]
-    small = int(np.flatnonzero(direct)[0])
-    calls = []
-    module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
-    real = module.ops_batch_cell_list
-
-    def counted():
-        calls.append(1)
-        return real()
-
-    monkeypatch.setattr(module, "ops_batch_cell_list", counted)
-    _assert_pairs_match_matscipy(nl.update(batch), batch, 4.5)
-    first, rebuilt = len(calls), nl.rebuilds
-    assert first >= 1  # the large system (twice when the first guess of the room was short)
-    moved = torch.zeros(batch.num_nodes, 1, dtype=batch.dtype)
-    moved[batch.atom_indices([small])] = 0.35  # past skin/2 in one directly searched system only
-    batch.positions = batch.positions + moved
-    _assert_pairs_match_matscipy(nl.update(batch), batch, 4.5)
-    assert len(calls) == first and nl.rebuilds == rebuilt + 1  # one system, no cell list
-
-
-def test_atoms_far_outside_their_cell_find_the_same_pairs():
-    """Positions many cells away (an unwrapped MD run): the direct search wraps them and keeps the
-    shifts between the true positions."""
-    systems = random_cells(6, seed=11)
-    rng = np.random.default_rng(4)
-    for atoms in systems:
-        atoms.positions += rng.integers(-7, 8, size=(len(atoms), 3)) @ atoms.cell.array
-    _assert_same_pairs_as_matscipy(systems, 3.5)
