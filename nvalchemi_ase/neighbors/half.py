@@ -12,13 +12,13 @@ It is made once per list (warp kernels over the full list's slots, rows split
 over torch's threads on a CPU), for lists that serve many steps
 (:attr:`~nvalchemi_ase.neighbors.Neighbors.reused`). Each kept pair's image
 vector ``S @ cell`` is not stored per pair but once per system and shift, in a
-small table (each system's shifts within its largest one, ``(2R + 1)³`` rows),
-which the pair's int32 slot indexes: a visit streams 8 bytes instead of 28,
-and the table stays in the core's first-level cache. The table's vectors are
-made with the kernels' own arithmetic, ``(s₀·a₁ + s₁·a₂) + s₂·a₃``, so pair
-vectors keep their bits. Taking the half from the full list costs two passes
-over the listed slots at each rebuild; the full list stays what every other
-consumer (EMT, the graph models, the torch path) reads.
+small table (each system's shifts within its largest one, ``(2R + 1)³`` rows)
+made by :func:`~nvalchemi_ase.neighbors.images.image_vector` itself, which the
+pair's int32 slot indexes: a visit streams 8 bytes instead of 28, the table
+stays in the core's first-level cache, and pair vectors keep their bits. Taking
+the half from the full list costs two passes over the listed slots at each
+rebuild; the full list stays what every other consumer (EMT, the graph models,
+the torch path) reads.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
-from nvalchemi_ase.ops.warp_launch import descriptor, launch
+from nvalchemi_ase.neighbors.images import image_vector
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, launch
 
 wp = initialised_warp()
 
@@ -48,8 +49,9 @@ def _first_of_pair(i: wp.int32, j: wp.int32, s: wp.vec3i) -> bool:
 
 
 @functools.cache
-def _kernels() -> tuple[Any, Any]:
-    """``(row_reach, half_rows)``: each row's largest shift component; each row's half, table slots."""
+def _kernels() -> tuple[Any, Any, Any]:
+    """``(row_reach, half_rows, image_table)``: each row's largest shift component; each row's half and
+    its table slots; the table's image vectors."""
 
     @wp.kernel(enable_backward=False)
     def row_reach(
@@ -97,7 +99,24 @@ def _kernels() -> tuple[Any, Any]:
         half_counts[i] = kept
         lowest[i] = low
 
-    return row_reach, half_rows
+    @wp.kernel(enable_backward=False)
+    def image_table(
+        first: wp.int32,
+        table_system: wp.array(dtype=wp.int32),
+        system_reach: wp.array(dtype=wp.int32),
+        table_start: wp.array(dtype=wp.int32),
+        cell_rows: wp.array2d(dtype=wp.vec3d),
+        table: wp.array(dtype=wp.vec3d),
+    ):
+        t = first + wp.tid()
+        b = table_system[t]
+        r = system_reach[b]
+        side = 2 * r + 1
+        code = t - table_start[b]  # ((s0 + r) * side + (s1 + r)) * side + (s2 + r)
+        s = wp.vec3i(code // (side * side) - r, (code // side) % side - r, code % side - r)
+        table[t] = image_vector(s, cell_rows[b, 0], cell_rows[b, 1], cell_rows[b, 2])
+
+    return row_reach, half_rows, image_table
 
 
 class HalfList:
@@ -150,7 +169,7 @@ def half_list(
     ``counts``."""
     n, width = matrix.shape
     device = matrix.device
-    row_reach, half_rows = _kernels()
+    row_reach, half_rows, image_table = _kernels()
     starts = _system_starts(batch_idx)
     reach = torch.empty(n, dtype=torch.int32, device=device)
     launch(row_reach, n, [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)], device)
@@ -159,14 +178,17 @@ def half_list(
     system_reach = np.where(starts[1:] > starts[:-1], system_reach, 0).astype(np.int32)
     sizes = (2 * system_reach.astype(np.int64) + 1) ** 3
     table_start = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int32)
-    table = _image_table(
-        cell.detach().cpu().numpy().astype(np.float64), system_reach, table_start, int(sizes.sum())
-    )
+    table = torch.empty(int(sizes.sum()), 3, dtype=torch.float64, device=device)
+    table_system = torch.from_numpy(np.repeat(np.arange(sizes.size, dtype=np.int32), sizes))
+    cell64 = float64_tensor(cell)  # held while the kernels run (a view holds no tensor)
+    system_reach_t, table_start_t = torch.from_numpy(system_reach), torch.from_numpy(table_start)
+    table_inputs = [descriptor(table_system), descriptor(system_reach_t), descriptor(table_start_t)]
+    table_inputs += [descriptor(cell64, wp.vec3d), descriptor(table, wp.vec3d)]
+    launch(image_table, table.shape[0], table_inputs, device)
     half_matrix = torch.empty(n, width, dtype=torch.int32, device=device)
     half_slots = torch.empty(n, width, dtype=torch.int32, device=device)
     half_counts = torch.empty(n, dtype=torch.int32, device=device)
     lowest = torch.empty(n, dtype=torch.int32, device=device)
-    system_reach_t, table_start_t = torch.from_numpy(system_reach), torch.from_numpy(table_start)
     inputs = [
         descriptor(matrix),
         descriptor(counts),
@@ -180,27 +202,7 @@ def half_list(
         descriptor(lowest),
     ]
     launch(half_rows, n, inputs, device)
-    return HalfList(half_matrix, half_counts, half_slots, torch.from_numpy(table), lowest, starts)
-
-
-def _image_table(cell: np.ndarray, reach: np.ndarray, start: np.ndarray, size: int) -> np.ndarray:
-    """``[T, 3]`` image vectors of every system's shifts within its reach, in the slots' order.
-
-    ``(s₀·a₁ + s₁·a₂) + s₂·a₃`` elementwise in float64, the order of
-    :func:`~nvalchemi_ase.neighbors.images.image_vector` (no fused multiply-add in
-    numpy either): the same bits as the kernels made them per pair.
-    """
-    table = np.empty((size, 3), dtype=np.float64)
-    for r in np.unique(reach):  # a few distinct reaches (usually one), not a loop over systems
-        systems = np.flatnonzero(reach == r)
-        grid = np.arange(-r, r + 1, dtype=np.float64)
-        shifts = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 1, 3)
-        a1, a2, a3 = (cell[systems, k][None] for k in range(3))  # [1, S, 3]
-        with np.errstate(all="ignore"):  # a non-finite cell gives NaN images, as in the kernels
-            vectors = (shifts[..., 0:1] * a1 + shifts[..., 1:2] * a2) + shifts[..., 2:3] * a3  # [M, S, 3]
-        rows = start[systems][None, :] + np.arange(shifts.shape[0])[:, None]
-        table[rows.reshape(-1)] = vectors.reshape(-1, 3)
-    return table
+    return HalfList(half_matrix, half_counts, half_slots, table, lowest, starts)
 
 
 def _system_starts(batch_idx: torch.Tensor) -> np.ndarray:

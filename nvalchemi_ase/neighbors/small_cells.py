@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.neighbors.images import image_vector
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, launch
 
 wp = initialised_warp()
@@ -69,7 +70,7 @@ def _kernel() -> Any:
         for s0 in range(-n[0], n[0] + 1):
             for s1 in range(-n[1], n[1] + 1):
                 for s2 in range(-n[2], n[2] + 1):
-                    image = wp.float64(s0) * a1 + wp.float64(s1) * a2 + wp.float64(s2) * a3 - here
+                    image = image_vector(wp.vec3i(s0, s1, s2), a1, a2, a3) - here
                     unshifted = s0 == 0 and s1 == 0 and s2 == 0
                     for j in range(start, stop):
                         d = wrapped[j] + image
