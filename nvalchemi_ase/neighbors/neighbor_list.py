@@ -15,13 +15,12 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_batch_cell_list
 from nvalchemi_ase.neighbors.carry import carried_rows
 from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.overflow import NeighborCapacityError, OverflowFlag
 from nvalchemi_ase.neighbors.pairs import Neighbors
+from nvalchemi_ase.neighbors.rows import RowFinder
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
-from nvalchemi_ase.neighbors.small_cells import build_direct, direct_systems
 from nvalchemi_ase.ops import segment_broadcast, segment_max, xyz_sum
 
 _CAPACITY_MARGIN = 1.2
@@ -82,6 +81,7 @@ class NeighborList:
         self._key: tuple | None = None
         self._current: Neighbors | None = None
         self._overflow = OverflowFlag()
+        self._rows = RowFinder()
         self._cell_seen: tuple[torch.Tensor | None, int] = (None, -1)
         """The cell tensor (and its version) last found equal to the one of the last build."""
         self._carry: tuple[np.ndarray, np.ndarray] | None = None
@@ -281,9 +281,7 @@ class NeighborList:
         self._cell = batch.cell.detach().clone()
         self._batch_idx32 = batch.batch_idx.to(torch.int32)
         self._ptr32 = batch.ptr.to(torch.int32)
-        self._workspace_cell: torch.Tensor | None = None
-        self._workspace_version = -1
-        self._direct_seen: tuple | None = None
+        self._rows.forget()
 
     def _first_build(self, batch: Batch) -> None:
         """Build everything; size the room from what was found (setup: syncs once)."""
@@ -326,8 +324,7 @@ class NeighborList:
         self._cell = cell
         self._batch_idx32 = batch.batch_idx.to(torch.int32)
         self._ptr32 = batch.ptr.to(torch.int32)
-        self._workspace_cell, self._workspace_version = None, -1
-        self._direct_seen = None
+        self._rows.forget()
         self._all_periodic = bool(batch.pbc.all())  # fixed with the structure: checked once here
         self._key = self._structure_key(batch)
         new = torch.arange(batch.num_graphs, device=batch.device) >= kept
@@ -357,64 +354,21 @@ class NeighborList:
                 batch.batch_idx,
                 padding=self.search_radius,
             )
-        by_cell_list = flags
-        if batch.device.type == "cpu":  # small systems are searched directly (host-side choice: no sync)
-            flagged = flags.numpy()
-            direct = flagged & self._direct_systems(cell, batch)
-            build_direct(
-                direct,
-                positions,
-                cell,
-                batch.pbc,
-                self._ptr32,
-                self._batch_idx32,
-                self.search_radius,
-                self._matrix,
-                self._shifts,
-                self._counts,
-            )
-            by_cell_list = torch.from_numpy(flagged & ~direct) if direct.any() else flags
-        if batch.device.type != "cpu" or bool(by_cell_list.any()):
-            ops_batch_cell_list()(
-                positions,
-                self.search_radius,
-                cell=cell,
-                pbc=batch.pbc,
-                batch_idx=self._batch_idx32,
-                batch_ptr=self._ptr32,
-                neighbor_matrix=self._matrix,
-                neighbor_matrix_shifts=self._shifts,
-                num_neighbors=self._counts,
-                rebuild_flags=by_cell_list,
-                **self._workspace(cell, batch.pbc),
-            )
+        self._rows.find(
+            batch,
+            positions,
+            cell,
+            flags,
+            self.search_radius,
+            (self._ptr32, self._batch_idx32),
+            (self._matrix, self._shifts, self._counts),
+        )
         atom_flags = segment_broadcast(flags, batch.batch_idx).unsqueeze(1)
         self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
         self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
         self._cell_seen = (None, -1)  # compare the cell at the next update
         if self._sync(batch):
             self.rebuilds += int(flags.sum())
-
-    def _direct_systems(self, cell: torch.Tensor, batch: Batch) -> np.ndarray:
-        """Host ``[B]`` bool: the systems small enough for the direct search, kept while the cell is."""
-        seen = self._direct_seen
-        if seen is None or seen[0] is not cell or seen[1] != cell._version or seen[2] is not batch.ptr:
-            chosen = direct_systems(cell, batch.pbc, batch.counts, self.search_radius)
-            self._direct_seen = seen = (cell, cell._version, batch.ptr, chosen)
-        return seen[3]
-
-    def _workspace(self, cell: torch.Tensor, pbc: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The cell list's grid and buffers, sized once per cell.
-
-        Sizing the grid reads the cell on the host (a device sync on CUDA, and
-        a millisecond on a CPU), so it is kept while the search cell is the
-        same tensor, unmodified (``_version`` counts in-place writes): a
-        fixed-cell run sizes it once. A new or modified cell sizes it afresh.
-        """
-        if self._workspace_cell is not cell or self._workspace_version != cell._version:
-            self._cell_workspace = cell_list_workspace(cell, pbc, self.search_radius, self._matrix.shape[0])
-            self._workspace_cell, self._workspace_version = cell, cell._version
-        return self._cell_workspace
 
     def _check_capacity(self, batch: Batch) -> torch.Tensor:
         atom_overflow = self._counts > self._capacity

@@ -194,7 +194,7 @@ def test_image_vectors_are_made_once_per_list_and_again_for_a_new_cell():
 def test_cell_list_grid_is_sized_once_per_cell(monkeypatch, builder):
     if builder != "cell list":
         pytest.skip("the direct search has no grid")
-    module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
+    module = importlib.import_module("nvalchemi_ase.neighbors.rows")
     real, sized = module.cell_list_workspace, []
 
     def counted(*args):

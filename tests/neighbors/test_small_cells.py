@@ -27,7 +27,7 @@ def test_a_batch_of_small_and_large_systems_uses_both_builders_and_matches_matsc
     assert direct[:4].any() and not direct[4]
     small = int(np.flatnonzero(direct)[0])
     calls = []
-    module = importlib.import_module("nvalchemi_ase.neighbors.neighbor_list")
+    module = importlib.import_module("nvalchemi_ase.neighbors.rows")
     real = module.ops_batch_cell_list
 
     def counted():
