@@ -6,6 +6,7 @@ compute (primed before the first step); ``post_update`` does nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -137,6 +138,35 @@ class FIRE(BaseDynamics):
         return fire_uphill(self.downhill_energy(batch), batch.fire_e_last, batch.fire_n)
 
     def pre_update(self, batch: Batch) -> None:
+        if not self._kernel_step(batch, None):
+            self._torch_step(batch)
+
+    def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
+        """The step for ``members`` only: in the kernel, which copies the others' rows, when it
+        takes the step (a CPU, float64, no cell filter, no downhill check); else held and restored."""
+        if not self._kernel_step(batch, members):
+            super().masked_pre_update(batch, members)
+
+    def _kernel_step(self, batch: Batch, members: torch.Tensor | None) -> bool:
+        """The step of :mod:`nvalchemi_ase.ops.fire_kernel`, when it applies; whether it ran."""
+        if self.cell_filter is not None or self.downhill_check:
+            return False
+        state = FireState(batch.fire_velocities, batch.fire_dt, batch.fire_a, batch.fire_n)
+        kernel = _fire_kernel()
+        if not kernel.fits(batch.positions, batch.forces, state, self.parameters):
+            return False
+        if members is None:
+            members = torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device)
+        positions, state = kernel.fire_step(
+            batch.positions, batch.forces, state, self.parameters, batch.ptr, members
+        )
+        # the kernel's outputs are made like the batch's own fields: no checks needed
+        batch.assign("positions", positions)
+        for name, value in zip(FIRE.state_fields, state, strict=True):
+            batch.assign(name, value)
+        return True
+
+    def _torch_step(self, batch: Batch) -> None:
         rows = Coordinates(batch, self.cell_filter)
         state = FireState(rows.state("fire_velocities"), batch.fire_dt, batch.fire_a, batch.fire_n)
         positions, uphill = rows.positions, None
@@ -150,3 +180,11 @@ class FIRE(BaseDynamics):
         rows.move(positions)
         rows.store("fire_velocities", state.velocities)
         batch.fire_dt, batch.fire_a, batch.fire_n = state.dt, state.a, state.n
+
+
+@functools.cache
+def _fire_kernel() -> Any:
+    """:mod:`nvalchemi_ase.ops.fire_kernel`, imported on first use (it loads warp), looked up once."""
+    from nvalchemi_ase.ops import fire_kernel
+
+    return fire_kernel
