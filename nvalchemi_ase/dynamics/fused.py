@@ -33,6 +33,7 @@ step (one device→host copy), and only when some sub-stage needs it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -87,6 +88,7 @@ class FusedStage(BaseDynamics):
         self._entering = False
         """Whether some systems may await their forces (``awaiting_forces``): set by :meth:`adopt`."""
         self._members: list[torch.Tensor] = []
+        self._status_tables: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
             self.properties |= stage.properties
@@ -200,48 +202,67 @@ class FusedStage(BaseDynamics):
         self._migrate(batch, self._members)
 
     def _migrate(self, batch: Batch, members: list[torch.Tensor]) -> None:
-        """Convergence, ON_CONVERGE and migration, with at most one device→host copy."""
-        batch.stage_steps = batch.stage_steps + 1
-        converged, moving = [], []
-        for k, (stage, mine) in enumerate(zip(self.stages, members, strict=True)):
-            done = torch.zeros_like(mine)
-            if stage.convergence_hook is not None:
-                done = mine & stage.convergence_hook.evaluate(batch)
-            out_of_budget = mine & ~done
-            if stage.n_steps is not None:
-                out_of_budget = out_of_budget & (batch.stage_steps >= stage.n_steps)
-                if stage.convergence_hook is not None:
-                    batch.unconverged = batch.unconverged | out_of_budget
-            else:
-                out_of_budget = torch.zeros_like(mine)
-            converged.append(done)
-            moving.append((k, done | out_of_budget))
-        for k, leaving in moving:
-            batch.status = torch.where(leaving, k + 1, batch.status)
-            batch.stage_steps = torch.where(leaving, 0, batch.stage_steps)
-            if k + 1 < len(self.stages):
-                self.stages[k + 1].enter(batch, leaving)
+        """Convergence, ON_CONVERGE and migration, with at most one device→host copy.
+
+        Written over the whole batch at once (a sub-stage's budget and whether it
+        has a convergence hook are looked up by status), not sub-stage by
+        sub-stage: on a CPU each operation here costs more than its arithmetic.
+        """
+        count = len(self.stages)
+        status = batch.status
+        steps = batch.stage_steps + 1
+        occupied = self._occupied or [True] * count
+        converged: dict[int, torch.Tensor] = {}
+        done = None
+        for k, (stage, mine, busy) in enumerate(zip(self.stages, members, occupied, strict=True)):
+            if stage.convergence_hook is not None and busy:
+                converged[k] = mine & stage.convergence_hook.evaluate(batch)
+                done = converged[k] if done is None else done | converged[k]
+        budgets, hooked, levels = self._tables(batch.device)
+        current = status.clamp(max=count - 1)
+        active = members[0] if count == 1 else functools.reduce(torch.Tensor.logical_or, members)
+        out_of_budget = active & (steps >= budgets.index_select(0, current))
+        if done is not None:
+            out_of_budget = out_of_budget & ~done
+        batch.unconverged = batch.unconverged | (out_of_budget & hooked.index_select(0, current))
+        leaving = out_of_budget if done is None else done | out_of_budget
+        batch.status = status + leaving
+        batch.stage_steps = torch.where(leaving, 0, steps)
+        for k in range(count - 1):
+            self.stages[k + 1].enter(batch, leaving & (status == k))
         if self._entering:  # forces computed: the systems that awaited them enter sub-stage 0
             entering = batch.awaiting_forces
             batch.awaiting_forces = torch.zeros_like(entering)
             batch.stage_steps = torch.where(entering, 0, batch.stage_steps)
             self.enter(batch, entering)
             self._entering = False
-        listening = [k for k, s in enumerate(self.stages) if s.hooks_at(DynamicsStage.ON_CONVERGE)]
-        finished = batch.status == self.exit_status
-        occupied = [(batch.status == k).any() for k in range(len(self.stages))]
-        flags = torch.stack([converged[k].any() for k in listening] + occupied + [finished.all()]).long()
-        *any_converged, all_done, finished_count = torch.cat([flags, finished.sum().view(1)]).tolist()
-        any_converged, self._occupied = (
-            any_converged[: len(listening)],
-            [bool(flag) for flag in any_converged[len(listening) :]],
-        )
+        listening = [k for k in converged if self.stages[k].hooks_at(DynamicsStage.ON_CONVERGE)]
+        # systems per status (a comparison with 0..S, not bincount: that one syncs on a GPU)
+        population = (batch.status.unsqueeze(1) == levels).sum(dim=0)
+        flags = [converged[k].any().long().view(1) for k in listening]
+        *fired, finished_count = torch.cat([*flags, population]).tolist()
+        any_converged, self._occupied = fired[: len(listening)], [bool(n) for n in fired[len(listening) :]]
         self.finished_count = finished_count
         self.finished_any = finished_count > 0
-        for k, fired in zip(listening, any_converged, strict=True):
-            if fired:
+        for k, flag in zip(listening, any_converged, strict=True):
+            if flag:
                 self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=converged[k])
-        self.done = bool(all_done)
+        self.done = finished_count == batch.num_graphs
+
+    def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per sub-stage its step budget (``[S]``, the largest int64 without one) and whether it has
+        a convergence hook (``[S]`` bool), and the statuses ``0..S``; made once per device and budgets."""
+        budgets = [torch.iinfo(torch.long).max if s.n_steps is None else s.n_steps for s in self.stages]
+        hooked = [s.convergence_hook is not None for s in self.stages]
+        key = (device, tuple(budgets), tuple(hooked))
+        if self._status_tables is None or self._status_tables[0] != key:
+            tables = (
+                torch.tensor(budgets, dtype=torch.long, device=device),
+                torch.tensor(hooked, dtype=torch.bool, device=device),
+                torch.arange(len(self.stages) + 1, device=device),
+            )
+            self._status_tables = (key, tables)
+        return self._status_tables[1]
 
     def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:
         """Step until every system is done (status == number of sub-stages) or ``n_steps`` fused steps.

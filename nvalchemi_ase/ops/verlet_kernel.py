@@ -38,24 +38,34 @@ fused kick, drift and skin test took 52 µs on one thread and 97 µs split in tw
 atoms, 90 against 146 µs at 13,824 (the torch moves and skin test: 178 and 801 µs)."""
 
 
-@wp.kernel(enable_backward=False)
-def _half_kick(
-    first: wp.int32,
-    velocities: wp.array(dtype=wp.vec3d),
-    forces: wp.array(dtype=wp.vec3d),
-    masses: wp.array(dtype=wp.float64),
-    half_dt: wp.float64,
-    kicked: wp.array(dtype=wp.vec3d),
-):
-    i = first + wp.tid()
-    v = velocities[i]
-    f = forces[i]
-    m = masses[i]
-    kicked[i] = wp.vec3d(v[0] + half_dt * f[0] / m, v[1] + half_dt * f[1] / m, v[2] + half_dt * f[2] / m)
+@functools.cache
+def _half_kick_kernel(masked: bool) -> Any:
+    @wp.kernel(enable_backward=False)
+    def half_kick(
+        first: wp.int32,
+        velocities: wp.array(dtype=wp.vec3d),
+        forces: wp.array(dtype=wp.vec3d),
+        masses: wp.array(dtype=wp.float64),
+        half_dt: wp.float64,
+        system: wp.array(dtype=wp.int64),
+        members: wp.array(dtype=wp.bool),
+        kicked: wp.array(dtype=wp.vec3d),
+    ):
+        i = first + wp.tid()
+        v = velocities[i]
+        if wp.static(masked):
+            if not members[system[i]]:
+                kicked[i] = v
+                return
+        f = forces[i]
+        m = masses[i]
+        kicked[i] = wp.vec3d(v[0] + half_dt * f[0] / m, v[1] + half_dt * f[1] / m, v[2] + half_dt * f[2] / m)
+
+    return half_kick
 
 
 @functools.cache
-def _kick_drift_kernel(test_skin: bool) -> Any:
+def _kick_drift_kernel(test_skin: bool, masked: bool) -> Any:
     @wp.kernel(enable_backward=False)
     def kick_drift(
         first: wp.int32,
@@ -68,16 +78,22 @@ def _kick_drift_kernel(test_skin: bool) -> Any:
         reference: wp.array(dtype=wp.vec3d),
         limit2: wp.float64,
         moved: wp.array(dtype=wp.int32),
+        system: wp.array(dtype=wp.int64),
+        members: wp.array(dtype=wp.bool),
         new_positions: wp.array(dtype=wp.vec3d),
         new_velocities: wp.array(dtype=wp.vec3d),
     ):
         i = first + wp.tid()
         v = velocities[i]
-        f = forces[i]
-        m = masses[i]
-        v = wp.vec3d(v[0] + half_dt * f[0] / m, v[1] + half_dt * f[1] / m, v[2] + half_dt * f[2] / m)
         r = positions[i]
-        r = wp.vec3d(r[0] + dt * v[0], r[1] + dt * v[1], r[2] + dt * v[2])
+        stays = False
+        if wp.static(masked):
+            stays = not members[system[i]]
+        if not stays:
+            f = forces[i]
+            m = masses[i]
+            v = wp.vec3d(v[0] + half_dt * f[0] / m, v[1] + half_dt * f[1] / m, v[2] + half_dt * f[2] / m)
+            r = wp.vec3d(r[0] + dt * v[0], r[1] + dt * v[1], r[2] + dt * v[2])
         new_velocities[i] = v
         new_positions[i] = r
         if wp.static(test_skin):
@@ -105,19 +121,32 @@ def splits(rows: torch.Tensor) -> bool:
     return rows.device.type == "cpu" and min(torch.get_num_threads(), n // ROWS_PER_THREAD) >= 2
 
 
+Members = tuple[torch.Tensor, torch.Tensor]
+"""``(system of each atom [N] int64, members [B] bool)``: the systems a masked move moves."""
+
+
 def half_kick(
-    velocities: torch.Tensor, forces: torch.Tensor, masses: torch.Tensor, dt: float
+    velocities: torch.Tensor,
+    forces: torch.Tensor,
+    masses: torch.Tensor,
+    dt: float,
+    members: Members | None = None,
 ) -> torch.Tensor:
-    """``v + ½ dt F/m`` as a new ``[N, 3]`` tensor (float64, contiguous inputs: see :func:`fits`)."""
+    """``v + ½ dt F/m`` as a new ``[N, 3]`` tensor (float64, contiguous inputs: see :func:`fits`);
+    with ``members``, the other systems' velocities are copied unchanged."""
     kicked = VELOCITIES.like(velocities)
+    system, chosen = _members(members, velocities.device)
     inputs = [
         view(velocities, wp.vec3d),
         view(forces, wp.vec3d),
         view(masses),
         float64_scalar(0.5 * dt),
+        view(system),
+        view(chosen),
         view(kicked, wp.vec3d),
     ]
-    launch(_half_kick, velocities.shape[0], inputs, velocities.device, ROWS_PER_THREAD)
+    kernel = _half_kick_kernel(members is not None)
+    launch(kernel, velocities.shape[0], inputs, velocities.device, ROWS_PER_THREAD)
     return kicked
 
 
@@ -128,12 +157,15 @@ def kick_drift(
     masses: torch.Tensor,
     dt: float,
     skin_test: tuple[torch.Tensor, float, torch.Tensor] | None = None,
+    members: Members | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Half kick then drift: the new ``(positions, velocities)``, each ``[N, 3]``.
 
     ``skin_test``: ``(reference positions [N, 3], limit, flag)``; the kernel then
     sets ``flag[0]`` (int32, which the caller cleared) to 1 when an atom's new
-    position lies farther than ``limit`` from its reference.
+    position lies farther than ``limit`` from its reference. ``members``: only
+    those systems move; the others' rows are copied unchanged (and skin-tested
+    too, so the flag covers every new position).
     """
     new_positions = POSITIONS.like(positions)
     new_velocities = VELOCITIES.like(velocities)
@@ -142,6 +174,7 @@ def kick_drift(
     else:
         reference, limit, flag = skin_test
         limit2 = limit * limit
+    system, chosen = _members(members, positions.device)
     inputs = [
         view(positions, wp.vec3d),
         view(velocities, wp.vec3d),
@@ -152,12 +185,24 @@ def kick_drift(
         view(reference, wp.vec3d),
         float64_scalar(limit2),
         view(flag),
+        view(system),
+        view(chosen),
         view(new_positions, wp.vec3d),
         view(new_velocities, wp.vec3d),
     ]
-    kernel = _kick_drift_kernel(skin_test is not None)
+    kernel = _kick_drift_kernel(skin_test is not None, members is not None)
     launch(kernel, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
     return new_positions, new_velocities
+
+
+def _members(members: Members | None, device: torch.device) -> Members:
+    """The mask's arrays, or placeholders the unmasked kernels never read."""
+    return _placeholder(device) if members is None else members
+
+
+@functools.cache
+def _placeholder(device: torch.device) -> Members:
+    return torch.zeros(1, dtype=torch.int64, device=device), torch.ones(1, dtype=torch.bool, device=device)
 
 
 @functools.cache

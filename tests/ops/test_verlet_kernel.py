@@ -196,3 +196,28 @@ def test_recorded_launches_reused_and_repacked_give_the_moves_of_their_own_argum
         for entry in variants.values()
     }
     assert launcher == "_CpuLaunch"  # warp's per-call packing is skipped on a CPU
+
+
+def test_masked_moves_copy_the_other_systems_and_test_every_row_for_the_skin():
+    positions, velocities, forces, masses = _state(60)
+    system = torch.arange(60) // 20  # three systems of 20 atoms
+    members = torch.tensor([True, False, True])
+    moving = members[system]
+    flags = []
+    for offset in (0.0, 2.0):  # then only a non-member's rows lie past the limit
+        reference = positions.clone()
+        reference[~moving] += offset
+        flag = torch.zeros(1, dtype=torch.int32)
+        new_positions, new_velocities = verlet_kernel.kick_drift(
+            positions, velocities, forces, masses, DT, (reference, 1.0, flag), (system, members)
+        )
+        flags.append(int(flag[0]))
+    assert flags == [0, 1]  # the rows that stayed were tested too
+    plain_positions, plain_velocities = verlet_kernel.kick_drift(positions, velocities, forces, masses, DT)
+    assert torch.equal(new_positions[moving], plain_positions[moving])
+    assert torch.equal(new_velocities[moving], plain_velocities[moving])
+    assert torch.equal(new_positions[~moving], positions[~moving])
+    assert torch.equal(new_velocities[~moving], velocities[~moving])
+    kicked = verlet_kernel.half_kick(velocities, forces, masses, DT, (system, members))
+    assert torch.equal(kicked[moving], verlet_kernel.half_kick(velocities, forces, masses, DT)[moving])
+    assert torch.equal(kicked[~moving], velocities[~moving])

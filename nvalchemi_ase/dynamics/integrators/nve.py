@@ -6,13 +6,16 @@ forces at the new positions; ``post_update``: second half kick.
 In float64 the first half kick, the drift and the model's Verlet-skin test run
 as one warp kernel (:mod:`nvalchemi_ase.ops.verlet_kernel`); the second half
 kick is a kernel too where its rows are split over threads, else one torch
-operation.
+operation. A masked update (a sub-stage of a ``FusedStage``) passes its
+members to the kernels, which copy the other systems' rows.
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Any
+
+import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.base import BaseDynamics
@@ -34,37 +37,61 @@ class NVE(BaseDynamics):
     """
 
     def pre_update(self, batch: Batch) -> None:
-        dt = self.dt_internal
+        if not self._kick_drift(batch, None):
+            dt = self.dt_internal
+            batch.assign("velocities", half_kick(batch.velocities, batch.forces, batch.masses, dt))
+            batch.assign("positions", drift(batch.positions, batch.velocities, dt))
+
+    def post_update(self, batch: Batch) -> None:
+        if not self._second_kick(batch, None):
+            dt = self.dt_internal
+            batch.assign("velocities", half_kick(batch.velocities, batch.forces, batch.masses, dt))
+
+    def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
+        """The first half kick and drift of ``members`` only, in the kernel where it applies
+        (float64): it copies the other systems' rows, so nothing is held and blended back."""
+        if not self._kick_drift(batch, (batch.batch_idx, members)):
+            super().masked_pre_update(batch, members)
+
+    def masked_post_update(self, batch: Batch, members: torch.Tensor) -> None:
+        """The second half kick of ``members`` only (in the kernel where it applies)."""
+        if not self._second_kick(batch, (batch.batch_idx, members)):
+            super().masked_post_update(batch, members)
+
+    def _kick_drift(self, batch: Batch, members: Any) -> bool:
+        """Half kick, drift and the model's skin test in one kernel; whether it applied (float64)."""
         kernels = _kernels()
         positions, velocities = batch.positions, batch.velocities
-        if kernels.fits(positions, velocities, batch.forces, batch.masses):
-            neighbor_list = getattr(self.model, "neighbor_list", None)
-            if not isinstance(neighbor_list, NeighborList):
-                neighbor_list = None
-            probe = None if neighbor_list is None else neighbor_list.skin_probe(positions)
-            positions, velocities = kernels.kick_drift(
-                positions, velocities, batch.forces, batch.masses, dt, probe
-            )
-            if neighbor_list is not None and probe is not None:
-                neighbor_list.probed(positions, probe[0])
-        else:
-            velocities = half_kick(velocities, batch.forces, batch.masses, dt)
-            positions = drift(positions, velocities, dt)
+        if not kernels.fits(positions, velocities, batch.forces, batch.masses):
+            return False
+        neighbor_list = getattr(self.model, "neighbor_list", None)
+        if not isinstance(neighbor_list, NeighborList):
+            neighbor_list = None
+        probe = None if neighbor_list is None else neighbor_list.skin_probe(positions)
+        positions, velocities = kernels.kick_drift(
+            positions, velocities, batch.forces, batch.masses, self.dt_internal, probe, members
+        )
+        if neighbor_list is not None and probe is not None:
+            neighbor_list.probed(positions, probe[0])
         # made from the batch's own fields: their shape, dtype and device need no checking
         batch.assign("positions", positions)
         batch.assign("velocities", velocities)
+        return True
 
-    def post_update(self, batch: Batch) -> None:
-        dt = self.dt_internal
+    def _second_kick(self, batch: Batch, members: Any) -> bool:
+        """The second half kick as a kernel, or one torch operation into the kernels' pool; whether
+        either applied (float64). With ``members`` always the kernel, which copies the others' rows."""
         kernels = _kernels()
         velocities, forces, masses = batch.velocities, batch.forces, batch.masses
         if not kernels.fits(velocities, forces, masses):
-            batch.assign("velocities", half_kick(velocities, forces, masses, dt))
-        elif kernels.splits(velocities):
-            batch.assign("velocities", kernels.half_kick(velocities, forces, masses, dt))
+            return False
+        dt = self.dt_internal
+        if members is not None or kernels.splits(velocities):
+            batch.assign("velocities", kernels.half_kick(velocities, forces, masses, dt, members))
         else:  # one torch operation: on one thread, cheaper to call than a launch (same numbers)
             kicked = kernels.VELOCITIES.like(velocities)  # a tensor of the kernels' pool no one holds
             batch.assign("velocities", half_kick(velocities, forces, masses, dt, out=kicked))
+        return True
 
 
 @functools.cache
