@@ -24,7 +24,7 @@ the torch path) reads.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -49,18 +49,22 @@ def _first_of_pair(i: wp.int32, j: wp.int32, s: wp.vec3i) -> bool:
 
 
 @functools.cache
-def _kernels() -> tuple[Any, Any, Any]:
+def _kernels(indirect: bool = False) -> tuple[Any, Any, Any]:
     """``(row_reach, half_rows, image_table)``: each row's largest shift component; each row's half and
-    its table slots; the table's image vectors."""
+    its table slots; the table's image vectors. ``indirect``: launch row ``k`` works on row
+    ``rows[k]`` (the rows of the systems a partial rebuild changed); else on row ``k``."""
 
     @wp.kernel(enable_backward=False)
     def row_reach(
         first: wp.int32,
+        rows: wp.array(dtype=wp.int32),
         counts: wp.array(dtype=wp.int32),
         shifts: wp.array2d(dtype=wp.vec3i),
         reach: wp.array(dtype=wp.int32),
     ):
         i = first + wp.tid()
+        if wp.static(indirect):
+            i = rows[i]
         largest = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
         for k in range(wp.min(counts[i], shifts.shape[1])):
             s = shifts[i, k]
@@ -70,6 +74,7 @@ def _kernels() -> tuple[Any, Any, Any]:
     @wp.kernel(enable_backward=False)
     def half_rows(
         first: wp.int32,
+        rows: wp.array(dtype=wp.int32),
         matrix: wp.array2d(dtype=wp.int32),
         counts: wp.array(dtype=wp.int32),
         shifts: wp.array2d(dtype=wp.vec3i),
@@ -82,6 +87,8 @@ def _kernels() -> tuple[Any, Any, Any]:
         lowest: wp.array(dtype=wp.int32),
     ):
         i = first + wp.tid()
+        if wp.static(indirect):
+            i = rows[i]
         b = batch_idx[i]
         r = system_reach[b]
         side = 2 * r + 1
@@ -102,6 +109,7 @@ def _kernels() -> tuple[Any, Any, Any]:
     @wp.kernel(enable_backward=False)
     def image_table(
         first: wp.int32,
+        rows: wp.array(dtype=wp.int32),
         table_system: wp.array(dtype=wp.int32),
         system_reach: wp.array(dtype=wp.int32),
         table_start: wp.array(dtype=wp.int32),
@@ -109,6 +117,8 @@ def _kernels() -> tuple[Any, Any, Any]:
         table: wp.array(dtype=wp.vec3d),
     ):
         t = first + wp.tid()
+        if wp.static(indirect):
+            t = rows[t]
         b = table_system[t]
         r = system_reach[b]
         side = 2 * r + 1
@@ -134,8 +144,11 @@ class HalfList:
         int32 ``[N]``: each row's lowest partner (the row itself when it has none).
     system_starts
         Host ``[B + 1]`` int64 first rows of the systems, then ``N``.
+    layout
+        Where each system's part of ``table`` lies and the reach it was made for.
     plans
-        Free for a kernel's launch plans made from this list (keyed as it likes).
+        Free for a kernel's launch plans made from this list (keyed as it likes);
+        emptied when :func:`updated_half` rewrites rows.
     """
 
     def __init__(
@@ -146,16 +159,29 @@ class HalfList:
         table: torch.Tensor,
         lowest: torch.Tensor,
         system_starts: np.ndarray,
+        layout: TableLayout,
     ) -> None:
         self.matrix, self.counts, self.slots, self.table = matrix, counts, slots, table
         self.lowest = lowest
         self.system_starts = system_starts
+        self.layout = layout
         self.plans: dict[Any, Any] = {}
 
     @functools.cached_property
     def host_counts(self) -> np.ndarray:
-        """``counts`` on the host, int64 (read once: the list is a CPU list)."""
+        """``counts`` on the host, int64 (read once per rewrite: the list is a CPU list)."""
         return self.counts.cpu().numpy().astype(np.int64)
+
+
+class TableLayout(NamedTuple):
+    """The image table's layout: per system its reach ``R`` (int32 ``[B]``; its shifts lie within
+    ``±R``), its first row (int32 ``[B]``) and number of rows (host int64 ``[B]``, ``(2R + 1)³``);
+    per table row its system (int32 ``[T]``)."""
+
+    system_reach: torch.Tensor
+    table_start: torch.Tensor
+    sizes: np.ndarray
+    table_system: torch.Tensor
 
 
 def half_list(
@@ -169,40 +195,134 @@ def half_list(
     ``counts``."""
     n, width = matrix.shape
     device = matrix.device
-    row_reach, half_rows, image_table = _kernels()
     starts = _system_starts(batch_idx)
     reach = torch.empty(n, dtype=torch.int32, device=device)
-    launch(row_reach, n, [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)], device)
-    rows = reach.numpy()
-    system_reach = np.maximum.reduceat(rows, starts[:-1]) if rows.size else np.zeros(0, np.int32)
-    system_reach = np.where(starts[1:] > starts[:-1], system_reach, 0).astype(np.int32)
+    _launch(0, n, [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)], None, device)
+    system_reach = _system_reach(reach.numpy(), starts[:-1], starts[1:])
     sizes = (2 * system_reach.astype(np.int64) + 1) ** 3
     table_start = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int32)
+    layout = TableLayout(
+        torch.from_numpy(system_reach),
+        torch.from_numpy(table_start),
+        sizes,
+        torch.from_numpy(np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)),
+    )
     table = torch.empty(int(sizes.sum()), 3, dtype=torch.float64, device=device)
-    table_system = torch.from_numpy(np.repeat(np.arange(sizes.size, dtype=np.int32), sizes))
+    half = HalfList(
+        torch.empty(n, width, dtype=torch.int32, device=device),
+        torch.empty(n, dtype=torch.int32, device=device),
+        torch.empty(n, width, dtype=torch.int32, device=device),
+        table,
+        torch.empty(n, dtype=torch.int32, device=device),
+        starts,
+        layout,
+    )
+    _fill(half, matrix, shifts, counts, cell, batch_idx, None, None)
+    return half
+
+
+def updated_half(
+    half: HalfList,
+    matrix: torch.Tensor,
+    shifts: torch.Tensor,
+    counts: torch.Tensor,
+    cell: torch.Tensor,
+    batch_idx: torch.Tensor,
+    systems: np.ndarray,
+) -> HalfList | None:
+    """``half`` rewritten in place for the full list's rows of ``systems`` (host int64 indices), the
+    systems a partial rebuild changed: their rows, their part of the table (their cells may be new).
+
+    None when that cannot be done and :func:`half_list` must make it afresh: another
+    shape or system layout, or a rebuilt system whose shifts now reach past the table
+    made for it. Between rebuilds of a few systems out of many this costs a fraction
+    of deriving every row again.
+    """
+    starts = half.system_starts
+    if half.matrix.shape != matrix.shape or not np.array_equal(_system_starts(batch_idx), starts):
+        return None
+    if systems.size == 0:
+        return half
+    device = matrix.device
+    rows = _ranges(starts[systems], starts[systems + 1])
+    rows_t = torch.from_numpy(rows)
+    reach = torch.empty(matrix.shape[0], dtype=torch.int32, device=device)
+    inputs = [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)]
+    _launch(0, rows.size, inputs, rows_t, device)
+    lengths = starts[systems + 1] - starts[systems]
+    firsts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    new_reach = _system_reach(reach.numpy()[rows], firsts, firsts + lengths)
+    layout = half.layout
+    if np.any(new_reach > layout.system_reach.numpy()[systems]):
+        return None
+    table_first = layout.table_start.numpy()[systems].astype(np.int64)
+    entries = torch.from_numpy(_ranges(table_first, table_first + layout.sizes[systems]))
+    _fill(half, matrix, shifts, counts, cell, batch_idx, rows_t, entries)
+    half.plans.clear()
+    half.__dict__.pop("host_counts", None)
+    return half
+
+
+def _fill(
+    half: HalfList,
+    matrix: torch.Tensor,
+    shifts: torch.Tensor,
+    counts: torch.Tensor,
+    cell: torch.Tensor,
+    batch_idx: torch.Tensor,
+    rows: torch.Tensor | None,
+    entries: torch.Tensor | None,
+) -> None:
+    """Write the image table (its ``entries``, or all) and the half rows (``rows``, or all)."""
+    device = matrix.device
+    layout = half.layout
     cell64 = float64_tensor(cell)  # held while the kernels run (a view holds no tensor)
-    system_reach_t, table_start_t = torch.from_numpy(system_reach), torch.from_numpy(table_start)
-    table_inputs = [descriptor(table_system), descriptor(system_reach_t), descriptor(table_start_t)]
-    table_inputs += [descriptor(cell64, wp.vec3d), descriptor(table, wp.vec3d)]
-    launch(image_table, table.shape[0], table_inputs, device)
-    half_matrix = torch.empty(n, width, dtype=torch.int32, device=device)
-    half_slots = torch.empty(n, width, dtype=torch.int32, device=device)
-    half_counts = torch.empty(n, dtype=torch.int32, device=device)
-    lowest = torch.empty(n, dtype=torch.int32, device=device)
+    table_inputs = [descriptor(layout.table_system), descriptor(layout.system_reach)]
+    table_inputs += [descriptor(layout.table_start), descriptor(cell64, wp.vec3d)]
+    table_inputs += [descriptor(half.table, wp.vec3d)]
+    table_rows = half.table.shape[0] if entries is None else entries.shape[0]
+    _launch(2, table_rows, table_inputs, entries, device)
     inputs = [
         descriptor(matrix),
         descriptor(counts),
         descriptor(shifts, wp.vec3i),
         descriptor(batch_idx),
-        descriptor(system_reach_t),
-        descriptor(table_start_t),
-        descriptor(half_matrix),
-        descriptor(half_slots),
-        descriptor(half_counts),
-        descriptor(lowest),
+        descriptor(layout.system_reach),
+        descriptor(layout.table_start),
+        descriptor(half.matrix),
+        descriptor(half.slots),
+        descriptor(half.counts),
+        descriptor(half.lowest),
     ]
-    launch(half_rows, n, inputs, device)
-    return HalfList(half_matrix, half_counts, half_slots, table, lowest, starts)
+    _launch(1, matrix.shape[0] if rows is None else rows.shape[0], inputs, rows, device)
+
+
+def _launch(
+    which: int, count: int, inputs: list[Any], rows: torch.Tensor | None, device: torch.device
+) -> None:
+    """Launch kernel ``which`` of :func:`_kernels` over ``count`` rows, through ``rows`` when given."""
+    kernel = _kernels(rows is not None)[which]
+    launch(kernel, count, [descriptor(_NO_ROWS if rows is None else rows), *inputs], device)
+
+
+_NO_ROWS = torch.zeros(1, dtype=torch.int32)
+"""The row list of a direct launch (never read)."""
+
+
+def _system_reach(reach: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """int32 largest row reach per segment ``first[b]:end[b]`` of ``reach`` (0 for an empty one)."""
+    if reach.size == 0:
+        return np.zeros(first.size, np.int32)
+    largest = np.maximum.reduceat(reach, np.minimum(first, reach.size - 1))
+    return np.where(end > first, largest, 0).astype(np.int32)
+
+
+def _ranges(first: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """int32 concatenation of ``arange(first[k], end[k])`` over ``k`` (no Python loop)."""
+    lengths = (end - first).astype(np.int64)
+    total = int(lengths.sum())
+    offsets = np.repeat(first - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return (np.arange(total, dtype=np.int64) + offsets).astype(np.int32)
 
 
 def _system_starts(batch_idx: torch.Tensor) -> np.ndarray:

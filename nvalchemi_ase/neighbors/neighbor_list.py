@@ -11,6 +11,8 @@ and keeps the skin bookkeeping.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -22,6 +24,9 @@ from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.rows import RowFinder
 from nvalchemi_ase.neighbors.skin import moved_beyond_skin
 from nvalchemi_ase.ops import segment_broadcast, segment_max, xyz_sum
+
+if TYPE_CHECKING:
+    from nvalchemi_ase.neighbors.half import HalfList
 
 _CAPACITY_MARGIN = 1.2
 """Room left per atom above the largest neighbour count seen, for density fluctuations."""
@@ -206,6 +211,8 @@ class NeighborList:
             return current
         with torch.no_grad():
             self._raise_pending_overflow()
+            earlier: Neighbors | None = None  # the last update's, when only some systems are rebuilt
+            flags = None
             if not self._same_structure(batch):
                 if not self._carried_build(batch):
                     self._first_build(batch)
@@ -215,11 +222,12 @@ class NeighborList:
                     if not self._any_moved(batch):
                         return self._current  # nothing moved past skin/2: the last pairs still hold
                     flags = self._moved(batch) | self._due_soon(batch)
+                    earlier = self._current
                 else:
                     flags = self._moved(batch)
                 self._build(batch, flags)
             overflow = self._check_capacity(batch)
-            self._current = self._neighbors(batch, overflow)
+            self._current = self._neighbors(batch, overflow, self._earlier_half(earlier, flags))
             return self._current
 
     # ------------------------------------------------------------------ internals
@@ -404,7 +412,19 @@ class NeighborList:
                 "Pass a larger max_neighbors (or sync_check=True to grow it automatically)."
             )
 
-    def _neighbors(self, batch: Batch, overflow: torch.Tensor) -> Neighbors:
+    def _earlier_half(
+        self, earlier: Neighbors | None, flags: torch.Tensor | None
+    ) -> tuple[HalfList, np.ndarray] | None:
+        """The last update's half list, if it made one and the buffers it came from are still the
+        list's (not reallocated), with the host indices of the rebuilt systems (a CPU list)."""
+        if earlier is None or flags is None or earlier.raw_matrix is not self._matrix:
+            return None
+        half = earlier.__dict__.get("half")  # made only if a kernel asked for it
+        return None if half is None else (half, np.flatnonzero(flags.cpu().numpy()))
+
+    def _neighbors(
+        self, batch: Batch, overflow: torch.Tensor, earlier_half: tuple[HalfList, np.ndarray] | None = None
+    ) -> Neighbors:
         return Neighbors(
             raw_matrix=self._matrix,
             raw_shifts=self._shifts,
@@ -415,4 +435,5 @@ class NeighborList:
             overflow=overflow,
             complete=self._sync(batch),  # the host grew the room until every atom fitted
             reused=self._sync(batch),  # update() returns it again while nothing moved past skin/2
+            earlier_half=earlier_half,
         )

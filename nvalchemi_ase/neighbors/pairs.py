@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from nvalchemi_ase.ops import segment_broadcast
@@ -43,6 +44,9 @@ class Neighbors:
         True when the list hands this same object out again for as long as its
         pairs hold (the host-checked path): values derived from it once, such
         as :attr:`image_vectors`, then serve many steps.
+    earlier_half
+        The previous update's :attr:`half` and the host indices of the systems
+        rebuilt since: :attr:`half` then rewrites that one's rows of those systems.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Neighbors:
         overflow: torch.Tensor,
         complete: bool = False,
         reused: bool = False,
+        earlier_half: tuple[HalfList, np.ndarray] | None = None,
     ) -> None:
         self.raw_matrix, self.raw_shifts, self.raw_counts = raw_matrix, raw_shifts, raw_counts
         self.cell, self.batch_idx = cell, batch_idx
@@ -63,6 +68,7 @@ class Neighbors:
         self.overflow = overflow
         self.complete = complete
         self.reused = reused
+        self._earlier_half = earlier_half
 
     @functools.cached_property
     def image_vectors(self) -> torch.Tensor:
@@ -80,10 +86,18 @@ class Neighbors:
         """Each pair once (``j < i``) with its image vector, for kernels with Newton's third law (made once).
 
         See :mod:`nvalchemi_ase.neighbors.half`; worth it for a list that serves many steps (``reused``).
+        After a rebuild of some systems (``earlier_half``: the last update's half and the host indices
+        of the systems rebuilt since), that half is rewritten for their rows only, where it can be.
         """
-        from nvalchemi_ase.neighbors.half import half_list  # loads warp on first use
+        from nvalchemi_ase.neighbors.half import half_list, updated_half  # loads warp on first use
 
-        return half_list(self.raw_matrix, self.raw_shifts, self.raw_counts, self.cell, self.batch_idx)
+        arrays = (self.raw_matrix, self.raw_shifts, self.raw_counts, self.cell, self.batch_idx)
+        earlier, self._earlier_half = self._earlier_half, None
+        if earlier is not None:
+            updated = updated_half(earlier[0], *arrays, earlier[1])
+            if updated is not None:
+                return updated
+        return half_list(*arrays)
 
     @functools.cached_property
     def counts(self) -> torch.Tensor:

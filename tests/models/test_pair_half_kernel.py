@@ -168,3 +168,74 @@ def test_cuda_keeps_the_full_list():
     assert "half" not in model.neighbor_list.update(batch).__dict__
     cpu = evaluate(MODELS["lj-smooth"](), Batch.from_atoms(ragged_systems(seed=15), device="cpu"))
     torch.testing.assert_close(gpu["forces"].cpu(), cpu["forces"], rtol=1e-12, atol=1e-14)
+
+
+def _real_rows(half) -> list:
+    """Each row's real (partner, image vector) pairs, in slot order: what a kernel reads."""
+    rows = []
+    for a, count in enumerate(half.counts.tolist()):
+        partners = half.matrix[a, :count].tolist()
+        vectors = half.table[half.slots[a, :count].long()].tolist()
+        rows.append((partners, vectors, int(half.lowest[a])))
+    return rows
+
+
+def test_a_partial_rebuild_rewrites_only_its_systems_rows_of_the_half_list():
+    """After some systems are rebuilt (moved, or replaced by a refill with a new cell) the
+    rewritten half list reads as one derived afresh from the rebuilt full list."""
+    from nvalchemi_ase.neighbors.half import half_list
+
+    systems = [argon_bulk(2, seed=k, rattle=0.05) for k in range(4)]
+    model = LennardJones(**ARGON)
+    batch = Batch.from_atoms(systems, device="cpu")
+    first = model.neighbor_list.update(batch)
+    earlier = first.half
+    moved = batch.positions.clone()
+    moved[batch.batch_idx == 1] += 0.8  # past skin/2: system 1 is rebuilt
+    batch.positions = moved
+    cell = batch.cell.clone()
+    cell[3] *= 1.01  # a new cell: system 3 is rebuilt, its part of the table too
+    batch.cell = cell
+    rebuilt = model.neighbor_list.update(batch)
+    assert rebuilt is not first
+    half = rebuilt.half
+    assert half is earlier  # rewritten in place, not derived again
+    fresh = half_list(rebuilt.raw_matrix, rebuilt.raw_shifts, rebuilt.raw_counts, batch.cell, batch.batch_idx)
+    assert _real_rows(half) == _real_rows(fresh)
+    assert torch.equal(half.table, fresh.table)
+    assert torch.equal(half.counts, fresh.counts) and not half.plans
+    energy = evaluate(model, batch, ("energy",))["energy"]
+    ase = []
+    for k in range(4):
+        atoms = batch.to_atoms()[k]
+        atoms.calc = AseLennardJones(**ARGON)
+        ase.append(atoms.get_potential_energy())
+    np.testing.assert_allclose(energy.view(-1).numpy(), ase, rtol=1e-12)
+
+
+def test_a_half_list_is_derived_afresh_when_a_rebuilt_system_reaches_farther():
+    from nvalchemi_ase.neighbors import half as half_module
+
+    systems = [argon_bulk(2, seed=k) for k in range(2)]
+    model = LennardJones(**ARGON)
+    batch = Batch.from_atoms(systems, device="cpu")
+    earlier = model.neighbor_list.update(batch).half
+    cell = batch.cell.clone()
+    cell[0] *= 0.6  # a smaller cell: its pairs reach farther images than its table holds
+    batch.cell = cell
+    neighbors = model.neighbor_list.update(batch)
+    systems_rebuilt = np.array([0])
+    assert (
+        half_module.updated_half(
+            earlier,
+            neighbors.raw_matrix,
+            neighbors.raw_shifts,
+            neighbors.raw_counts,
+            batch.cell,
+            batch.batch_idx,
+            systems_rebuilt,
+        )
+        is None
+    )
+    assert neighbors.half is not earlier
+    assert neighbors.half.layout.system_reach[0] > earlier.layout.system_reach[0]
