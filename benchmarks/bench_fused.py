@@ -64,12 +64,16 @@ def fused_inflight(systems, device, slots, md_steps, relax_budget) -> tuple[floa
 
 
 def one_after_the_other(systems, device, md_steps, relax_budget) -> tuple[float, int]:
+    """The same structures in, the same ``Atoms`` with results out, as :func:`fused_inflight`: the
+    timing includes building the batch and ``to_atoms`` (~40 ms of ~2 s for 512 systems on a CPU)."""
     model = LennardJones(**ARGON)
-    batch = Batch.from_atoms(systems, device=device)
     relax = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(FMAX))
-    seconds = timed(
-        lambda: (relax.run(batch, n_steps=relax_budget), NVE(model, dt=2.0).run(batch, n_steps=md_steps))
-    )
+
+    def run() -> list:
+        batch = relax.run(Batch.from_atoms(systems, device=device), n_steps=relax_budget)
+        return NVE(model, dt=2.0).run(batch, n_steps=md_steps).to_atoms()
+
+    seconds = timed(run)
     return seconds, relax.step_count + md_steps
 
 

@@ -88,7 +88,7 @@ class FusedStage(BaseDynamics):
         self._entering = False
         """Whether some systems may await their forces (``awaiting_forces``): set by :meth:`adopt`."""
         self._members: list[torch.Tensor] = []
-        self._status_tables: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._status_tables: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
             self.properties |= stage.properties
@@ -204,13 +204,11 @@ class FusedStage(BaseDynamics):
     def _migrate(self, batch: Batch, members: list[torch.Tensor]) -> None:
         """Convergence, ON_CONVERGE and migration, with at most one device→host copy.
 
-        Written over the whole batch at once (a sub-stage's budget and whether it
-        has a convergence hook are looked up by status), not sub-stage by
-        sub-stage: on a CPU each operation here costs more than its arithmetic.
+        The convergence tests are the sub-stages' hooks (torch); who moves on,
+        who ran out of steps and how many systems each status holds is one
+        kernel over the batch (:func:`~nvalchemi_ase.ops.migration.migrate`).
         """
         count = len(self.stages)
-        status = batch.status
-        steps = batch.stage_steps + 1
         occupied = self._occupied or [True] * count
         converged: dict[int, torch.Tensor] = {}
         done = None
@@ -218,29 +216,30 @@ class FusedStage(BaseDynamics):
             if stage.convergence_hook is not None and busy:
                 converged[k] = mine & stage.convergence_hook.evaluate(batch)
                 done = converged[k] if done is None else done | converged[k]
-        budgets, hooked, levels = self._tables(batch.device)
-        current = status.clamp(max=count - 1)
-        active = members[0] if count == 1 else functools.reduce(torch.Tensor.logical_or, members)
-        out_of_budget = active & (steps >= budgets.index_select(0, current))
-        if done is not None:
-            out_of_budget = out_of_budget & ~done
-        batch.unconverged = batch.unconverged | (out_of_budget & hooked.index_select(0, current))
-        leaving = out_of_budget if done is None else done | out_of_budget
-        batch.status = status + leaving
-        batch.stage_steps = torch.where(leaving, 0, steps)
+        budgets, hooked = self._tables(batch.device)
+        status = batch.status
+        moved = _migration().migrate(
+            status,
+            batch.stage_steps,
+            batch.unconverged,
+            done,
+            batch.awaiting_forces if self._entering else None,
+            budgets,
+            hooked,
+        )
+        # the kernel's outputs are made like the batch's own fields: no checks needed
+        for name in ("status", "stage_steps", "unconverged"):
+            batch.assign(name, getattr(moved, name))
         for k in range(count - 1):
-            self.stages[k + 1].enter(batch, leaving & (status == k))
+            self.stages[k + 1].enter(batch, moved.leaving & (status == k))
         if self._entering:  # forces computed: the systems that awaited them enter sub-stage 0
             entering = batch.awaiting_forces
-            batch.awaiting_forces = torch.zeros_like(entering)
-            batch.stage_steps = torch.where(entering, 0, batch.stage_steps)
+            batch.assign("awaiting_forces", torch.zeros_like(entering))
             self.enter(batch, entering)
             self._entering = False
         listening = [k for k in converged if self.stages[k].hooks_at(DynamicsStage.ON_CONVERGE)]
-        # systems per status (a comparison with 0..S, not bincount: that one syncs on a GPU)
-        population = (batch.status.unsqueeze(1) == levels).sum(dim=0)
-        flags = [converged[k].any().long().view(1) for k in listening]
-        *fired, finished_count = torch.cat([*flags, population]).tolist()
+        flags = [converged[k].any().to(torch.int32).view(1) for k in listening]
+        *fired, finished_count = torch.cat([*flags, moved.population]).tolist()
         any_converged, self._occupied = fired[: len(listening)], [bool(n) for n in fired[len(listening) :]]
         self.finished_count = finished_count
         self.finished_any = finished_count > 0
@@ -249,9 +248,9 @@ class FusedStage(BaseDynamics):
                 self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=converged[k])
         self.done = finished_count == batch.num_graphs
 
-    def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per sub-stage its step budget (``[S]``, the largest int64 without one) and whether it has
-        a convergence hook (``[S]`` bool), and the statuses ``0..S``; made once per device and budgets."""
+    def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sub-stage its step budget (``[S]``, the largest int64 without one) and whether it
+        has a convergence hook (``[S]`` bool); made once per device and set of budgets."""
         budgets = [torch.iinfo(torch.long).max if s.n_steps is None else s.n_steps for s in self.stages]
         hooked = [s.convergence_hook is not None for s in self.stages]
         key = (device, tuple(budgets), tuple(hooked))
@@ -259,7 +258,6 @@ class FusedStage(BaseDynamics):
             tables = (
                 torch.tensor(budgets, dtype=torch.long, device=device),
                 torch.tensor(hooked, dtype=torch.bool, device=device),
-                torch.arange(len(self.stages) + 1, device=device),
             )
             self._status_tables = (key, tables)
         return self._status_tables[1]
@@ -289,3 +287,11 @@ def fuse(first: BaseDynamics, second: BaseDynamics) -> FusedStage:
     if isinstance(first, FusedStage):
         return FusedStage([*left, *right], n_steps=first.n_steps, hooks=first.hooks)
     return FusedStage([*left, *right])
+
+
+@functools.cache
+def _migration() -> Any:
+    """:mod:`nvalchemi_ase.ops.migration`, imported on first use (it loads warp), looked up once."""
+    from nvalchemi_ase.ops import migration
+
+    return migration
