@@ -1,4 +1,5 @@
-"""Carrying neighbour-list rows into a re-formed batch (inflight refills keep the systems that stay)."""
+"""Rows of chosen systems: carried into a re-formed batch (inflight refills keep the systems that
+stay), or listed for a kernel that rewrites only theirs."""
 
 from __future__ import annotations
 
@@ -37,9 +38,8 @@ def carried_rows(
     """
     starts = np.cumsum(old_counts) - old_counts
     counts = old_counts[keep]
-    new_starts = np.cumsum(counts) - counts
-    shift = np.repeat(new_starts - starts[keep], counts)  # new index - old index, per kept atom
-    source = np.arange(int(counts.sum())) - shift
+    source = row_ranges(starts[keep], starts[keep] + counts)
+    shift = np.arange(source.size) - source  # new index - old index, per kept atom
     device = next(iter(rows.values())).device
     source_t = torch.as_tensor(source, dtype=torch.long, device=device)
     moved: dict[str, torch.Tensor] = {}
@@ -51,3 +51,11 @@ def carried_rows(
         fresh[: source.size] = picked
         moved[name] = fresh
     return moved
+
+
+def row_ranges(first: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """int64 concatenation of ``arange(first[k], end[k])`` over ``k``: the rows of chosen systems
+    (host arrays, no Python loop)."""
+    lengths = (np.asarray(end) - np.asarray(first)).astype(np.int64)
+    before = np.cumsum(lengths) - lengths  # where each range starts in the result
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(np.asarray(first) - before, lengths)

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.neighbors.carry import row_ranges
 from nvalchemi_ase.neighbors.images import image_vector
+from nvalchemi_ase.ops.buffers import Buffers
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, launch
 
 wp = initialised_warp()
@@ -244,9 +246,9 @@ def updated_half(
     if systems.size == 0:
         return half
     device = matrix.device
-    rows = _ranges(starts[systems], starts[systems + 1])
-    rows_t = torch.from_numpy(rows)
-    reach = torch.empty(matrix.shape[0], dtype=torch.int32, device=device)
+    rows = row_ranges(starts[systems], starts[systems + 1])
+    rows_t = _listed(rows, matrix.shape[0])
+    reach = _SCRATCH.take((matrix.shape[0],), torch.int32, device)
     inputs = [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)]
     _launch(0, rows.size, inputs, rows_t, device)
     lengths = starts[systems + 1] - starts[systems]
@@ -256,8 +258,9 @@ def updated_half(
     if np.any(new_reach > layout.system_reach.numpy()[systems]):
         return None
     table_first = layout.table_start.numpy()[systems].astype(np.int64)
-    entries = torch.from_numpy(_ranges(table_first, table_first + layout.sizes[systems]))
-    _fill(half, matrix, shifts, counts, cell, batch_idx, rows_t, entries)
+    entries = row_ranges(table_first, table_first + layout.sizes[systems])
+    listed = (rows_t, rows.size), (_listed(entries, half.table.shape[0]), entries.size)
+    _fill(half, matrix, shifts, counts, cell, batch_idx, *listed)
     half.plans.clear()
     half.__dict__.pop("host_counts", None)
     return half
@@ -270,18 +273,19 @@ def _fill(
     counts: torch.Tensor,
     cell: torch.Tensor,
     batch_idx: torch.Tensor,
-    rows: torch.Tensor | None,
-    entries: torch.Tensor | None,
+    rows: tuple[torch.Tensor, int] | None,
+    entries: tuple[torch.Tensor, int] | None,
 ) -> None:
-    """Write the image table (its ``entries``, or all) and the half rows (``rows``, or all)."""
+    """Write the image table (its ``entries``, or all) and the half rows (``rows``, or all): each a
+    list of indices and how many of its first entries to use."""
     device = matrix.device
     layout = half.layout
     cell64 = float64_tensor(cell)  # held while the kernels run (a view holds no tensor)
     table_inputs = [descriptor(layout.table_system), descriptor(layout.system_reach)]
     table_inputs += [descriptor(layout.table_start), descriptor(cell64, wp.vec3d)]
     table_inputs += [descriptor(half.table, wp.vec3d)]
-    table_rows = half.table.shape[0] if entries is None else entries.shape[0]
-    _launch(2, table_rows, table_inputs, entries, device)
+    table_rows = half.table.shape[0] if entries is None else entries[1]
+    _launch(2, table_rows, table_inputs, None if entries is None else entries[0], device)
     inputs = [
         descriptor(matrix),
         descriptor(counts),
@@ -294,7 +298,10 @@ def _fill(
         descriptor(half.counts),
         descriptor(half.lowest),
     ]
-    _launch(1, matrix.shape[0] if rows is None else rows.shape[0], inputs, rows, device)
+    if rows is None:
+        _launch(1, matrix.shape[0], inputs, None, device)
+    else:
+        _launch(1, rows[1], inputs, rows[0], device)
 
 
 def _launch(
@@ -308,6 +315,18 @@ def _launch(
 _NO_ROWS = torch.zeros(1, dtype=torch.int32)
 """The row list of a direct launch (never read)."""
 
+_SCRATCH = Buffers(count=2)
+"""Index lists and reaches of partial rewrites: the same few tensors each time, so their warp views
+and the recorded launches are found again (new ones cost a re-recorded launch each)."""
+
+
+def _listed(indices: np.ndarray, room: int | None = None) -> torch.Tensor:
+    """``indices`` as the first entries of a pooled int32 tensor (of ``room`` entries, at least)."""
+    size = max(indices.size, room or 0)
+    listed = _SCRATCH.take((size,), torch.int32, torch.device("cpu"))
+    listed.numpy()[: indices.size] = indices
+    return listed
+
 
 def _system_reach(reach: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.ndarray:
     """int32 largest row reach per segment ``first[b]:end[b]`` of ``reach`` (0 for an empty one)."""
@@ -315,14 +334,6 @@ def _system_reach(reach: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.n
         return np.zeros(first.size, np.int32)
     largest = np.maximum.reduceat(reach, np.minimum(first, reach.size - 1))
     return np.where(end > first, largest, 0).astype(np.int32)
-
-
-def _ranges(first: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """int32 concatenation of ``arange(first[k], end[k])`` over ``k`` (no Python loop)."""
-    lengths = (end - first).astype(np.int64)
-    total = int(lengths.sum())
-    offsets = np.repeat(first - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return (np.arange(total, dtype=np.int64) + offsets).astype(np.int32)
 
 
 def _system_starts(batch_idx: torch.Tensor) -> np.ndarray:

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.neighbors.carry import row_ranges
 from nvalchemi_ase.neighbors.images import image_vector
+from nvalchemi_ase.ops.buffers import Buffers
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, launch
 
 wp = initialised_warp()
@@ -139,28 +141,38 @@ def build_direct(
     if chosen.size == 0:
         return
     ptr = ptr32.numpy()
-    rows = np.concatenate([np.arange(ptr[b], ptr[b + 1], dtype=np.int32) for b in chosen])
-    cell_rows = cell.detach().cpu().numpy().astype(np.float64)
-    periodic = pbc.cpu().numpy()
-    normals = _normals(cell_rows)
+    first, end = ptr[chosen].astype(np.int64), ptr[chosen + 1].astype(np.int64)
+    rows = row_ranges(first, end)
+    lengths = end - first
+    # only the chosen systems' numbers are prepared (a rebuild is often a few systems of many); the
+    # kernel reads the others' entries of these scratch arrays never
+    n, num = positions.shape[0], cell.shape[0]
+    cell_rows = _SCRATCH.take((num, 3, 3), torch.float64, torch.device("cpu"))
+    reach = _SCRATCH.take((num, 3), torch.int32, torch.device("cpu"))
+    wrapped = _SCRATCH.take((n, 3), torch.float64, torch.device("cpu"))
+    wraps = _SCRATCH.take((n, 3), torch.int32, torch.device("cpu"))
+    row_list = _SCRATCH.take((n,), torch.int32, torch.device("cpu"))
+    # numpy, not torch indexing: that would start torch's thread pool, whose spinning threads then
+    # compete with the kernel's second thread
+    chosen_cells = cell.detach().cpu().numpy()[chosen].astype(np.float64)
+    normals = _normals(chosen_cells)
     crossed, volume = normals
-    system_of = batch_idx32.numpy()
-    here = positions.detach().cpu().numpy().astype(np.float64)
+    periodic = pbc.cpu().numpy()[chosen]
+    cell_rows.numpy()[chosen] = chosen_cells
+    reach.numpy()[chosen] = _reach(normals, periodic, radius)
+    local = np.repeat(np.arange(chosen.size), lengths)  # each row's index among the chosen systems
+    here = positions.detach().cpu().numpy()[rows].astype(np.float64)
     # each atom wrapped into its cell along the periodic axes (whole cells W): the images reach every
     # partner. A non-finite position or cell stays unwrapped: it finds no partner, and the models
     # poison its system.
     with np.errstate(all="ignore"):
-        fractional = np.einsum("nd,nkd->nk", here, crossed[system_of]) / volume[system_of, None]
-        wraps = np.where(periodic[system_of] & np.isfinite(fractional), np.floor(fractional), 0.0)
-        wraps = np.clip(wraps, -(1 << 30), 1 << 30)  # int32 shifts (a position 1e10 cells away: no partner)
-        wrapped = here - np.einsum("nk,nkd->nd", wraps, cell_rows[system_of])
-    arrays = [
-        torch.from_numpy(rows),
-        torch.from_numpy(np.ascontiguousarray(wrapped)),
-        torch.from_numpy(wraps.astype(np.int32)),
-        torch.from_numpy(np.ascontiguousarray(cell_rows)),
-        torch.from_numpy(_reach(normals, periodic, radius)),
-    ]
+        fractional = np.einsum("nd,nkd->nk", here, crossed[local]) / volume[local, None]
+        moves = np.where(periodic[local] & np.isfinite(fractional), np.floor(fractional), 0.0)
+        moves = np.clip(moves, -(1 << 30), 1 << 30)  # int32 shifts (a position 1e10 cells away: no partner)
+        wrapped.numpy()[rows] = here - np.einsum("nk,nkd->nd", moves, chosen_cells[local])
+    wraps.numpy()[rows] = moves.astype(np.int32)
+    row_list.numpy()[: rows.size] = rows
+    arrays = [row_list, wrapped, wraps, cell_rows, reach]
     views = [wp.int32, wp.vec3d, wp.vec3i, wp.vec3d, wp.vec3i]
     inputs = [descriptor(array, view) for array, view in zip(arrays, views, strict=True)]
     inputs += [
@@ -172,3 +184,7 @@ def build_direct(
         descriptor(counts),
     ]
     launch(_kernel(), int(rows.size), inputs, positions.device, rows_per_thread=64)
+
+
+_SCRATCH = Buffers(count=2)
+"""The search's inputs, the same few tensors call after call (their warp views and launches found again)."""
