@@ -89,6 +89,7 @@ class FusedStage(BaseDynamics):
         """Whether some systems may await their forces (``awaiting_forces``): set by :meth:`adopt`."""
         self._members: list[torch.Tensor] = []
         self._status_tables: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._mask_rows: torch.Tensor | None = None
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
             self.properties |= stage.properties
@@ -171,10 +172,24 @@ class FusedStage(BaseDynamics):
             for stage in self.stages:
                 stage.step_count = self.step_count
 
+    def _masks(self, batch: Batch) -> torch.Tensor:
+        """``[2S, B]`` bool rows reused step after step: each sub-stage's members, then its converged.
+
+        The same memory every step, so the kernels that take a mask find their
+        recorded launches again (a new mask tensor each step meant a new launch
+        record per kernel: ~30 µs each on a CPU).
+        """
+        shape = (2 * len(self.stages), batch.num_graphs)
+        masks = self._mask_rows
+        if masks is None or masks.shape != shape or masks.device != batch.device:
+            masks = self._mask_rows = torch.empty(shape, dtype=torch.bool, device=batch.device)
+        return masks
+
     def _advance(self, batch: Batch) -> None:
-        self._members = members = [batch.status == k for k in range(len(self.stages))]
+        masks = self._masks(batch)
+        self._members = members = [torch.eq(batch.status, k, out=masks[k]) for k in range(len(self.stages))]
         if self._entering:  # systems awaiting their forces take no update this step
-            members[0] = members[0] & ~batch.awaiting_forces
+            torch.logical_and(members[0], ~batch.awaiting_forces, out=members[0])
         self._call_hooks(DynamicsStage.BEFORE_STEP, batch)
         for stage in self.stages:
             stage._call_hooks(DynamicsStage.BEFORE_STEP, batch)
@@ -212,9 +227,11 @@ class FusedStage(BaseDynamics):
         occupied = self._occupied or [True] * count
         converged: dict[int, torch.Tensor] = {}
         done = None
+        masks = self._masks(batch)
         for k, (stage, mine, busy) in enumerate(zip(self.stages, members, occupied, strict=True)):
             if stage.convergence_hook is not None and busy:
-                converged[k] = mine & stage.convergence_hook.evaluate(batch)
+                passed = stage.convergence_hook.evaluate(batch)
+                converged[k] = torch.logical_and(mine, passed, out=masks[count + k])
                 done = converged[k] if done is None else done | converged[k]
         budgets, hooked = self._tables(batch.device)
         status = batch.status
@@ -245,7 +262,8 @@ class FusedStage(BaseDynamics):
         self.finished_any = finished_count > 0
         for k, flag in zip(listening, any_converged, strict=True):
             if flag:
-                self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=converged[k])
+                mask = converged[k].clone()  # the hooks' own: the row is written again next step
+                self.stages[k]._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=mask)
         self.done = finished_count == batch.num_graphs
 
     def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
