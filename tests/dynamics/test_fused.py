@@ -245,3 +245,25 @@ def test_a_sub_stage_without_systems_does_no_update_work():
     assert fused.done and steps > 5
     assert calls["relax"] == steps - 5  # not called once the system left it
     assert calls["md"] == 5 + 1  # the first step assumes every sub-stage busy
+
+
+def test_masked_kernels_find_their_recorded_launches_again(monkeypatch):
+    """Step after step the masks live in the same memory, so no kernel re-packs its launch
+    (a new mask each step cost every masked kernel a re-recorded launch)."""
+    from nvalchemi_ase.ops import warp_launch
+
+    model = LennardJones(**ARGON)
+    engine = FIRE(model, convergence_hook=ConvergenceHook.from_fmax(1e-12)) + NVE(model, dt=0.5)
+    batch = engine.prime(Batch.from_atoms([argon_bulk(1, seed=k, rattle=0.002) for k in range(4)]))
+    batch.status = torch.tensor([0, 1, 0, 1])  # both sub-stages busy
+    for _ in range(12):  # warm: the outputs' pools and the launch records settle
+        engine.step(batch)
+    rebuilds = model.neighbor_list.rebuilds
+    recorded = []
+    original = warp_launch._direct
+    monkeypatch.setattr(warp_launch, "_direct", lambda command: recorded.append(command) or original(command))
+    for _ in range(20):
+        engine.step(batch)
+    assert model.neighbor_list.rebuilds == rebuilds  # nothing moved past the skin: no new pairs
+    assert (batch.status == torch.tensor([0, 1, 0, 1])).all()  # still in both sub-stages
+    assert [command.kernel.key for command in recorded] == []
