@@ -350,11 +350,15 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
 
         A field the update did not replace is left alone (no work).
         """
-        atoms = segment_broadcast(systems, batch.batch_idx)
+        atoms = None
         for name, saved in held.items():
             if getattr(batch, name) is saved:
                 continue
-            mask = atoms if batch.scope_of(name) is Scope.ATOM else systems
+            if batch.scope_of(name) is Scope.ATOM:
+                atoms = segment_broadcast(systems, batch.batch_idx) if atoms is None else atoms
+                mask = atoms
+            else:
+                mask = systems
             mask = mask.view(-1, *([1] * (saved.dim() - 1)))
             setattr(batch, name, torch.where(mask, saved, getattr(batch, name)))
 
@@ -366,9 +370,16 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
 
     def masked_post_update(self, batch: Batch, members: torch.Tensor) -> None:
         """``post_update`` for the systems in ``members`` only."""
+        if type(self).post_update is BaseDynamics.post_update:  # nothing to do (FIRE: its step is all
+            return  # in pre_update), so nothing to hold or put back
         held = self.hold(batch)
         self.post_update(batch)
         self.restore(batch, held, ~members)
+
+    def _enters_quietly(self) -> bool:
+        """Whether :meth:`enter` does nothing (no ``initial_temperature``, not overridden): then a
+        fused stage need not even make the mask of the systems that enter."""
+        return type(self).enter is BaseDynamics.enter and self.initial_temperature is None
 
     def enter(self, batch: Batch, systems: torch.Tensor) -> None:
         """Prepare ``systems`` (``[B]`` bool) entering this engine: with ``initial_temperature`` set,

@@ -248,7 +248,8 @@ class FusedStage(BaseDynamics):
         for name in ("status", "stage_steps", "unconverged"):
             batch.assign(name, getattr(moved, name))
         for k in range(count - 1):
-            self.stages[k + 1].enter(batch, moved.leaving & (status == k))
+            if not self.stages[k + 1]._enters_quietly():
+                self.stages[k + 1].enter(batch, moved.leaving & (status == k))
         if self._entering:  # forces computed: the systems that awaited them enter sub-stage 0
             entering = batch.awaiting_forces
             batch.assign("awaiting_forces", torch.zeros_like(entering))
