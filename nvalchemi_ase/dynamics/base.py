@@ -114,6 +114,7 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         self.constraints: Constraints | None = None
         """The device constraint component (held components, FixCom) engines that need it read, or None."""
         self.converged: torch.Tensor | None = None
+        self._step_mask: torch.Tensor | None = None
         """``[B]`` bool on the device: systems that have converged (and stopped moving)."""
         self.done = False
         self._newly_converged: torch.Tensor | None = None
@@ -227,8 +228,17 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         """``[B]`` bool, the systems a step moves (converged ones stay put); None: all of them
         (without a convergence hook none ever converge)."""
         if self.convergence_hook is not None and self.converged is not None:
-            return ~self.converged
+            return torch.logical_not(self.converged, out=self._scratch_mask(self.converged))
         return None
+
+    def _scratch_mask(self, like: torch.Tensor) -> torch.Tensor:
+        """A ``[B]`` bool tensor of this engine's, the same memory step after step (``like``'s shape
+        and device): a kernel given it finds its recorded launch again, where a new mask each
+        step costs a re-packed launch (~30 µs on a CPU). Valid until the next step."""
+        mask = self._step_mask
+        if mask is None or mask.shape != like.shape or mask.device != like.device:
+            mask = self._step_mask = torch.empty(like.shape, dtype=torch.bool, device=like.device)
+        return mask
 
     def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:
         """Run up to ``n_steps`` steps (default: the constructor's), stopping once every system converged.

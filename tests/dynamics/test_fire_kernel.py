@@ -113,3 +113,19 @@ def test_engine_runs_are_those_of_the_torch_step(monkeypatch):
     for name in ("positions", "fire_velocities", "fire_dt", "fire_a", "forces"):
         kernel, plain = getattr(with_kernel, name), getattr(with_torch, name)
         torch.testing.assert_close(kernel, plain, rtol=1e-12, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize("converging", [True, False])
+def test_plain_fire_steps_find_the_kernels_recorded_launch_again(converging, monkeypatch):
+    """The step's member mask lives in the same memory each step (a new one made every step
+    re-packed the kernel's launch: ~30 µs on a CPU)."""
+    from nvalchemi_ase.ops import warp_launch
+
+    hook = ConvergenceHook.from_fmax(1e-12) if converging else None
+    engine = FIRE(LennardJones(**ARGON), convergence_hook=hook)
+    batch = engine.run(Batch.from_atoms([argon_bulk(1, seed=k, rattle=0.002) for k in range(3)]), n_steps=10)
+    recorded = []
+    original = warp_launch._direct
+    monkeypatch.setattr(warp_launch, "_direct", lambda command: recorded.append(command) or original(command))
+    engine.run(batch, n_steps=20)
+    assert [command.kernel.key for command in recorded if "fire" in command.kernel.key] == []

@@ -156,7 +156,7 @@ class FIRE(BaseDynamics):
         if not kernel.fits(batch.positions, batch.forces, state, self.parameters):
             return False
         if members is None:
-            members = torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device)
+            members = self._scratch_mask(batch.fire_dt).fill_(True)
         positions, state = kernel.fire_step(
             batch.positions, batch.forces, state, self.parameters, batch.ptr, members
         )
