@@ -228,16 +228,17 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         """``[B]`` bool, the systems a step moves (converged ones stay put); None: all of them
         (without a convergence hook none ever converge)."""
         if self.convergence_hook is not None and self.converged is not None:
-            return torch.logical_not(self.converged, out=self._scratch_mask(self.converged))
+            converged = self.converged
+            return torch.logical_not(converged, out=self._scratch_mask(converged.shape, converged.device))
         return None
 
-    def _scratch_mask(self, like: torch.Tensor) -> torch.Tensor:
-        """A ``[B]`` bool tensor of this engine's, the same memory step after step (``like``'s shape
-        and device): a kernel given it finds its recorded launch again, where a new mask each
-        step costs a re-packed launch (~30 µs on a CPU). Valid until the next step."""
+    def _scratch_mask(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """A bool tensor of this engine's, the same memory step after step (remade when the shape or
+        device changes): a kernel given a mask from it finds its recorded launch again, where a new
+        mask each step costs a re-packed launch (~30 µs on a CPU). Valid until the next step."""
         mask = self._step_mask
-        if mask is None or mask.shape != like.shape or mask.device != like.device:
-            mask = self._step_mask = torch.empty(like.shape, dtype=torch.bool, device=like.device)
+        if mask is None or mask.shape != shape or mask.device != device:
+            mask = self._step_mask = torch.empty(shape, dtype=torch.bool, device=device)
         return mask
 
     def run(self, batch: Batch | None = None, n_steps: int | None = None) -> Batch:

@@ -89,7 +89,6 @@ class FusedStage(BaseDynamics):
         """Whether some systems may await their forces (``awaiting_forces``): set by :meth:`adopt`."""
         self._members: list[torch.Tensor] = []
         self._status_tables: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
-        self._mask_rows: torch.Tensor | None = None
         super().__init__(stages[0].model, dt=1.0, n_steps=n_steps, hooks=hooks)
         for stage in stages:
             self.properties |= stage.properties
@@ -173,17 +172,9 @@ class FusedStage(BaseDynamics):
                 stage.step_count = self.step_count
 
     def _masks(self, batch: Batch) -> torch.Tensor:
-        """``[2S, B]`` bool rows reused step after step: each sub-stage's members, then its converged.
-
-        The same memory every step, so the kernels that take a mask find their
-        recorded launches again (a new mask tensor each step meant a new launch
-        record per kernel: ~30 µs each on a CPU).
-        """
-        shape = (2 * len(self.stages), batch.num_graphs)
-        masks = self._mask_rows
-        if masks is None or masks.shape != shape or masks.device != batch.device:
-            masks = self._mask_rows = torch.empty(shape, dtype=torch.bool, device=batch.device)
-        return masks
+        """``[2S, B]`` bool rows reused step after step: each sub-stage's members, then its converged
+        (see :meth:`~nvalchemi_ase.dynamics.BaseDynamics._scratch_mask`)."""
+        return self._scratch_mask((2 * len(self.stages), batch.num_graphs), batch.device)
 
     def _advance(self, batch: Batch) -> None:
         masks = self._masks(batch)

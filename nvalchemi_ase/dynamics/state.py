@@ -33,7 +33,7 @@ __all__ = ["batch_from_state", "batch_state", "engine_state", "load_engine_state
 
 _SKIPPED_NAMES = frozenset(
     {"model", "batch", "hooks", "_by_stage", "_hook_stack", "stages"}
-    | {"_step_mask", "_mask_rows", "_status_tables"}  # scratch the engines remake on use
+    | {"_step_mask", "_status_tables"}  # scratch the engines remake on use
 )
 _SKIPPED_TYPES: tuple[type, ...] = (torch.nn.Module, Batch, io.IOBase, contextlib.ExitStack)
 _CODE = (

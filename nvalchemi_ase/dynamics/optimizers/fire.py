@@ -156,7 +156,7 @@ class FIRE(BaseDynamics):
         if not kernel.fits(batch.positions, batch.forces, state, self.parameters):
             return False
         if members is None:
-            members = self._scratch_mask(batch.fire_dt).fill_(True)
+            members = self._scratch_mask(batch.fire_dt.shape, batch.device).fill_(True)
         positions, state = kernel.fire_step(
             batch.positions, batch.forces, state, self.parameters, batch.ptr, members
         )
