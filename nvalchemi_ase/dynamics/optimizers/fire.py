@@ -1,7 +1,10 @@
 """FIRE in the stage loop, per system (see :mod:`nvalchemi_ase.ops.fire`).
 
 The whole FIRE step happens in ``pre_update`` with the forces of the previous
-compute (primed before the first step); ``post_update`` does nothing.
+compute (primed before the first step); ``post_update`` does nothing. On a CPU
+in float64, without a cell filter or the downhill check, the step is one warp
+kernel (:mod:`nvalchemi_ase.ops.fire_kernel`) that also takes a masked update's
+members; elsewhere it is the torch step of :mod:`nvalchemi_ase.ops.fire`.
 """
 
 from __future__ import annotations
