@@ -32,7 +32,7 @@ import torch
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.carry import row_ranges
 from nvalchemi_ase.neighbors.images import image_vector
-from nvalchemi_ase.ops.buffers import Buffers
+from nvalchemi_ase.ops.buffers import Buffers, index_list
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, launch
 
 wp = initialised_warp()
@@ -177,12 +177,11 @@ class HalfList:
 
 class TableLayout(NamedTuple):
     """The image table's layout: per system its reach ``R`` (int32 ``[B]``; its shifts lie within
-    ``±R``), its first row (int32 ``[B]``) and number of rows (host int64 ``[B]``, ``(2R + 1)³``);
-    per table row its system (int32 ``[T]``)."""
+    ``±R``, its ``(2R + 1)³`` rows of the table start at ``table_start``, int32 ``[B]``); per table
+    row its system (int32 ``[T]``)."""
 
     system_reach: torch.Tensor
     table_start: torch.Tensor
-    sizes: np.ndarray
     table_system: torch.Tensor
 
 
@@ -201,12 +200,11 @@ def half_list(
     reach = torch.empty(n, dtype=torch.int32, device=device)
     _launch(0, n, [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)], None, device)
     system_reach = _system_reach(reach.numpy(), starts[:-1], starts[1:])
-    sizes = (2 * system_reach.astype(np.int64) + 1) ** 3
+    sizes = _table_sizes(system_reach)
     table_start = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int32)
     layout = TableLayout(
         torch.from_numpy(system_reach),
         torch.from_numpy(table_start),
-        sizes,
         torch.from_numpy(np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)),
     )
     table = torch.empty(int(sizes.sum()), 3, dtype=torch.float64, device=device)
@@ -247,7 +245,7 @@ def updated_half(
         return half
     device = matrix.device
     rows = row_ranges(starts[systems], starts[systems + 1])
-    rows_t = _listed(rows, matrix.shape[0])
+    rows_t = index_list(rows, matrix.shape[0])
     reach = _SCRATCH.take((matrix.shape[0],), torch.int32, device)
     inputs = [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)]
     _launch(0, rows.size, inputs, rows_t, device)
@@ -258,8 +256,8 @@ def updated_half(
     if np.any(new_reach > layout.system_reach.numpy()[systems]):
         return None
     table_first = layout.table_start.numpy()[systems].astype(np.int64)
-    entries = row_ranges(table_first, table_first + layout.sizes[systems])
-    listed = (rows_t, rows.size), (_listed(entries, half.table.shape[0]), entries.size)
+    entries = row_ranges(table_first, table_first + _table_sizes(layout.system_reach.numpy()[systems]))
+    listed = (rows_t, rows.size), (index_list(entries, half.table.shape[0]), entries.size)
     _fill(half, matrix, shifts, counts, cell, batch_idx, *listed)
     half.plans.clear()
     half.__dict__.pop("host_counts", None)
@@ -316,16 +314,12 @@ _NO_ROWS = torch.zeros(1, dtype=torch.int32)
 """The row list of a direct launch (never read)."""
 
 _SCRATCH = Buffers(count=2)
-"""Index lists and reaches of partial rewrites: the same few tensors each time, so their warp views
-and the recorded launches are found again (new ones cost a re-recorded launch each)."""
+"""The row reaches of partial rewrites: the same tensor each time (its warp view found again)."""
 
 
-def _listed(indices: np.ndarray, room: int | None = None) -> torch.Tensor:
-    """``indices`` as the first entries of a pooled int32 tensor (of ``room`` entries, at least)."""
-    size = max(indices.size, room or 0)
-    listed = _SCRATCH.take((size,), torch.int32, torch.device("cpu"))
-    listed.numpy()[: indices.size] = indices
-    return listed
+def _table_sizes(system_reach: np.ndarray) -> np.ndarray:
+    """int64 rows of the image table per system: every shift within its reach, ``(2R + 1)³``."""
+    return (2 * system_reach.astype(np.int64) + 1) ** 3
 
 
 def _system_reach(reach: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
-from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, launch
+from nvalchemi_ase.ops.warp_launch import descriptor, float64_tensor, int32_scalar, launch
 
 wp = initialised_warp()
 
@@ -63,7 +63,7 @@ def image_vectors(
     images = torch.empty(n, width, 3, dtype=torch.float64, device=shifts.device)
     cell = float64_tensor(cell)
     inputs = [
-        wp.int32(width),
+        int32_scalar(width),
         descriptor(counts),
         descriptor(shifts, wp.vec3i),
         descriptor(cell, wp.vec3d),

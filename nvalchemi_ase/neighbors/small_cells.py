@@ -28,7 +28,7 @@ import torch
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.carry import row_ranges
 from nvalchemi_ase.neighbors.images import image_vector
-from nvalchemi_ase.ops.buffers import Buffers
+from nvalchemi_ase.ops.buffers import Buffers, index_list
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, launch
 
 wp = initialised_warp()
@@ -151,7 +151,6 @@ def build_direct(
     reach = _SCRATCH.take((num, 3), torch.int32, torch.device("cpu"))
     wrapped = _SCRATCH.take((n, 3), torch.float64, torch.device("cpu"))
     wraps = _SCRATCH.take((n, 3), torch.int32, torch.device("cpu"))
-    row_list = _SCRATCH.take((n,), torch.int32, torch.device("cpu"))
     # numpy, not torch indexing: that would start torch's thread pool, whose spinning threads then
     # compete with the kernel's second thread
     chosen_cells = cell.detach().cpu().numpy()[chosen].astype(np.float64)
@@ -171,8 +170,7 @@ def build_direct(
         moves = np.clip(moves, -(1 << 30), 1 << 30)  # int32 shifts (a position 1e10 cells away: no partner)
         wrapped.numpy()[rows] = here - np.einsum("nk,nkd->nd", moves, chosen_cells[local])
     wraps.numpy()[rows] = moves.astype(np.int32)
-    row_list.numpy()[: rows.size] = rows
-    arrays = [row_list, wrapped, wraps, cell_rows, reach]
+    arrays = [index_list(rows, n), wrapped, wraps, cell_rows, reach]
     views = [wp.int32, wp.vec3d, wp.vec3i, wp.vec3d, wp.vec3i]
     inputs = [descriptor(array, view) for array, view in zip(arrays, views, strict=True)]
     inputs += [

@@ -18,6 +18,7 @@ import sys
 import weakref
 from typing import Any
 
+import numpy as np
 import torch
 
 from nvalchemi_ase.ops.warp_launch import descriptor
@@ -97,3 +98,16 @@ def view(tensor: torch.Tensor, dtype: Any = None) -> Any:
         _VIEWS.clear()
     _VIEWS[key] = (weakref.ref(tensor), tensor.data_ptr(), made)
     return made
+
+
+def index_list(indices: np.ndarray, room: int) -> torch.Tensor:
+    """``indices`` as the first entries of a pooled int32 CPU tensor of ``room`` entries (at least
+    ``indices.size``): the row list of a kernel that rewrites chosen rows. The same few tensors
+    serve call after call, so their warp views and the recorded launches are found again (a new
+    tensor each call costs a re-recorded launch)."""
+    listed = _INDEX_LISTS.take((max(indices.size, room),), torch.int32, torch.device("cpu"))
+    listed.numpy()[: indices.size] = indices
+    return listed
+
+
+_INDEX_LISTS = Buffers(count=2)

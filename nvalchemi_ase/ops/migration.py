@@ -27,7 +27,7 @@ import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.ops.buffers import Buffers, view
-from nvalchemi_ase.ops.warp_launch import launch
+from nvalchemi_ase.ops.warp_launch import int32_scalar, launch
 
 wp = initialised_warp()
 
@@ -112,9 +112,9 @@ def migrate(
         view(status),
         view(stage_steps),
         view(placeholder if done is None else done),
-        _FLAGS[done is not None],
+        int32_scalar(int(done is not None)),
         view(placeholder if awaiting is None else awaiting),
-        _FLAGS[awaiting is not None],
+        int32_scalar(int(awaiting is not None)),
         view(unconverged),
         view(budgets),
         view(hooked),
@@ -127,9 +127,6 @@ def migrate(
 _OUTPUTS = Buffers(count=6)
 """The kernel's outputs, a few tensors taking turns (their warp views and the recorded launch are
 found again, where new tensors each step cost a re-recorded launch: ~0.1 ms on a CPU)."""
-
-_FLAGS = {False: wp.int32(0), True: wp.int32(1)}
-"""The kernel's two flag values, one object each (a recorded launch is found again by its arguments)."""
 
 
 @functools.cache

@@ -223,3 +223,9 @@ def float64_tensor(tensor: torch.Tensor) -> torch.Tensor:
 def float64_scalar(value: float) -> Any:
     """One warp scalar per value, so a recorded launch sees the same object while it is unchanged."""
     return wp.float64(value)
+
+
+@functools.lru_cache(maxsize=64)
+def int32_scalar(value: int) -> Any:
+    """:func:`float64_scalar` for int32 arguments (flags, widths)."""
+    return wp.int32(value)
