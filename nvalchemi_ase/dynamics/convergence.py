@@ -9,7 +9,6 @@ is that bookkeeping, which every engine mixes in.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,18 +27,7 @@ Quantity = Callable[[Batch], torch.Tensor]
 def _fmax(batch: Batch) -> torch.Tensor:
     if has_cell_filter(batch):  # ASE's test on a filter: atoms and cell rows
         return generalized_max_force(batch)
-    kernel = _max_force_kernel()
-    if kernel.fits(batch.forces):  # a CPU, float64: one launch instead of five operations
-        return kernel.max_force(batch.forces, batch.ptr)
-    return max_force(batch.forces, batch.batch_idx, batch.num_graphs)
-
-
-@functools.cache
-def _max_force_kernel() -> Any:
-    """:mod:`nvalchemi_ase.ops.max_force_kernel`, imported on first use (it loads warp)."""
-    from nvalchemi_ase.ops import max_force_kernel
-
-    return max_force_kernel
+    return max_force(batch.forces, batch.batch_idx, batch.num_graphs, batch.ptr)
 
 
 QUANTITIES: dict[str, Quantity] = {

@@ -223,7 +223,7 @@ def observables(batch: Batch) -> tuple[torch.Tensor, ...]:
     size, index = batch.num_graphs, batch.batch_idx
     nan = torch.full((size,), float("nan"), dtype=batch.dtype, device=batch.device)
     energy = nan if batch.energy is None else batch.energy.reshape(-1)
-    fmax = nan if batch.forces is None else max_force(batch.forces, index, size)
+    fmax = nan if batch.forces is None else max_force(batch.forces, index, size, batch.ptr)
     moving = (batch.atom_categories != AtomCategory.FROZEN.value).to(batch.dtype)
     dof = 3.0 * segment_sum(moving, index, size)
     kinetic = kinetic_energy(batch.velocities, batch.masses, index, size)

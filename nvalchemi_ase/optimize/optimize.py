@@ -159,7 +159,7 @@ class Optimizer(LookalikeDynamics):
         tensors = {
             "converged": self.engine.converged.to(batch.dtype),
             "log_energy": batch.energy.view(-1),
-            "fmax": max_force(batch.forces, batch.batch_idx, batch.num_graphs),
+            "fmax": max_force(batch.forces, batch.batch_idx, batch.num_graphs, batch.ptr),
         }
         if getattr(
             self.systems, "has_filters", False

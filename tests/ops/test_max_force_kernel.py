@@ -28,6 +28,7 @@ def test_fmax_is_numpys_norm_maximum_bit_for_bit(seed):
         expected = np.linalg.norm(rows, axis=1).max() if len(rows) else 0.0  # ASE's fmax
         assert got[b].item() == expected
     torch.testing.assert_close(got, max_force(forces, batch_idx, len(ptr) - 1), rtol=1e-15, atol=0)
+    assert torch.equal(max_force(forces, batch_idx, len(ptr) - 1, ptr), got)  # given ptr: the kernel
 
 
 def test_a_nan_force_gives_nan_wherever_it_is():
