@@ -14,7 +14,13 @@ other jobs share, two OpenMP threads wait for each other at every operation:
 CHGNet's own calculator took 10x longer with 2 threads than with 1 at a load
 of 9 on 2 cores, which says nothing about either side's code.
 
+Our float32 networks run with subnormal floats flushed to zero (``AutogradModel``'s
+``flush_denormals``); the packages' calculators run as their users run them, with
+subnormals kept. ``--flush-theirs`` flushes them on that side too, to measure the
+batching alone.
+
 Run:  python benchmarks/bench_mlip.py [--models 7net-0 chgnet] [--device cpu|cuda] [--repeats 3] [--threads 1]
+      [--flush-theirs]
 """
 
 from __future__ import annotations
@@ -141,9 +147,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--md-systems", type=int, default=16)
     parser.add_argument("--md-steps", type=int, default=100, help="0 skips the Langevin comparison")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both sides (default 1)")
+    parser.add_argument(
+        "--flush-theirs",
+        action="store_true",
+        help="flush float32 subnormals on the own calculator's threads too (ours does by default): "
+        "what is left of the ratio is the batching alone",
+    )
     args = parser.parse_args(argv)
+    if args.flush_theirs:  # before any torch thread starts: the threads torch starts inherit it
+        torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}, {args.threads} torch thread(s), load {_load()}")
+    flushed = "subnormals flushed on " + ("both sides" if args.flush_theirs else "our side only")
+    print(f"machine: {machine()}, {args.threads} torch thread(s), {flushed}, load {_load()}")
     for name in args.models:
         pairs = {count: single_point(name, count, args.device) for count in args.sizes}
         for count, (ours, theirs) in interleaved(pairs, args.repeats).items():

@@ -18,10 +18,18 @@ def _kernel_worker_sum(values: list[int]) -> int:
 
 
 def _pass_sum(values: list[int]) -> int:
-    return _pass_threads(2).submit(sum, values).result(timeout=30)
+    return _pass_threads(2, False).submit(sum, values).result(timeout=30)
 
 
-POOLS = {"kernel shares": _kernel_worker_sum, "network passes": _pass_sum}
+def _flushing_pass_sum(values: list[int]) -> int:
+    return _pass_threads(1, True).submit(sum, values).result(timeout=30)
+
+
+POOLS = {
+    "kernel shares": _kernel_worker_sum,
+    "network passes": _pass_sum,
+    "network passes, flushing subnormals": _flushing_pass_sum,
+}
 
 
 def _sum_in_a_child(name: str, queue) -> None:

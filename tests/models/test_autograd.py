@@ -223,6 +223,7 @@ def test_todict_is_json():
         "angle_cutoff": None,
         "angle_first_at_cutoff": False,
         "cpu_edges_per_pass": None,
+        "flush_denormals": None,
     }
 
 

@@ -160,3 +160,71 @@ def test_the_limit_is_checked():
         model(0)
     with pytest.raises(ValueError, match="cpu_edges_per_pass"):
         model(True)
+
+
+class TailModule(torch.nn.Module):
+    """An energy made of subnormal float32 terms, scaled up: ``Σ exp(−40 r) · 1e30`` over edges.
+
+    At r ≈ 2.2 Å, ``exp(−40 r)`` is about 1e-38, below float32's smallest normal (1.18e-38):
+    flushed, those terms and their forces are zero; kept, they sum to about 1e-8 eV.
+    """
+
+    cutoff = 2.6
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+
+    def forward(self, graph: AtomGraph) -> torch.Tensor:
+        self.threads.add(threading.current_thread().name)
+        # an operation large enough for torch to split over its threads: none of them may keep subnormals
+        wide = torch.full((1 << 20,), 1e-40, dtype=graph.edge_vectors.dtype) * 1.0
+        self.subnormals_kept = int((wide != 0).sum())
+        lengths = graph.edge_vectors.norm(dim=1)
+        terms = torch.exp(-40.0 * lengths) * 1e30
+        return segment_sum(terms, graph.batch[graph.edge_index[0]], graph.num_systems)
+
+
+def dimers() -> list:
+    from ase import Atoms
+
+    return [Atoms("Ar2", positions=[[0, 0, 0], [0, 0, d]]) for d in (2.20, 2.22, 2.25)]
+
+
+def subnormal_in_this_thread() -> bool:
+    """Whether this thread keeps float32 subnormals (a product with one is not flushed to zero)."""
+    return bool(torch.tensor(1e-40, dtype=torch.float32) * 1.0 != 0)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_float32_module_runs_with_subnormals_flushed_on_threads_of_ours(count):
+    batch = Batch.from_atoms(dimers(), device="cpu")
+    expected = {  # float64 (not flushed by default): the exact terms
+        key: value.to(torch.float32)
+        for key, value in evaluate(AutogradModel(TailModule()), batch, ("energy", "forces")).items()
+    }
+    assert (expected["energy"] > 1e-9).all() and (expected["forces"].abs().amax(1) > 0).all()
+    kept = AutogradModel(TailModule(), dtype=torch.float32, flush_denormals=False)
+    flushed = AutogradModel(TailModule(), dtype=torch.float32)
+    with torch_threads(count):
+        kept_results = evaluate(kept, batch, ("energy", "forces"))
+        flushed_results = evaluate(flushed, batch, ("energy", "forces"))
+        assert torch.get_num_threads() == count
+    for key in ("energy", "forces"):  # kept: float32's round-off of the float64 terms
+        torch.testing.assert_close(kept_results[key].to(torch.float32), expected[key], rtol=1e-5, atol=0)
+        assert (flushed_results[key] == 0).all()
+    assert kept.module.subnormals_kept == 1 << 20 and flushed.module.subnormals_kept == 0
+    assert kept.module.threads == {threading.current_thread().name}  # one pass, no reason to move
+    assert len(flushed.module.threads) == 1
+    assert next(iter(flushed.module.threads)).startswith("nvalchemi_ase-passes")
+    assert subnormal_in_this_thread()  # the caller's thread is untouched
+
+
+def test_flushing_is_the_callers_choice_and_is_checked():
+    batch = Batch.from_atoms(dimers(), device="cpu")
+    float64_flushed = AutogradModel(TailModule(), flush_denormals=True)
+    energy = evaluate(float64_flushed, batch, ("energy",))["energy"]
+    assert (energy > 1e-9).all()  # float64 has no subnormals here: flushing changes nothing
+    assert next(iter(float64_flushed.module.threads)).startswith("nvalchemi_ase-passes")
+    with pytest.raises(TypeError, match="flush_denormals must be a bool or None, got 'yes'"):
+        AutogradModel(TailModule(), flush_denormals="yes")

@@ -124,3 +124,21 @@ def test_magnetic_moments_reach_the_command_lines_frames(tmp_path):
         frame = read(out / "trajectories" / f"system_{k:05d}.traj", -1)
         magmoms, _ = _own_results(frame, reference)
         np.testing.assert_allclose(frame.get_magnetic_moments(), magmoms, atol=MLIP_FORCES_ATOL)
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
+def test_subnormals_flushed_or_kept_give_the_same_results_to_float32_round_off():
+    from nvalchemi_ase import BatchedCalculator
+    from nvalchemi_ase.models import load
+
+    systems = mlip_systems()
+    flushed, kept = (
+        BatchedCalculator(load("chgnet", flush_denormals=flush), device="cpu").calculate_batch(
+            systems, ["energy", "forces", "stress"]
+        )
+        for flush in (None, False)
+    )
+    for index, (a, b) in enumerate(zip(flushed, kept, strict=True)):
+        assert a["energy"] == pytest.approx(b["energy"], rel=1e-6), index
+        np.testing.assert_allclose(a["forces"], b["forces"], atol=1e-5, err_msg=str(index))
+        np.testing.assert_allclose(a["magmoms"], b["magmoms"], atol=1e-6, err_msg=str(index))

@@ -95,7 +95,8 @@ def load_mace(
     """A MACE model file (``argument``) or a foundation model (``name``, fetched by mace).
 
     ``options``: ``dtype`` (default: the model's own, float64 for most files),
-    ``skin``, ``max_neighbors``, ``compute_stress`` (see :class:`~nvalchemi_ase.models.AutogradModel`).
+    ``skin``, ``max_neighbors``, ``compute_stress``, ``cpu_edges_per_pass``, ``flush_denormals``
+    (see :class:`~nvalchemi_ase.models.AutogradModel`).
     """
     if argument:
         require("mace.modules", "mace", name)  # the file's classes must import

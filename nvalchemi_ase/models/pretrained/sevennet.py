@@ -70,7 +70,8 @@ def load_sevennet(argument: str | None = None, *, name: str = "7net-0", **option
     """A SevenNet checkpoint shipped with sevenn (``name``) or at a path (``argument``).
 
     ``options``: ``dtype`` (default float32, as trained), ``skin``, ``max_neighbors``,
-    ``compute_stress`` (see :class:`~nvalchemi_ase.models.AutogradModel`).
+    ``compute_stress``, ``cpu_edges_per_pass``, ``flush_denormals``
+    (see :class:`~nvalchemi_ase.models.AutogradModel`).
     """
     with warnings.catch_warnings():  # sevenn scripts modules on import; torch 2.13 deprecates that, loudly
         warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
