@@ -22,7 +22,7 @@ from nvalchemi_ase.neighbors.geometry import search_geometry
 from nvalchemi_ase.neighbors.overflow import NeighborCapacityError, OverflowFlag
 from nvalchemi_ase.neighbors.pairs import Neighbors
 from nvalchemi_ase.neighbors.rows import RowFinder
-from nvalchemi_ase.neighbors.skin import moved_beyond_skin
+from nvalchemi_ase.neighbors.skin import moved_beyond_skin, skin_kernel
 from nvalchemi_ase.ops import segment_broadcast, segment_max, xyz_sum
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class NeighborList:
         self._check_room = False
         """Whether the next update checks the room on the host (new systems came in: :meth:`carry`)."""
         self._flag: torch.Tensor | None = None
+        self._moved_flag = torch.zeros(1, dtype=torch.int32)  # the CPU skin kernel's answer
         self._flag_host: np.ndarray = np.zeros(1, dtype=np.int32)
         self._probed: tuple[torch.Tensor, int, torch.Tensor] | None = None
         self._counts_seen: tuple[torch.Tensor, tuple] | None = None
@@ -162,6 +163,10 @@ class NeighborList:
             and probed[2] is self._positions
         ):
             return bool(self._flag_host[0])  # the integrator's kernel tested these very positions
+        if positions.device.type == "cpu":
+            kernel = skin_kernel()
+            if kernel.fits(positions, self._positions):  # one pass, on our threads (see the module)
+                return kernel.any_moved_past(positions, self._positions, 0.5 * self.skin, self._moved_flag)
         displacement_sq = xyz_sum((positions - self._positions).square())
         return bool((displacement_sq > (0.5 * self.skin) ** 2).any())
 
@@ -371,8 +376,12 @@ class NeighborList:
             (self._ptr32, self._batch_idx32),
             (self._matrix, self._shifts, self._counts),
         )
-        atom_flags = segment_broadcast(flags, batch.batch_idx).unsqueeze(1)
-        self._positions = torch.where(atom_flags, batch.positions.detach(), self._positions)
+        positions = batch.positions.detach()
+        if positions.device.type == "cpu" and skin_kernel().fits(positions, self._positions):
+            self._positions = skin_kernel().rebased(positions, self._positions, batch.batch_idx, flags)
+        else:
+            atom_flags = segment_broadcast(flags, batch.batch_idx).unsqueeze(1)
+            self._positions = torch.where(atom_flags, positions, self._positions)
         self._cell = torch.where(flags.view(-1, 1, 1), batch.cell, self._cell)
         self._cell_seen = (None, -1)  # compare the cell at the next update
         if self._sync(batch):

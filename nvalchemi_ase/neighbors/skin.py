@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 
 from nvalchemi_ase.ops import segment_max, xyz_sum
@@ -38,6 +41,20 @@ def moved_beyond_skin(
     torch.Tensor
         ``[B]`` bool, on the device of ``positions`` (no host sync).
     """
-    displacement_sq = xyz_sum((positions - reference_positions).square())
-    moved = segment_max(displacement_sq, batch_idx, cell.shape[0]) > (0.5 * skin) ** 2
+    if positions.device.type == "cpu" and skin_kernel().fits(positions, reference_positions):
+        # one pass on our threads, not five torch operations on its OpenMP threads (see the module)
+        moved = skin_kernel().systems_moved_past(
+            positions, reference_positions, batch_idx, cell.shape[0], 0.5 * skin
+        )
+    else:
+        displacement_sq = xyz_sum((positions - reference_positions).square())
+        moved = segment_max(displacement_sq, batch_idx, cell.shape[0]) > (0.5 * skin) ** 2
     return moved | (cell != reference_cell).flatten(1).any(dim=1)
+
+
+@functools.cache
+def skin_kernel() -> Any:
+    """:mod:`nvalchemi_ase.ops.skin_kernel`, imported on first use (it loads warp)."""
+    from nvalchemi_ase.ops import skin_kernel
+
+    return skin_kernel

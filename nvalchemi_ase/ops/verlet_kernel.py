@@ -115,10 +115,16 @@ def fits(*tensors: torch.Tensor) -> bool:
     return all(t.dtype == torch.float64 and t.is_contiguous() and not t.requires_grad for t in tensors)
 
 
-def splits(rows: torch.Tensor) -> bool:
-    """Whether a launch over ``rows``' rows is split over threads (on a CPU, with torch's threads)."""
-    n = rows.shape[0]
-    return rows.device.type == "cpu" and min(torch.get_num_threads(), n // ROWS_PER_THREAD) >= 2
+TORCH_GRAIN = 32768
+"""Elements from which torch runs a CPU elementwise operation on its OpenMP threads
+(``at::internal::GRAIN_SIZE``). Those threads wait for the core that one of our kernel threads
+polls on after a split launch (:mod:`~nvalchemi_ase.ops.kernel_threads`): NVE's torch half kick
+of 512 x 32 atoms took 0.5 to 2.7 ms a call in a run against 47 µs alone."""
+
+
+def torch_runs_alone(tensor: torch.Tensor) -> bool:
+    """Whether torch computes an elementwise operation over ``tensor`` on the calling thread alone."""
+    return tensor.numel() < TORCH_GRAIN or torch.get_num_threads() == 1
 
 
 Members = tuple[torch.Tensor, torch.Tensor]

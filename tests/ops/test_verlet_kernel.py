@@ -79,7 +79,6 @@ def test_threads_split_the_rows_without_changing_a_bit(monkeypatch, torch_thread
     torch_threads(3)
     flag_split = torch.zeros(1, dtype=torch.int32)
     split = verlet_kernel.kick_drift(positions, velocities, forces, masses, DT, (reference, 0.1, flag_split))
-    assert verlet_kernel.splits(velocities)
     assert torch.equal(verlet_kernel.half_kick(velocities, forces, masses, DT), kick_alone)
     assert pools == [2, 2]  # both launches really were split in three: two workers and the calling thread
     assert all(torch.equal(a, b) for a, b in zip(alone, split, strict=True))
@@ -127,6 +126,30 @@ def test_nve_reads_the_kernels_skin_flag_instead_of_testing_again(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "square", no_torch_test)
     engine.step(batch)  # no atom near its limit yet: the flag alone decides
+
+
+@pytest.mark.parametrize("grain", [1, 1 << 30])
+def test_nves_second_kick_past_torchs_grain_is_the_kernel_with_the_same_bits(
+    monkeypatch, torch_threads, grain
+):
+    """Past the grain torch would run the kick on its OpenMP threads: NVE then launches the kernel."""
+    torch_threads(2)
+    monkeypatch.setattr(verlet_kernel, "TORCH_GRAIN", grain)
+    real_kick = verlet_kernel.half_kick
+    kernel_kicks = []
+
+    def counted(*args, **kwargs):
+        kernel_kicks.append(args[4] if len(args) > 4 else kwargs.get("members"))
+        return real_kick(*args, **kwargs)
+
+    monkeypatch.setattr(verlet_kernel, "half_kick", counted)
+    state, rebuilds, _ = _trajectory(_argon_batch(), 20)
+    assert len(kernel_kicks) == (20 if grain == 1 else 0) and not any(kernel_kicks)  # unmasked kicks
+    monkeypatch.setattr(verlet_kernel, "TORCH_GRAIN", 1 << 30 if grain == 1 else 1)
+    other, other_rebuilds, _ = _trajectory(_argon_batch(), 20)
+    assert rebuilds == other_rebuilds
+    for a, b in zip(state, other, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_positions_written_after_the_kernel_are_tested_again():

@@ -86,11 +86,12 @@ class NVE(BaseDynamics):
         if not kernels.fits(velocities, forces, masses):
             return False
         dt = self.dt_internal
-        if members is not None or kernels.splits(velocities):
-            batch.assign("velocities", kernels.half_kick(velocities, forces, masses, dt, members))
-        else:  # one torch operation: on one thread, cheaper to call than a launch (same numbers)
+        if members is None and kernels.torch_runs_alone(velocities):
+            # one torch operation on this thread: cheaper to call than a launch (same numbers)
             kicked = kernels.VELOCITIES.like(velocities)  # a tensor of the kernels' pool no one holds
             batch.assign("velocities", half_kick(velocities, forces, masses, dt, out=kicked))
+        else:  # the kernel: on our threads when split, never on torch's (see TORCH_GRAIN)
+            batch.assign("velocities", kernels.half_kick(velocities, forces, masses, dt, members))
         return True
 
 
