@@ -2,13 +2,13 @@
 
 Asked with torch it is five operations over the atoms (a difference, squares,
 two column adds, a comparison) and an ``any``. Past torch's grain of 32,768
-elements those run on its OpenMP threads, which on a busy 2-core machine wait
-for the core that one of our kernel threads is polling on after a split launch
-(:mod:`~nvalchemi_ase.ops.kernel_threads`): at 512 × 32 atoms the torch
-operations took 0.5 to 0.7 ms each in a FIRE run against tens of microseconds
-alone. Here one pass over the rows, split over our own threads like every
-launch, sets a flag. The squared distance is summed as ``(x² + y²) + z²``,
-the order of the torch test and of the Verlet kernel's skin test.
+elements those run on its OpenMP threads, which spin while idle and take cores
+from the threads of our split launches (:mod:`~nvalchemi_ase.ops.kernel_threads`),
+and the other way round: at 512 × 32 atoms the torch operations took 0.5 to
+0.7 ms each in a FIRE run against tens of microseconds alone. Here one pass
+over the rows, split over our own threads like every launch, sets a flag. The
+squared distance is summed as ``(x² + y²) + z²``, the order of the torch test
+and of the Verlet kernel's skin test.
 
 On the steps that rebuild, the same goes for the per-system question (which
 systems moved past it) and for the new reference positions (the rebuilt

@@ -117,9 +117,10 @@ def fits(*tensors: torch.Tensor) -> bool:
 
 TORCH_GRAIN = 32768
 """Elements from which torch runs a CPU elementwise operation on its OpenMP threads
-(``at::internal::GRAIN_SIZE``). Those threads wait for the core that one of our kernel threads
-polls on after a split launch (:mod:`~nvalchemi_ase.ops.kernel_threads`): NVE's torch half kick
-of 512 x 32 atoms took 0.5 to 2.7 ms a call in a run against 47 µs alone."""
+(``at::internal::GRAIN_SIZE``). Those threads and the threads of our split launches
+(:mod:`~nvalchemi_ase.ops.kernel_threads`) then take cores from each other, OpenMP's spinning
+while idle: NVE's torch half kick of 512 x 32 atoms took 0.5 to 2.7 ms a call in a run against
+47 µs alone, and shortening our threads' polling did not help where ``OMP_WAIT_POLICY=PASSIVE`` did."""
 
 
 def torch_runs_alone(tensor: torch.Tensor) -> bool:
