@@ -95,10 +95,11 @@ def any_moved_past(
     """Whether any row of ``positions`` ``[N, 3]`` lies farther than ``limit`` from ``reference``'s.
 
     ``flag``: a one-element int32 CPU tensor the kernel writes (cleared here)."""
-    flag.zero_()
+    host = flag.numpy()  # the same memory: cleared and read without a torch operation
+    host[0] = 0
     inputs = [view(positions, wp.vec3d), view(reference, wp.vec3d), float64_scalar(limit * limit), view(flag)]
     launch(_moved_past, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
-    return bool(flag.numpy()[0])
+    return bool(host[0])
 
 
 def systems_moved_past(
