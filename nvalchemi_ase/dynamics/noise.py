@@ -18,6 +18,7 @@ Langevin noise) compose.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -134,20 +135,28 @@ class CounterNoise:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         self.seed = int(seed)
         self.counter = counter
+        self._seed = torch.tensor([_signed(self.seed)], dtype=torch.long)  # the CPU kernel's argument
 
     def __repr__(self) -> str:
         return f"CounterNoise(seed={self.seed})"
 
     def draw(self, batch: Batch, draws: Sequence[Draw]) -> list[torch.Tensor]:
-        seed = torch.full_like(batch.system_id, _signed(self.seed), dtype=torch.long)
-        system_keys = _mix(_mix(seed) ^ batch.system_id)
+        counter = None
         if self.counter is not None:
             if self.counter not in batch.field_names():
                 zeros = torch.zeros(batch.num_graphs, dtype=torch.long, device=batch.device)
                 batch.add_field(self.counter, zeros, Scope.SYSTEM)
             counter = getattr(batch, self.counter)
-            system_keys = _mix(system_keys ^ counter)
-            setattr(batch, self.counter, counter + 1)
+        if _on_kernels(batch.device):  # the same hashes in one launch
+            system_keys, advanced = _kernels().system_keys(self._seed, batch.system_id, counter)
+        else:
+            seed = torch.full_like(batch.system_id, _signed(self.seed), dtype=torch.long)
+            system_keys = _mix(_mix(seed) ^ batch.system_id)
+            if counter is not None:
+                system_keys = _mix(system_keys ^ counter)
+            advanced = None if counter is None else counter + 1
+        if self.counter is not None:
+            setattr(batch, self.counter, advanced)
         return [self._one(batch, system_keys, k, draw) for k, draw in enumerate(draws)]
 
     def _one(self, batch: Batch, system_keys: torch.Tensor, array: int, draw: Draw) -> torch.Tensor:
@@ -156,6 +165,14 @@ class CounterNoise:
             return self._gamma(batch, system_keys, array, draw.argument)
         width = math.prod(draw.shape)
         device = batch.device
+        if draw.method not in ("random", "standard_normal", "normal"):
+            raise ValueError(f"unknown draw method {draw.method!r}")
+        if _on_kernels(device):
+            owner = batch.batch_idx if draw.per_atom else None
+            pairs = draw.method != "random"
+            first, second = _kernels().uniforms(system_keys, owner, batch.ptr, array, width, pairs)
+            values = first.to(batch.dtype) if second is None else _box_muller(first, second, batch.dtype)
+            return values.view(first.shape[0], *draw.shape)
         if draw.per_atom:
             owners, rows = batch.batch_idx, _local_index(batch)
         else:
@@ -173,8 +190,7 @@ class CounterNoise:
         if method not in ("standard_normal", "normal"):
             raise ValueError(f"unknown draw method {method!r}")
         u1 = 1.0 - _uniform(keys, torch.float64)  # (0, 1]
-        u2 = _uniform(keys + 1, torch.float64)
-        return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).to(dtype)
+        return _box_muller(u1, _uniform(keys + 1, torch.float64), dtype)
 
     def _gamma(self, batch: Batch, keys: torch.Tensor, array: int, shape: torch.Tensor) -> torch.Tensor:
         normals = self._one(batch, keys, array, Draw("standard_normal", True, (3,)))
@@ -182,6 +198,25 @@ class CounterNoise:
         count = segment_broadcast(2.0 * shape, batch.batch_idx).unsqueeze(1)
         squares = torch.where(index < count, normals * normals, torch.zeros_like(normals))
         return 0.5 * segment_sum(xyz_sum(squares), batch.batch_idx, batch.num_graphs)
+
+
+def _box_muller(u1: torch.Tensor, u2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Standard normals from uniforms ``u1`` in (0, 1] and ``u2`` in [0, 1) (float64, then ``dtype``)."""
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).to(dtype)
+
+
+def _on_kernels(device: torch.device) -> bool:
+    """Whether the hashes are made by :mod:`nvalchemi_ase.ops.noise_kernel` (on a CPU: torch's
+    sixty-odd integer operations cost 300 µs for Langevin's two arrays of one 32-atom system)."""
+    return device.type == "cpu"
+
+
+@functools.cache
+def _kernels() -> Any:
+    """:mod:`nvalchemi_ase.ops.noise_kernel`, imported on first use (it loads warp)."""
+    from nvalchemi_ase.ops import noise_kernel
+
+    return noise_kernel
 
 
 def _local_index(batch: Batch) -> torch.Tensor:

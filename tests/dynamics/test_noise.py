@@ -72,3 +72,27 @@ def test_numpy_noise_draws_each_systems_arrays_in_turn():
     expected = [(rng.standard_normal((n, 3)), rng.random(3)) for n in batch.counts]
     np.testing.assert_array_equal(drawn[0].numpy(), np.concatenate([e[0] for e in expected]))
     np.testing.assert_array_equal(drawn[1].numpy(), np.stack([e[1] for e in expected]))
+
+
+@pytest.mark.parametrize("counted", [True, False])
+def test_the_cpu_kernels_draw_the_torch_sources_numbers(monkeypatch, counted):
+    """The same hashes, so the same numbers bit for bit (uniforms, normals, gamma), and the same counters."""
+    from nvalchemi_ase.dynamics import noise
+
+    draws = [*DRAWS, Draw("normal", per_atom=True, shape=(2, 3)), Draw("standard_gamma", True, (), None)]
+    results = {}
+    for way in ("kernels", "torch"):
+        monkeypatch.setattr(noise, "_on_kernels", lambda device, way=way: way == "kernels")
+        batch = _batch([1, 2, 1], [11, 4, 2**40])
+        gamma = Draw("standard_gamma", True, (), torch.tensor([1.5, 4.0, 2.5], dtype=torch.float64))
+        source = CounterNoise(seed=-12345, counter=noise.COUNTER_FIELD if counted else None)
+        first = source.draw(batch, [*draws[:-1], gamma])
+        second = source.draw(batch, draws[:2])
+        counter = batch.noise_counter.clone() if counted else None
+        results[way] = (first + second, counter)
+    (ours, our_counter), (theirs, their_counter) = results["kernels"], results["torch"]
+    if counted:
+        assert torch.equal(our_counter, their_counter) and our_counter.tolist() == [2, 2, 2]
+    for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        assert a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b), index
+    assert torch.equal(ours[0], ours[5]) is not counted  # a counted source draws new numbers each call
