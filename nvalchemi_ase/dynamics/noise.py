@@ -135,7 +135,7 @@ class CounterNoise:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         self.seed = int(seed)
         self.counter = counter
-        self._seed = torch.tensor([_signed(self.seed)], dtype=torch.long)  # the CPU kernel's argument
+        self._seed_tensor = (self.seed, torch.tensor([_signed(self.seed)], dtype=torch.long))
 
     def __repr__(self) -> str:
         return f"CounterNoise(seed={self.seed})"
@@ -148,7 +148,7 @@ class CounterNoise:
                 batch.add_field(self.counter, zeros, Scope.SYSTEM)
             counter = getattr(batch, self.counter)
         if _on_kernels(batch.device):  # the same hashes in one launch
-            system_keys, advanced = _kernels().system_keys(self._seed, batch.system_id, counter)
+            system_keys, advanced = _kernels().system_keys(self._seed_argument(), batch.system_id, counter)
         else:
             seed = torch.full_like(batch.system_id, _signed(self.seed), dtype=torch.long)
             system_keys = _mix(_mix(seed) ^ batch.system_id)
@@ -158,6 +158,13 @@ class CounterNoise:
         if self.counter is not None:
             setattr(batch, self.counter, advanced)
         return [self._one(batch, system_keys, k, draw) for k, draw in enumerate(draws)]
+
+    def _seed_argument(self) -> torch.Tensor:
+        """``seed`` as the CPU kernel's ``[1]`` int64 argument: one tensor while the seed is unchanged
+        (so its warp view and the recorded launch are found again)."""
+        if self._seed_tensor[0] != self.seed:
+            self._seed_tensor = (self.seed, torch.tensor([_signed(self.seed)], dtype=torch.long))
+        return self._seed_tensor[1]
 
     def _one(self, batch: Batch, system_keys: torch.Tensor, array: int, draw: Draw) -> torch.Tensor:
         if draw.method == "standard_gamma":

@@ -96,3 +96,14 @@ def test_the_cpu_kernels_draw_the_torch_sources_numbers(monkeypatch, counted):
     for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b), index
     assert torch.equal(ours[0], ours[5]) is not counted  # a counted source draws new numbers each call
+
+
+def test_a_new_seed_set_on_the_source_is_the_one_drawn_with():
+    batch = _batch([1, 1], [0, 1])
+    source = CounterNoise(seed=1, counter=None)
+    first = source.draw(batch, DRAWS[:1])[0].clone()
+    source.seed = 2  # a user may reseed between runs
+    assert torch.equal(
+        source.draw(batch, DRAWS[:1])[0], CounterNoise(seed=2, counter=None).draw(batch, DRAWS[:1])[0]
+    )
+    assert not torch.equal(source.draw(batch, DRAWS[:1])[0], first)
