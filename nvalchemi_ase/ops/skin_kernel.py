@@ -20,6 +20,9 @@ list was rebuilt.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
@@ -32,33 +35,35 @@ ROWS_PER_THREAD = 32768
 """Rows below which one thread tests them all (a row is a few flops; a hand-off ~50 µs)."""
 
 
-@wp.kernel(enable_backward=False)
-def _moved_past(
-    first: wp.int32,
-    positions: wp.array(dtype=wp.vec3d),
-    reference: wp.array(dtype=wp.vec3d),
-    limit2: wp.float64,
-    moved: wp.array(dtype=wp.int32),
-):
-    i = first + wp.tid()
-    d = positions[i] - reference[i]
-    if (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2] > limit2:
-        moved[0] = 1  # every writer writes the same value: no race on the result
+@wp.func
+def past(r: wp.vec3d, reference: wp.vec3d, limit2: wp.float64) -> bool:
+    """Whether ``r`` lies farther than ``√limit2`` from ``reference``: the skin test of every kernel
+    (this module's and the Verlet kick-and-drift's), its squares summed as ``(x² + y²) + z²``."""
+    d = r - reference
+    return (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2] > limit2
 
 
-@wp.kernel(enable_backward=False)
-def _systems_moved_past(
-    first: wp.int32,
-    positions: wp.array(dtype=wp.vec3d),
-    reference: wp.array(dtype=wp.vec3d),
-    system: wp.array(dtype=wp.int64),
-    limit2: wp.float64,
-    moved: wp.array(dtype=wp.int32),
-):
-    i = first + wp.tid()
-    d = positions[i] - reference[i]
-    if (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2] > limit2:
-        moved[system[i]] = 1  # every writer of a system writes the same value
+@functools.cache
+def _moved_kernel(per_system: bool) -> Any:
+    """Sets ``moved[0]``, or ``moved[system of the row]`` (``per_system``), for a row past the limit."""
+
+    @wp.kernel(enable_backward=False)
+    def moved_past(
+        first: wp.int32,
+        positions: wp.array(dtype=wp.vec3d),
+        reference: wp.array(dtype=wp.vec3d),
+        system: wp.array(dtype=wp.int64),
+        limit2: wp.float64,
+        moved: wp.array(dtype=wp.int32),
+    ):
+        i = first + wp.tid()
+        if past(positions[i], reference[i], limit2):
+            slot = 0
+            if wp.static(per_system):
+                slot = wp.int32(system[i])
+            moved[slot] = 1  # every writer of a slot writes the same value: no race on the result
+
+    return moved_past
 
 
 @wp.kernel(enable_backward=False)
@@ -75,6 +80,10 @@ def _rebased(
         out[i] = positions[i]
     else:
         out[i] = reference[i]
+
+
+_NO_SYSTEMS = torch.zeros(1, dtype=torch.int64)
+"""The ``system`` argument of the any-atom test, which never reads it."""
 
 
 def fits(positions: torch.Tensor, reference: torch.Tensor) -> bool:
@@ -97,8 +106,14 @@ def any_moved_past(
     ``flag``: a one-element int32 CPU tensor the kernel writes (cleared here)."""
     host = flag.numpy()  # the same memory: cleared and read without a torch operation
     host[0] = 0
-    inputs = [view(positions, wp.vec3d), view(reference, wp.vec3d), float64_scalar(limit * limit), view(flag)]
-    launch(_moved_past, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
+    inputs = [
+        view(positions, wp.vec3d),
+        view(reference, wp.vec3d),
+        view(_NO_SYSTEMS),
+        float64_scalar(limit * limit),
+        view(flag),
+    ]
+    launch(_moved_kernel(False), positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
     return bool(host[0])
 
 
@@ -114,7 +129,7 @@ def systems_moved_past(
         float64_scalar(limit * limit),
         view(moved),
     ]
-    launch(_systems_moved_past, positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
+    launch(_moved_kernel(True), positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
     return moved.bool()
 
 

@@ -26,6 +26,7 @@ import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.ops.buffers import Buffers, view
+from nvalchemi_ase.ops.skin_kernel import past
 from nvalchemi_ase.ops.warp_launch import float64_scalar, launch
 
 wp = initialised_warp()
@@ -97,8 +98,7 @@ def _kick_drift_kernel(test_skin: bool, masked: bool) -> Any:
         new_velocities[i] = v
         new_positions[i] = r
         if wp.static(test_skin):
-            d = r - reference[i]
-            if (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2] > limit2:
+            if past(r, reference[i], limit2):
                 moved[0] = 1  # every writer writes the same value: no race on the result
 
     return kick_drift
