@@ -40,7 +40,7 @@ from common import machine
 
 from nvalchemi_ase import Batch, LennardJones
 from nvalchemi_ase.models.pair_kernel import pair_sums
-from nvalchemi_ase.neighbors._backend import ops_batch_cell_list
+from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_batch_cell_list
 from nvalchemi_ase.neighbors.half import half_list
 from nvalchemi_ase.neighbors.images import image_vectors
 from nvalchemi_ase.ops import warp_launch
@@ -154,7 +154,7 @@ def _rebuilds(model: LennardJones, batch: Batch, neighbors: Any, repeats: int) -
     every = torch.ones(batch.num_graphs, dtype=torch.bool)
     raw = (neighbors.raw_matrix, neighbors.raw_shifts, neighbors.raw_counts)
     matrix, shifts, counts = (tensor.clone() for tensor in raw)
-    workspace = lists._workspace(batch.cell, batch.pbc)
+    workspace = cell_list_workspace(batch.cell, batch.pbc, lists.search_radius, batch.positions.shape[0])
 
     def half_filled() -> None:
         ops_batch_cell_list()(

@@ -50,6 +50,10 @@ class PairPotential(BatchedModel):
     use_kernel
         Sum the pairs with the fused kernel (``pair_kernel``) when the potential
         has one; False uses plain torch operations (the same numbers, slower).
+
+    Per-atom ``energies`` are returned when asked for (``"energies"`` in the
+    properties): on a CPU the half-list kernel then writes each partner's share
+    of a pair's energy too, work a step that only needs the systems' energies skips.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
@@ -83,16 +87,20 @@ class PairPotential(BatchedModel):
     ) -> dict[str, torch.Tensor]:
         neighbors = self.neighbors(batch)
         with_virials = "stress" in properties
+        atom_energies = "energies" in properties
         terms = self.kernel_terms
         if terms is not None and self.use_kernel:
-            energies, forces, atom_virials = self._kernel_sums(batch, neighbors, with_virials, terms)
+            energies, forces, atom_virials = self._kernel_sums(
+                batch, neighbors, with_virials, terms, atom_energies
+            )
         else:
             energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
         outputs = {
             "energy": segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1),
             "forces": forces,
-            "energies": energies,
         }
+        if atom_energies:  # else the kernel's first result may only add up to the energy
+            outputs["energies"] = energies
         if atom_virials is not None:  # stress was asked for
             virial = segment_sum(atom_virials, batch.batch_idx, batch.num_graphs)
             volume = volumes(batch.cell).view(-1, 1, 1)
@@ -107,7 +115,7 @@ class PairPotential(BatchedModel):
         return outputs
 
     def _kernel_sums(
-        self, batch: Batch, neighbors: Neighbors, with_virials: bool, terms: Any
+        self, batch: Batch, neighbors: Neighbors, with_virials: bool, terms: Any, atom_energies: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         energies, forces, virials = kernels().pair_sums(
             terms,
@@ -116,6 +124,7 @@ class PairPotential(BatchedModel):
             neighbors,
             self.cutoff,
             with_virials,
+            atom_energies=atom_energies,
         )
         if batch.dtype == torch.float64:  # the kernel's own precision: nothing to convert
             return energies, forces, virials

@@ -38,6 +38,7 @@ import torch
 from nvalchemi_ase.models.pair_kernel import Parameters
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.half import HalfList
+from nvalchemi_ase.ops import direct_access as direct
 from nvalchemi_ase.ops import warp_launch
 from nvalchemi_ase.ops.buffers import Buffers, view
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch_shares
@@ -58,7 +59,10 @@ _TOTALS_ROWS_PER_THREAD = 1 << 16
 
 
 @functools.cache
-def _kernel(terms: Any, with_virials: bool) -> Any:
+def _kernel(terms: Any, with_virials: bool, atom_energies: bool) -> Any:
+    """The kernel for ``terms``; ``atom_energies`` False: each row sums its pairs' whole energies and
+    writes no partner's (the rows add up to the system's energy, but are not per-atom energies)."""
+
     @wp.kernel(enable_backward=False)
     def half_pair_sums(
         first: wp.int32,
@@ -93,23 +97,26 @@ def _kernel(terms: Any, with_virials: bool) -> Any:
         p = params[0]
         count = counts[i]
         k = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
-        while k < count:
-            j = matrix[i, k]
-            d = positions[j] - here + table[slots[i, k]]
+        while k < count:  # the pair's rows read and written directly (see ops.direct_access)
+            j = direct.entry(matrix, i, k)
+            d = direct.vector_at(positions, j) - here + direct.vector_at(table, direct.entry(slots, i, k))
             r2 = wp.dot(d, d)
             inside = wp.where(r2 <= cutoff2, wp.float64(1.0), wp.float64(0.0))  # branch-free
             t = terms(r2, p)
-            u = wp.float64(0.5) * t[0] * inside  # half of the pair's energy to each atom, as ASE
             du = t[1] * inside
             f = du * d
-            energy += u
             force += f
-            energies[j] = energies[j] + u
-            forces[j] = forces[j] - f
+            direct.subtract_vector(forces, j, f)
+            if wp.static(atom_energies):
+                u = wp.float64(0.5) * t[0] * inside  # half of the pair's energy to each atom, as ASE
+                energy += u
+                direct.add_scalar(energies, j, u)
+            else:
+                energy += t[0] * inside
             if wp.static(with_virials):
                 v = (wp.float64(0.5) * du) * wp.outer(d, d)
                 virial += v
-                virials[j] = virials[j] + v
+                direct.add_matrix(virials, j, v)
             k += 1
         # last: an image of this atom itself (a small cell) wrote its partner's share here meanwhile
         energies[i] = energies[i] + energy
@@ -234,11 +241,19 @@ def half_pair_sums(
     neighbors: Any,
     cutoff: float,
     with_virials: bool = True,
+    atom_energies: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`~nvalchemi_ase.models.pair_kernel.pair_sums` over ``neighbors.half`` (a CPU list reused
     over steps; ``params`` padded to the kernel's length, ``positions`` float64): the same results to
-    round-off, the same bits on any number of threads."""
+    round-off, the same bits on any number of threads.
+
+    ``atom_energies`` False: the first result holds each row's whole pair energies, which add up to
+    its system's energy but are not per-atom energies (no partner's share written: a twelfth of a
+    visit's work)."""
     half: HalfList = neighbors.half
+    positions = positions.contiguous()
+    if not direct.contiguous(half.matrix, half.slots, half.table):
+        raise ValueError("the half list's matrix, slots and table must be C-contiguous")
     device = positions.device
     n = positions.shape[0]
     plan = _plan(half, torch.get_num_threads())
@@ -254,7 +269,7 @@ def half_pair_sums(
         descriptor(params.view(1, -1), Parameters),
         float64_scalar(cutoff * cutoff),
     ]
-    kernel = _kernel(terms, with_virials)
+    kernel = _kernel(terms, with_virials, atom_energies)
     energies = _ENERGIES.take((n,), torch.float64, device)
     forces = _FORCES.take((n, 3), torch.float64, device)
     virials = _VIRIALS.take((n, 3, 3), torch.float64, device) if with_virials else _no_virials(device)

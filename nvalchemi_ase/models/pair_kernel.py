@@ -199,6 +199,7 @@ def pair_sums(
     cutoff: float,
     with_virials: bool = True,
     half: bool | None = None,
+    atom_energies: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
@@ -213,7 +214,9 @@ def pair_sums(
     ``half`` picks the half-list kernel (:mod:`~nvalchemi_ase.models.pair_half_kernel`:
     each pair visited once); None (the default) takes it wherever it applies, a
     CPU list that serves many steps (:func:`uses_half_list`). True where it does
-    not apply is refused.
+    not apply is refused. ``atom_energies`` False lets the half-list kernel skip the
+    partners' energy shares: the first result then only sums to the systems' energies
+    (see :func:`~nvalchemi_ase.models.pair_half_kernel.half_pair_sums`).
     """
     device = positions.device
     params, positions = float64_tensor(params), float64_tensor(positions)
@@ -221,7 +224,9 @@ def pair_sums(
         params = torch.nn.functional.pad(params.reshape(-1), (0, PARAMETERS - params.numel()))
     if half or (half is None and HALF_LIST_ON_CPU):
         if uses_half_list(neighbors):
-            return _half_kernel().half_pair_sums(terms, params, positions, neighbors, cutoff, with_virials)
+            return _half_kernel().half_pair_sums(
+                terms, params, positions, neighbors, cutoff, with_virials, atom_energies
+            )
         if half:
             raise ValueError(
                 "the half-list kernel needs a CPU list that serves many steps (Neighbors.reused)"

@@ -22,6 +22,7 @@ MODELS = {
     "morse": lambda: Morse(epsilon=0.0104, rho0=6.0, r0=3.8),
 }
 KEYS = ("energy", "forces", "energies", "stress")
+PROPERTIES = ("energy", "forces", "stress", "energies")
 SAME_TO_ROUND_OFF = 1e-12
 """Relative: the half list sums the same terms as the full list in another order."""
 
@@ -37,7 +38,7 @@ def _systems(name: str) -> list:
 
 def _evaluate(model, batch, half: bool, monkeypatch) -> dict[str, torch.Tensor]:
     monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", half)
-    results = evaluate(model, batch, ("energy", "forces", "stress"))
+    results = evaluate(model, batch, PROPERTIES)
     assert ("half" in model.neighbor_list._current.__dict__) == half  # the path asked for was taken
     return results
 
@@ -65,6 +66,33 @@ def test_half_list_gives_the_full_lists_numbers(name, systems, monkeypatch, chun
     full = _evaluate(MODELS[name](), batch, False, monkeypatch)
     half = _evaluate(MODELS[name](), batch, True, monkeypatch)
     _assert_close(half, full)
+
+
+@pytest.mark.parametrize("systems", ["ragged", "large-box"], ids=["system-shares", "chunks"])
+def test_without_per_atom_energies_the_energy_and_forces_stay(systems, monkeypatch, chunks_from_108_rows):
+    """Not asked for per-atom energies, the kernel writes no partner's share: the systems' energies
+    agree to round-off, the forces and stress are the same bits, and no "energies" come back."""
+    monkeypatch.setattr(warp_launch, "ROWS_PER_THREAD", 4)
+    batch = Batch.from_atoms(_systems(systems), device="cpu")
+    model = MODELS["lj-smooth"]()
+    asked = evaluate(model, batch, PROPERTIES)
+    skipped = evaluate(model, batch, ("energy", "forces", "stress"))
+    assert "energies" not in skipped
+    assert torch.equal(skipped["forces"].nan_to_num(), asked["forces"].nan_to_num())
+    assert torch.equal(skipped["stress"].nan_to_num(), asked["stress"].nan_to_num())
+    finite = torch.isfinite(asked["energy"])
+    assert torch.equal(torch.isfinite(skipped["energy"]), finite)
+    torch.testing.assert_close(skipped["energy"][finite], asked["energy"][finite], rtol=1e-13, atol=1e-13)
+    neighbors = model.neighbor_list.update(batch)
+    rows, _, _ = pair_kernel.pair_sums(
+        model.kernel_terms,
+        model.kernel_parameters(),
+        batch.positions,
+        neighbors,
+        model.cutoff,
+        atom_energies=False,
+    )
+    assert not torch.allclose(rows.nan_to_num(), asked["energies"].nan_to_num())  # not per-atom energies
 
 
 def test_a_large_box_in_chunks_beside_small_systems_matches_ase(chunks_from_108_rows):
@@ -119,7 +147,7 @@ def test_half_list_bits_do_not_depend_on_the_threads(
     results = {}
     for threads in (1, 2, 3):
         torch_threads(threads)
-        results[threads] = evaluate(model, batch, ("energy", "forces", "stress"))
+        results[threads] = evaluate(model, batch, PROPERTIES)
     plans = model.neighbor_list._current.half.plans
     assert [len(plan.shares) for plan in plans.values()] == [1, 2, 3]  # the rows really were split
     assert all((plan.starts is not None) == (systems == "large-box") for plan in plans.values())

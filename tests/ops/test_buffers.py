@@ -53,6 +53,7 @@ def test_results_a_user_kept_from_earlier_steps_are_never_written_over():
     atoms.set_velocities(np.random.default_rng(1).normal(scale=0.02, size=(len(atoms), 3)))
     batch = Batch.from_atoms(atoms, device="cpu")
     engine = NVE(LennardJones(sigma=3.4, epsilon=0.0104, rc=8.5, skin=0.3), dt=4.0)
+    engine.request_property("energies")  # the kernel's pooled per-atom energies, kept in the batch too
     engine.run(batch, n_steps=3)
     names = ("positions", "velocities", "forces", "energies", "energy")
     kept = {name: getattr(batch, name) for name in names}

@@ -1,0 +1,67 @@
+"""ops.direct_access: warp's indexing without its negative-index wrap and run-time strides, same values."""
+
+from __future__ import annotations
+
+import torch
+
+from nvalchemi_ase.neighbors._backend import initialised_warp
+from nvalchemi_ase.ops import direct_access as direct
+
+wp = initialised_warp()
+
+
+@wp.kernel(enable_backward=False)
+def _gather_scatter(
+    matrix: wp.array2d(dtype=wp.int32),
+    source: wp.array(dtype=wp.vec3d),
+    vectors: wp.array(dtype=wp.vec3d),
+    scalars: wp.array(dtype=wp.float64),
+    matrices: wp.array(dtype=wp.mat33d),
+    read: wp.array2d(dtype=wp.vec3d),
+):
+    i = wp.tid()
+    k = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
+    while k < matrix.shape[1]:
+        j = direct.entry(matrix, i, k)
+        read[i, k] = direct.vector_at(source, j)
+        k += 1
+    # each row writes only to itself: no two threads share an element
+    direct.subtract_vector(vectors, i, wp.vec3d(wp.float64(1.0), wp.float64(2.0), wp.float64(3.0)))
+    direct.add_scalar(scalars, i, wp.float64(0.5))
+    direct.add_matrix(matrices, i, wp.identity(3, dtype=wp.float64))
+
+
+def test_reads_and_writes_are_warps_indexing():
+    generator = torch.Generator().manual_seed(0)
+    n, k = 7, 5
+    matrix = torch.randint(0, n, (n, k), generator=generator, dtype=torch.int32)
+    vectors = torch.randn(n, 3, generator=generator, dtype=torch.float64)
+    scalars = torch.randn(n, generator=generator, dtype=torch.float64)
+    matrices = torch.randn(n, 3, 3, generator=generator, dtype=torch.float64)
+    read = torch.zeros(n, k, 3, dtype=torch.float64)
+    source = vectors.clone()
+    before = vectors.clone(), scalars.clone(), matrices.clone()
+    wp.launch(
+        _gather_scatter,
+        dim=n,
+        inputs=[
+            wp.from_torch(matrix),
+            wp.from_torch(source, dtype=wp.vec3d),
+            wp.from_torch(vectors, dtype=wp.vec3d),
+            wp.from_torch(scalars),
+            wp.from_torch(matrices, dtype=wp.mat33d),
+            wp.from_torch(read, dtype=wp.vec3d),
+        ],
+        device="cpu",
+    )
+    assert torch.equal(read, before[0][matrix.long()])
+    assert torch.equal(vectors, before[0] - torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert torch.equal(scalars, before[1] + 0.5)
+    assert torch.equal(matrices, before[2] + torch.eye(3, dtype=torch.float64))
+
+
+def test_contiguous_tells_the_layouts_apart():
+    square = torch.zeros(4, 4)
+    assert direct.contiguous(square, square[1:])
+    assert not direct.contiguous(square, square.t())
+    assert not direct.contiguous(square[:, :2])
