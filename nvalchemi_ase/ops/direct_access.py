@@ -41,6 +41,18 @@ def subtract_vector(rows: wp.array(dtype=wp.vec3d), j: wp.int32, value: wp.vec3d
     ...
 
 
+@wp.func_native("return rows.data[j];")
+def padded_at(rows: wp.array(dtype=wp.vec4d), j: wp.int32) -> wp.vec4d:
+    """``rows[j]`` of a padded array (32-byte rows: an aligned load that never straddles a cache line)."""
+    ...
+
+
+@wp.func_native("rows.data[j] = rows.data[j] - value;")
+def subtract_padded(rows: wp.array(dtype=wp.vec4d), j: wp.int32, value: wp.vec4d):
+    """``rows[j] = rows[j] - value`` of a padded array (not atomic: one writer at a time)."""
+    ...
+
+
 @wp.func_native("rows.data[j] = rows.data[j] + value;")
 def add_scalar(rows: wp.array(dtype=wp.float64), j: wp.int32, value: wp.float64):
     """``rows[j] = rows[j] + value`` (not atomic: one writer at a time)."""
