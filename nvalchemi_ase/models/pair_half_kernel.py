@@ -229,6 +229,7 @@ class _Plan:
         self.cleared_rows: list[int] = [] if cleared is None else cleared.tolist()  # read on the host
         # the same argument objects at every call, so the recorded launches are found again
         self.chunk_numbers = [] if starts is None else [wp.int32(c) for c in range(starts.shape[0] - 1)]
+        self.chunk_views: dict[tuple, list[list[Any]]] = {}  # per set of chunk buffers (by address)
 
 
 def _plan(half: HalfList, threads: int) -> _Plan:
@@ -350,18 +351,24 @@ def _chunked(
     clear, total = _chunk_kernels(with_virials)
     buffers = [view(parts[0]), view(parts[1], wp.vec4d), view(parts[2], wp.mat33d)]
     cleared = plan.cleared_rows
-    shares = []
-    for share in plan.shares:
-        launches = []
-        for first, count, c in share:
-            chunk_outputs = [
+    key = (*(part.data_ptr() for part in parts), with_virials)
+    chunk_views = plan.chunk_views.get(key)
+    if chunk_views is None:  # the pools hand out the same buffers call after call: views made once
+        chunk_views = plan.chunk_views[key] = [
+            [
                 descriptor(parts[0][c]),
                 descriptor(parts[1][c], wp.vec4d),
                 descriptor(parts[2][c], wp.mat33d) if with_virials else outputs[2],
             ]
+            for c in range(chunks)
+        ]
+    shares = []
+    for share in plan.shares:
+        launches = []
+        for first, count, c in share:
             if first > cleared[c]:
                 launches.append((clear, cleared[c], first - cleared[c], [plan.chunk_numbers[c], *buffers]))
-            launches.append((kernel, first, count, common + chunk_outputs))
+            launches.append((kernel, first, count, common + chunk_views[c]))
         shares.append(launches)
     launch_shares(shares, device)
     bounds = [view(plan.starts), view(plan.cleared)]
