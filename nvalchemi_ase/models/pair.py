@@ -90,15 +90,13 @@ class PairPotential(BatchedModel):
         atom_energies = "energies" in properties
         terms = self.kernel_terms
         if terms is not None and self.use_kernel:
-            energies, forces, atom_virials = self._kernel_sums(
+            energy, energies, forces, atom_virials = self._kernel_sums(
                 batch, neighbors, with_virials, terms, atom_energies
             )
         else:
             energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
-        outputs = {
-            "energy": segment_sum(energies, batch.batch_idx, batch.num_graphs).unsqueeze(1),
-            "forces": forces,
-        }
+            energy = segment_sum(energies, batch.batch_idx, batch.num_graphs)
+        outputs = {"energy": energy.unsqueeze(1), "forces": forces}
         if atom_energies:  # else the kernel's first result may only add up to the energy
             outputs["energies"] = energies
         if atom_virials is not None:  # stress was asked for
@@ -116,8 +114,11 @@ class PairPotential(BatchedModel):
 
     def _kernel_sums(
         self, batch: Batch, neighbors: Neighbors, with_virials: bool, terms: Any, atom_energies: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        energies, forces, virials = kernels().pair_sums(
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(energy [B], energies, forces, virials)`` from the fused kernel (the systems' sums too)."""
+        pair_kernel = kernels()
+        energy = pair_kernel.SYSTEM_ENERGIES.take((batch.num_graphs,), torch.float64, batch.device)
+        energies, forces, virials = pair_kernel.pair_sums(
             terms,
             self._parameters_on(batch.device),
             batch.positions,
@@ -125,11 +126,13 @@ class PairPotential(BatchedModel):
             self.cutoff,
             with_virials,
             atom_energies=atom_energies,
+            system_energies=energy,
         )
         if batch.dtype == torch.float64:  # the kernel's own precision: nothing to convert
-            return energies, forces, virials
+            return energy, energies, forces, virials
         dtype = batch.dtype
-        return energies.to(dtype), forces.to(dtype), None if virials is None else virials.to(dtype)
+        converted = energies.to(dtype), forces.to(dtype), None if virials is None else virials.to(dtype)
+        return energy.to(dtype), *converted
 
     def _parameters_on(self, device: torch.device) -> torch.Tensor:
         """``kernel_parameters()`` on ``device``, made again only after an attribute was assigned."""

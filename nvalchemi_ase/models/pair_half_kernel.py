@@ -200,6 +200,24 @@ def _padded(first: wp.int32, rows: wp.array(dtype=wp.vec3d), padded: wp.array(dt
 
 
 @wp.kernel(enable_backward=False)
+def _system_sums(
+    first: wp.int32,
+    starts: wp.array(dtype=wp.int64),
+    values: wp.array(dtype=wp.float64),
+    sums: wp.array(dtype=wp.float64),
+):
+    """``sums[b]``: system ``b``'s rows of ``values`` added in row order from 0, the bits of
+    :func:`~nvalchemi_ase.ops.segment_sum` (torch's ``index_add_`` adds in index order on a CPU)."""
+    b = first + wp.tid()
+    total = wp.float64(0.0)
+    i = starts[b]
+    while i < starts[b + 1]:
+        total += values[i]
+        i += wp.int64(1)
+    sums[b] = total
+
+
+@wp.kernel(enable_backward=False)
 def _unpadded(first: wp.int32, padded: wp.array(dtype=wp.vec4d), rows: wp.array(dtype=wp.vec3d)):
     """``rows[i] = padded[i][:3]``."""
     i = first + wp.tid()
@@ -214,17 +232,24 @@ class _Plan:
     ``starts`` None the ranges are whole systems, all writing to the outputs;
     else ``starts`` ``[C + 1]`` are the chunks' first rows and ``cleared`` ``[C]``
     the lowest row each chunk writes to (its rows' lowest partner), int32.
-    ``table`` is the list's table of image vectors as padded rows ``(x, y, z, 0)``.
+    ``table`` is the list's table of image vectors as padded rows ``(x, y, z, 0)``;
+    ``systems`` the ``(first, count)`` systems each share holds, ``system_starts``
+    int64 ``[B + 1]`` their first rows.
     """
 
     def __init__(
         self,
-        table: torch.Tensor,
+        half: HalfList,
         shares: list[list[tuple[int, int, int]]],
         starts: torch.Tensor | None = None,
         cleared: torch.Tensor | None = None,
     ) -> None:
-        self.table = torch.nn.functional.pad(table, (0, 1)).contiguous()
+        self.table = torch.nn.functional.pad(half.table, (0, 1)).contiguous()
+        self.system_starts = torch.as_tensor(half.system_starts, dtype=torch.int64)
+        edges = np.searchsorted(
+            half.system_starts, [share[0][0] for share in shares] + [half.system_starts[-1]]
+        )
+        self.systems = [(int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
         self.shares, self.starts, self.cleared = shares, starts, cleared
         self.cleared_rows: list[int] = [] if cleared is None else cleared.tolist()  # read on the host
         # the same argument objects at every call, so the recorded launches are found again
@@ -254,13 +279,13 @@ def _made_plan(half: HalfList, threads: int) -> _Plan:
         used = max(1, min(threads, CHUNKS))
         groups = [chunks[CHUNKS * t // used : CHUNKS * (t + 1) // used] for t in range(used)]
         as_int32 = functools.partial(torch.as_tensor, dtype=torch.int32)
-        return _Plan(half.table, groups, as_int32(bounds), as_int32(cleared))
+        return _Plan(half, groups, as_int32(bounds), as_int32(cleared))
     used = max(1, min(threads, rows // per_thread, starts.size - 1))
     # share boundaries at the system starts nearest to equal numbers of visits
     targets = visits[-1] * np.arange(1, used) / used
     at = np.searchsorted(visits[starts], targets)
     bounds = sorted({0, rows, *starts[np.clip(at, 0, starts.size - 1)].tolist()})
-    return _Plan(half.table, [[(a, b - a, 0)] for a, b in itertools.pairwise(bounds)])
+    return _Plan(half, [[(a, b - a, 0)] for a, b in itertools.pairwise(bounds)])
 
 
 def half_pair_sums(
@@ -271,6 +296,7 @@ def half_pair_sums(
     cutoff: float,
     with_virials: bool = True,
     atom_energies: bool = True,
+    system_energies: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`~nvalchemi_ase.models.pair_kernel.pair_sums` over ``neighbors.half`` (a CPU list reused
     over steps; ``params`` padded to the kernel's length, ``positions`` float64): the same results to
@@ -278,7 +304,9 @@ def half_pair_sums(
 
     ``atom_energies`` False: the first result holds each row's whole pair energies, which add up to
     its system's energy but are not per-atom energies (no partner's share written: a twelfth of a
-    visit's work)."""
+    visit's work). ``system_energies`` (float64 ``[B]``) is filled with each system's sum of the
+    first result, added in row order: by each share for its own systems, while their rows are
+    still in its core's cache."""
     half: HalfList = neighbors.half
     if not direct.contiguous(half.matrix, half.slots):
         raise ValueError("the half list's matrix and slots must be C-contiguous")
@@ -307,25 +335,28 @@ def half_pair_sums(
     virials = _VIRIALS.take((n, 3, 3), torch.float64, device) if with_virials else _no_virials(device)
     outputs = [view(energies), view(forces, wp.vec3d), view(virials, wp.mat33d)]
     pad = [view(positions.contiguous(), wp.vec3d), common[0]]
+    totals = (
+        None if system_energies is None else [view(plan.system_starts), outputs[0], view(system_energies)]
+    )
     if plan.starts is None:  # each share pads its systems' positions, sums them, unpads their forces
         unpad = [view(padded[1], wp.vec4d), outputs[1]]
         sums = [*common, outputs[0], unpad[0], outputs[2]]
-        shares = [
-            [
-                launch
-                for first, count, _ in share
-                for launch in (
-                    (_padded, first, count, pad),
-                    (kernel, first, count, sums),
-                    (_unpadded, first, count, unpad),
-                )
-            ]
-            for share in plan.shares
-        ]
+        shares = []
+        for share, (first_system, systems) in zip(plan.shares, plan.systems, strict=True):
+            launches: list[tuple[Any, int, int, list[Any]]] = []
+            for first, count, _ in share:
+                launches += [(_padded, first, count, pad), (kernel, first, count, sums)]
+                launches.append((_unpadded, first, count, unpad))
+            if totals is not None:
+                launches.append((_system_sums, first_system, systems, totals))
+            shares.append(launches)
         launch_shares(shares, device)
     else:  # every chunk reads every position: padded first; the chunks' last pass unpads the forces
         warp_launch.launch(_padded, n, pad, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
         _chunked(kernel, plan, common, outputs, n, with_virials, device)
+        if totals is not None:
+            systems = plan.system_starts.shape[0] - 1
+            warp_launch.launch(_system_sums, systems, totals, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
     return energies, forces, virials if with_virials else None
 
 

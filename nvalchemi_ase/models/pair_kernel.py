@@ -200,6 +200,7 @@ def pair_sums(
     with_virials: bool = True,
     half: bool | None = None,
     atom_energies: bool = True,
+    system_energies: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
@@ -216,7 +217,9 @@ def pair_sums(
     CPU list that serves many steps (:func:`uses_half_list`). True where it does
     not apply is refused. ``atom_energies`` False lets the half-list kernel skip the
     partners' energy shares: the first result then only sums to the systems' energies
-    (see :func:`~nvalchemi_ase.models.pair_half_kernel.half_pair_sums`).
+    (see :func:`~nvalchemi_ase.models.pair_half_kernel.half_pair_sums`). ``system_energies``,
+    a float64 ``[B]`` tensor, is filled with those sums (the bits of
+    :func:`~nvalchemi_ase.ops.segment_sum` over ``neighbors.batch_idx``).
     """
     device = positions.device
     params, positions = float64_tensor(params), float64_tensor(positions)
@@ -225,7 +228,7 @@ def pair_sums(
     if half or (half is None and HALF_LIST_ON_CPU):
         if uses_half_list(neighbors):
             return _half_kernel().half_pair_sums(
-                terms, params, positions, neighbors, cutoff, with_virials, atom_energies
+                terms, params, positions, neighbors, cutoff, with_virials, atom_energies, system_energies
             )
         if half:
             raise ValueError(
@@ -254,6 +257,8 @@ def pair_sums(
         view(virials, wp.mat33d),
     ]
     launch(_kernel(terms, with_virials, with_images), n, inputs, device)
+    if system_energies is not None:
+        system_energies.zero_().index_add_(0, neighbors.batch_idx, energies)
     return energies, forces, virials if with_virials else None
 
 
@@ -282,6 +287,8 @@ def no_images(device: torch.device) -> torch.Tensor:
 
 
 _ENERGIES, _FORCES, _VIRIALS = Buffers(), Buffers(), Buffers()
+SYSTEM_ENERGIES = Buffers()
+"""The systems' energies a caller has :func:`pair_sums` fill (``system_energies``), step after step."""
 
 
 @functools.cache
