@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nvalchemi_ase.ops import vml
 from nvalchemi_ase.ops.segment import (
     segment_broadcast,
     segment_max,
@@ -10,6 +11,8 @@ from nvalchemi_ase.ops.segment import (
     segment_weighted_mean,
     xyz_sum,
 )
+
+vml.warm_up()  # before any of our calls: see nvalchemi_ase.ops.vml
 
 __all__ = [
     "segment_broadcast",
