@@ -178,12 +178,18 @@ class _CpuLaunch:
     struct anew at every call (an assignment per argument: ~5 µs for our kernels,
     more than the kernel of a small system); this one builds it when the launch
     is recorded or re-packed, with warp's own struct builder, and then only calls.
+
+    It holds its recorded launch, and with it the module's compiled code that
+    ``forward`` points into: a module that gained a kernel is compiled and loaded
+    again, and its earlier code is unloaded once no recorded launch holds it. A
+    launcher kept past the caches' clearing (a launch list being run) would
+    otherwise call freed code.
     """
 
-    __slots__ = ("_bounds", "_forward", "_packed")
+    __slots__ = ("_bounds", "_command", "_forward", "_packed")
 
-    def __init__(self, forward: Any, bounds: Any, packed: Any) -> None:
-        self._forward, self._bounds, self._packed = forward, bounds, packed
+    def __init__(self, command: Any, forward: Any, bounds: Any, packed: Any) -> None:
+        self._command, self._forward, self._bounds, self._packed = command, forward, bounds, packed
 
     def launch(self) -> None:
         self._forward(self._bounds, self._packed)
@@ -204,7 +210,7 @@ def _direct(command: Any) -> Any:
         return command
     if not forward:
         return command
-    return _CpuLaunch(forward, ctypes.byref(bounds), ctypes.byref(packed))
+    return _CpuLaunch(command, forward, ctypes.byref(bounds), ctypes.byref(packed))
 
 
 @functools.cache
