@@ -156,8 +156,14 @@ def ours_engine(systems: list[Atoms], half: bool = True) -> tuple[NVE, Batch]:
     return engine, batch
 
 
+THREADS = torch.get_num_threads()
+"""Torch's threads for ours, taken at start: a LAMMPS instance without the OMP package sets
+OpenMP's thread count to 1 in this process, and torch reads the same count."""
+
+
 def ours_seconds(engine: NVE, batch: Batch, steps: int, half: bool = True) -> float:
     """Wall seconds of ``steps`` steps; ``half=False``: with the full-list pair kernel."""
+    torch.set_num_threads(THREADS)  # a LAMMPS run before may have left it at 1 (see THREADS)
     saved, pair_kernel.HALF_LIST_ON_CPU = pair_kernel.HALF_LIST_ON_CPU, half
     try:
         start = time.perf_counter()
