@@ -334,7 +334,8 @@ def half_pair_sums(
     forces = _FORCES.take((n, 3), torch.float64, device)
     virials = _VIRIALS.take((n, 3, 3), torch.float64, device) if with_virials else _no_virials(device)
     outputs = [view(energies), view(forces, wp.vec3d), view(virials, wp.mat33d)]
-    pad = [view(positions.contiguous(), wp.vec3d), common[0]]
+    positions = positions.contiguous()  # held while the kernels run (a copy when it was not)
+    pad = [view(positions, wp.vec3d), common[0]]
     totals = (
         None if system_energies is None else [view(plan.system_starts), outputs[0], view(system_energies)]
     )

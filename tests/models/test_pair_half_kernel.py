@@ -267,3 +267,20 @@ def test_a_half_list_is_derived_afresh_when_a_rebuilt_system_reaches_farther():
     )
     assert neighbors.half is not earlier
     assert neighbors.half.layout.system_reach[0] > earlier.layout.system_reach[0]
+
+
+def test_positions_laid_out_with_gaps_give_the_same_bits():
+    """Positions that are a view with a row stride of 4 (not contiguous) are copied for the kernels
+    and held while they run."""
+    batch = Batch.from_atoms(_systems("ragged"), device="cpu")
+    model = MODELS["lj-shifted"]()
+    neighbors = model.neighbor_list.update(batch)
+    padded = torch.nn.functional.pad(batch.positions, (0, 1))
+    assert not padded[:, :3].is_contiguous()
+    results = [
+        pair_kernel.pair_sums(model.kernel_terms, model.kernel_parameters(), rows, neighbors, model.cutoff)
+        for rows in (batch.positions, padded[:, :3])
+    ]
+    assert "half" in neighbors.__dict__
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours.nan_to_num(), theirs.nan_to_num())
