@@ -233,8 +233,8 @@ class _Plan:
     else ``starts`` ``[C + 1]`` are the chunks' first rows and ``cleared`` ``[C]``
     the lowest row each chunk writes to (its rows' lowest partner), int32.
     ``table`` is the list's table of image vectors as padded rows ``(x, y, z, 0)``;
-    ``systems`` the ``(first, count)`` systems each share holds, ``system_starts``
-    int64 ``[B + 1]`` their first rows.
+    ``system_starts`` int64 ``[B + 1]`` the systems' first rows, and ``systems``
+    the ``(first, count)`` systems each share holds (ranges of whole systems only).
     """
 
     def __init__(
@@ -246,15 +246,20 @@ class _Plan:
     ) -> None:
         self.table = torch.nn.functional.pad(half.table, (0, 1)).contiguous()
         self.system_starts = torch.as_tensor(half.system_starts, dtype=torch.int64)
-        edges = np.searchsorted(
-            half.system_starts, [share[0][0] for share in shares] + [half.system_starts[-1]]
-        )
-        self.systems = [(int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
+        self.systems = [] if starts is not None else _share_systems(half.system_starts, shares)
         self.shares, self.starts, self.cleared = shares, starts, cleared
         self.cleared_rows: list[int] = [] if cleared is None else cleared.tolist()  # read on the host
         # the same argument objects at every call, so the recorded launches are found again
         self.chunk_numbers = [] if starts is None else [wp.int32(c) for c in range(starts.shape[0] - 1)]
         self.chunk_views: dict[tuple, list[list[Any]]] = {}  # per set of chunk buffers (by address)
+
+
+def _share_systems(
+    system_starts: np.ndarray, shares: list[list[tuple[int, int, int]]]
+) -> list[tuple[int, int]]:
+    """The ``(first, count)`` systems of each share of whole systems (its first row is a system's)."""
+    edges = np.searchsorted(system_starts, [share[0][0] for share in shares] + [system_starts[-1]])
+    return [(int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
 
 
 def _plan(half: HalfList, threads: int) -> _Plan:
@@ -346,8 +351,11 @@ def half_pair_sums(
         for share, (first_system, systems) in zip(plan.shares, plan.systems, strict=True):
             launches: list[tuple[Any, int, int, list[Any]]] = []
             for first, count, _ in share:
-                launches += [(_padded, first, count, pad), (kernel, first, count, sums)]
-                launches.append((_unpadded, first, count, unpad))
+                launches += [
+                    (_padded, first, count, pad),
+                    (kernel, first, count, sums),
+                    (_unpadded, first, count, unpad),
+                ]
             if totals is not None:
                 launches.append((_system_sums, first_system, systems, totals))
             shares.append(launches)

@@ -39,6 +39,7 @@ import torch
 
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.images import image_vector
+from nvalchemi_ase.ops import segment_sum
 from nvalchemi_ase.ops.buffers import Buffers, view
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch
 
@@ -258,7 +259,7 @@ def pair_sums(
     ]
     launch(_kernel(terms, with_virials, with_images), n, inputs, device)
     if system_energies is not None:
-        system_energies.zero_().index_add_(0, neighbors.batch_idx, energies)
+        segment_sum(energies, neighbors.batch_idx, system_energies.shape[0], out=system_energies)
     return energies, forces, virials if with_virials else None
 
 

@@ -30,18 +30,6 @@ def entry(matrix: wp.array2d(dtype=wp.int32), i: wp.int32, k: wp.int32) -> wp.in
 
 
 @wp.func_native("return rows.data[j];")
-def vector_at(rows: wp.array(dtype=wp.vec3d), j: wp.int32) -> wp.vec3d:
-    """``rows[j]``."""
-    ...
-
-
-@wp.func_native("rows.data[j] = rows.data[j] - value;")
-def subtract_vector(rows: wp.array(dtype=wp.vec3d), j: wp.int32, value: wp.vec3d):
-    """``rows[j] = rows[j] - value`` (not atomic: one writer at a time)."""
-    ...
-
-
-@wp.func_native("return rows.data[j];")
 def padded_at(rows: wp.array(dtype=wp.vec4d), j: wp.int32) -> wp.vec4d:
     """``rows[j]`` of a padded array (32-byte rows: an aligned load that never straddles a cache line)."""
     ...

@@ -8,9 +8,12 @@ from __future__ import annotations
 import torch
 
 
-def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Sum rows of ``values[M, ...]`` into ``[num_segments, ...]`` by ``index[M]``."""
-    out = values.new_zeros((num_segments, *values.shape[1:]))
+def segment_sum(
+    values: torch.Tensor, index: torch.Tensor, num_segments: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sum rows of ``values[M, ...]`` into ``[num_segments, ...]`` by ``index[M]`` (into ``out`` when
+    given, a tensor of that shape; its contents are overwritten)."""
+    out = values.new_zeros((num_segments, *values.shape[1:])) if out is None else out.zero_()
     return out.index_add_(0, index, values)
 
 

@@ -106,14 +106,7 @@ def any_moved_past(
     ``flag``: a one-element int32 CPU tensor the kernel writes (cleared here)."""
     host = flag.numpy()  # the same memory: cleared and read without a torch operation
     host[0] = 0
-    inputs = [
-        view(positions, wp.vec3d),
-        view(reference, wp.vec3d),
-        view(_NO_SYSTEMS),
-        float64_scalar(limit * limit),
-        view(flag),
-    ]
-    launch(_moved_kernel(False), positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
+    _moved(positions, reference, _NO_SYSTEMS, limit, flag, per_system=False)
     return bool(host[0])
 
 
@@ -122,15 +115,28 @@ def systems_moved_past(
 ) -> torch.Tensor:
     """``[B]`` bool: the systems with a row of ``positions`` farther than ``limit`` from ``reference``'s."""
     moved = torch.zeros(num_systems, dtype=torch.int32)
+    _moved(positions, reference, batch_idx, limit, moved, per_system=True)
+    return moved.bool()
+
+
+def _moved(
+    positions: torch.Tensor,
+    reference: torch.Tensor,
+    systems: torch.Tensor,
+    limit: float,
+    out: torch.Tensor,
+    per_system: bool,
+) -> None:
+    """Launch :func:`_moved_kernel`: ``out`` flags (one, or one per system of ``systems``) set to 1."""
     inputs = [
         view(positions, wp.vec3d),
         view(reference, wp.vec3d),
-        view(batch_idx),
+        view(systems),
         float64_scalar(limit * limit),
-        view(moved),
     ]
-    launch(_moved_kernel(True), positions.shape[0], inputs, positions.device, ROWS_PER_THREAD)
-    return moved.bool()
+    launch(
+        _moved_kernel(per_system), positions.shape[0], [*inputs, view(out)], positions.device, ROWS_PER_THREAD
+    )
 
 
 def rebased(

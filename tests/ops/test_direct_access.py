@@ -13,11 +13,8 @@ wp = initialised_warp()
 @wp.kernel(enable_backward=False)
 def _gather_scatter(
     matrix: wp.array2d(dtype=wp.int32),
-    source: wp.array(dtype=wp.vec3d),
-    vectors: wp.array(dtype=wp.vec3d),
     scalars: wp.array(dtype=wp.float64),
     matrices: wp.array(dtype=wp.mat33d),
-    read: wp.array2d(dtype=wp.vec3d),
     padded_source: wp.array(dtype=wp.vec4d),
     padded: wp.array(dtype=wp.vec4d),
     padded_read: wp.array2d(dtype=wp.vec4d),
@@ -26,11 +23,9 @@ def _gather_scatter(
     k = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
     while k < matrix.shape[1]:
         j = direct.entry(matrix, i, k)
-        read[i, k] = direct.vector_at(source, j)
         padded_read[i, k] = direct.padded_at(padded_source, j)
         k += 1
     # each row writes only to itself: no two threads share an element
-    direct.subtract_vector(vectors, i, wp.vec3d(wp.float64(1.0), wp.float64(2.0), wp.float64(3.0)))
     direct.add_scalar(scalars, i, wp.float64(0.5))
     direct.add_matrix(matrices, i, wp.identity(3, dtype=wp.float64))
     one = wp.float64(1.0)
@@ -41,35 +36,27 @@ def test_reads_and_writes_are_warps_indexing():
     generator = torch.Generator().manual_seed(0)
     n, k = 7, 5
     matrix = torch.randint(0, n, (n, k), generator=generator, dtype=torch.int32)
-    vectors = torch.randn(n, 3, generator=generator, dtype=torch.float64)
     scalars = torch.randn(n, generator=generator, dtype=torch.float64)
     matrices = torch.randn(n, 3, 3, generator=generator, dtype=torch.float64)
-    read = torch.zeros(n, k, 3, dtype=torch.float64)
     padded = torch.randn(n, 4, generator=generator, dtype=torch.float64)
     padded_source = padded.clone()
     padded_read = torch.zeros(n, k, 4, dtype=torch.float64)
-    source = vectors.clone()
-    before = vectors.clone(), scalars.clone(), matrices.clone()
+    before = scalars.clone(), matrices.clone()
     wp.launch(
         _gather_scatter,
         dim=n,
         inputs=[
             wp.from_torch(matrix),
-            wp.from_torch(source, dtype=wp.vec3d),
-            wp.from_torch(vectors, dtype=wp.vec3d),
             wp.from_torch(scalars),
             wp.from_torch(matrices, dtype=wp.mat33d),
-            wp.from_torch(read, dtype=wp.vec3d),
             wp.from_torch(padded_source, dtype=wp.vec4d),
             wp.from_torch(padded, dtype=wp.vec4d),
             wp.from_torch(padded_read, dtype=wp.vec4d),
         ],
         device="cpu",
     )
-    assert torch.equal(read, before[0][matrix.long()])
-    assert torch.equal(vectors, before[0] - torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
-    assert torch.equal(scalars, before[1] + 0.5)
-    assert torch.equal(matrices, before[2] + torch.eye(3, dtype=torch.float64))
+    assert torch.equal(scalars, before[0] + 0.5)
+    assert torch.equal(matrices, before[1] + torch.eye(3, dtype=torch.float64))
     assert torch.equal(padded_read, padded_source[matrix.long()])
     assert torch.equal(padded, padded_source - 1.0)
 
