@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from nvalchemi_ase.data import Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
 from nvalchemi_ase.ops import segment_broadcast, segment_sum
+
+if TYPE_CHECKING:  # the module loads warp: imported where a kick is made, not here
+    from nvalchemi_ase.ops.verlet_kernel import SecondKick
 
 
 @functools.cache
@@ -66,6 +69,15 @@ class PairPotential(BatchedModel):
         self.cutoff = float(cutoff)
         self.neighbor_list = NeighborList(self.cutoff, skin=skin, max_neighbors=max_neighbors)
 
+    def offer_kick(self, second_kick: SecondKick | None) -> None:
+        """Let the next call do ``second_kick`` with the forces it computes, where its kernel can.
+
+        NVE offers its second half kick (see :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`)
+        when nothing comes between the model's forces and that kick (no hooks). The offer holds
+        for one call; ``second_kick.taken`` then says whether it was done.
+        """
+        self.__dict__["_offered_kick"] = second_kick  # not an attribute the kernel reads (__setattr__)
+
     def pair_terms(self, r2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pair energy ``u`` and ``du = (du/dr)/r`` at squared distances ``r2`` (all inside the cutoff)."""
         raise NotImplementedError
@@ -85,13 +97,16 @@ class PairPotential(BatchedModel):
     def forward(
         self, batch: Batch, properties: Sequence[str] = DEFAULT_PROPERTIES
     ) -> dict[str, torch.Tensor]:
+        second_kick = self.__dict__.pop("_offered_kick", None)
         neighbors = self.neighbors(batch)
         with_virials = "stress" in properties
         atom_energies = "energies" in properties
         terms = self.kernel_terms
         if terms is not None and self.use_kernel:
+            if batch.dtype != torch.float64:  # the forces are converted after the kernel
+                second_kick = None
             energy, energies, forces, atom_virials = self._kernel_sums(
-                batch, neighbors, with_virials, terms, atom_energies
+                batch, neighbors, with_virials, terms, atom_energies, second_kick
             )
         else:
             energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
@@ -104,6 +119,8 @@ class PairPotential(BatchedModel):
             volume = volumes(batch.cell).view(-1, 1, 1)
             outputs["stress"] = torch.where(volume > 0, virial / volume, torch.nan)
         if not neighbors.complete:  # incomplete pair sets must not pass for results
+            if second_kick is not None:  # it kicked with forces that are replaced below
+                second_kick.taken = False
             poisoned = neighbors.overflow
             outputs["energy"] = torch.where(poisoned.unsqueeze(1), torch.nan, outputs["energy"])
             atoms = segment_broadcast(poisoned, batch.batch_idx).unsqueeze(1)
@@ -113,7 +130,13 @@ class PairPotential(BatchedModel):
         return outputs
 
     def _kernel_sums(
-        self, batch: Batch, neighbors: Neighbors, with_virials: bool, terms: Any, atom_energies: bool
+        self,
+        batch: Batch,
+        neighbors: Neighbors,
+        with_virials: bool,
+        terms: Any,
+        atom_energies: bool,
+        second_kick: SecondKick | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(energy [B], energies, forces, virials)`` from the fused kernel (the systems' sums too)."""
         pair_kernel = kernels()
@@ -127,6 +150,7 @@ class PairPotential(BatchedModel):
             with_virials,
             atom_energies=atom_energies,
             system_energies=energy,
+            second_kick=second_kick,
         )
         if batch.dtype == torch.float64:  # the kernel's own precision: nothing to convert
             return energy, energies, forces, virials

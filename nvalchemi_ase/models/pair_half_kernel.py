@@ -49,6 +49,7 @@ from nvalchemi_ase.neighbors.half import HalfList
 from nvalchemi_ase.ops import direct_access as direct
 from nvalchemi_ase.ops import warp_launch
 from nvalchemi_ase.ops.buffers import Buffers, view
+from nvalchemi_ase.ops.verlet_kernel import SecondKick, kick
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch_shares
 
 wp = initialised_warp()
@@ -137,8 +138,9 @@ def _kernel(terms: Any, with_virials: bool, atom_energies: bool) -> Any:
 
 
 @functools.cache
-def _chunk_kernels(with_virials: bool) -> tuple[Any, Any]:
-    """``(clear, total)``: a chunk's buffers zeroed below its rows; the chunks' sums added in order."""
+def _chunk_kernels(with_virials: bool, kicks: bool = False) -> tuple[Any, Any]:
+    """``(clear, total)``: a chunk's buffers zeroed below its rows; the chunks' sums added in order
+    (and, with ``kicks``, the velocities kicked by the summed forces: see ``SecondKick``)."""
 
     @wp.kernel(enable_backward=False)
     def clear_below(
@@ -165,6 +167,10 @@ def _chunk_kernels(with_virials: bool) -> tuple[Any, Any]:
         energies_out: wp.array(dtype=wp.float64),
         forces_out: wp.array(dtype=wp.vec3d),
         virials_out: wp.array(dtype=wp.mat33d),
+        velocities: wp.array(dtype=wp.vec3d),
+        masses: wp.array(dtype=wp.float64),
+        half_dt: wp.float64,
+        kicked: wp.array(dtype=wp.vec3d),
     ):
         i = first + wp.tid()
         c = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
@@ -184,9 +190,12 @@ def _chunk_kernels(with_virials: bool) -> tuple[Any, Any]:
                     virial += virials[c, i]
             c += 1
         energies_out[i] = energy
-        forces_out[i] = wp.vec3d(force[0], force[1], force[2])
+        summed = wp.vec3d(force[0], force[1], force[2])
+        forces_out[i] = summed
         if wp.static(with_virials):
             virials_out[i] = virial
+        if wp.static(kicks):
+            kicked[i] = kick(velocities[i], summed, masses[i], half_dt)
 
     return clear_below, chunk_totals
 
@@ -223,6 +232,24 @@ def _unpadded(first: wp.int32, padded: wp.array(dtype=wp.vec4d), rows: wp.array(
     i = first + wp.tid()
     r = padded[i]
     rows[i] = wp.vec3d(r[0], r[1], r[2])
+
+
+@wp.kernel(enable_backward=False)
+def _unpadded_kicked(
+    first: wp.int32,
+    padded: wp.array(dtype=wp.vec4d),
+    rows: wp.array(dtype=wp.vec3d),
+    velocities: wp.array(dtype=wp.vec3d),
+    masses: wp.array(dtype=wp.float64),
+    half_dt: wp.float64,
+    kicked: wp.array(dtype=wp.vec3d),
+):
+    """``rows[i] = padded[i][:3]``, and the velocities kicked by those forces (see ``SecondKick``)."""
+    i = first + wp.tid()
+    r = padded[i]
+    force = wp.vec3d(r[0], r[1], r[2])
+    rows[i] = force
+    kicked[i] = kick(velocities[i], force, masses[i], half_dt)
 
 
 class _Plan:
@@ -302,6 +329,7 @@ def half_pair_sums(
     with_virials: bool = True,
     atom_energies: bool = True,
     system_energies: torch.Tensor | None = None,
+    second_kick: SecondKick | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`~nvalchemi_ase.models.pair_kernel.pair_sums` over ``neighbors.half`` (a CPU list reused
     over steps; ``params`` padded to the kernel's length, ``positions`` float64): the same results to
@@ -311,7 +339,8 @@ def half_pair_sums(
     its system's energy but are not per-atom energies (no partner's share written: a twelfth of a
     visit's work). ``system_energies`` (float64 ``[B]``) is filled with each system's sum of the
     first result, added in row order: by each share for its own systems, while their rows are
-    still in its core's cache."""
+    still in its core's cache. ``second_kick``, likewise, is done as the forces are written: by each
+    share for its rows, or by the chunks' last pass (``second_kick.taken`` is then True)."""
     half: HalfList = neighbors.half
     if not direct.contiguous(half.matrix, half.slots):
         raise ValueError("the half list's matrix and slots must be C-contiguous")
@@ -347,6 +376,10 @@ def half_pair_sums(
     if plan.starts is None:  # each share pads its systems' positions, sums them, unpads their forces
         unpad = [view(padded[1], wp.vec4d), outputs[1]]
         sums = [*common, outputs[0], unpad[0], outputs[2]]
+        unpadded = _unpadded
+        if second_kick is not None:
+            unpadded, unpad = _unpadded_kicked, [*unpad, *second_kick.arguments()]
+            second_kick.taken = True
         shares = []
         for share, (first_system, systems) in zip(plan.shares, plan.systems, strict=True):
             launches: list[tuple[Any, int, int, list[Any]]] = []
@@ -354,7 +387,7 @@ def half_pair_sums(
                 launches += [
                     (_padded, first, count, pad),
                     (kernel, first, count, sums),
-                    (_unpadded, first, count, unpad),
+                    (unpadded, first, count, unpad),
                 ]
             if totals is not None:
                 launches.append((_system_sums, first_system, systems, totals))
@@ -362,7 +395,7 @@ def half_pair_sums(
         launch_shares(shares, device)
     else:  # every chunk reads every position: padded first; the chunks' last pass unpads the forces
         warp_launch.launch(_padded, n, pad, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
-        _chunked(kernel, plan, common, outputs, n, with_virials, device)
+        _chunked(kernel, plan, common, outputs, n, with_virials, device, second_kick)
         if totals is not None:
             systems = plan.system_starts.shape[0] - 1
             warp_launch.launch(_system_sums, systems, totals, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
@@ -377,8 +410,10 @@ def _chunked(
     n: int,
     with_virials: bool,
     device: torch.device,
+    second_kick: SecondKick | None,
 ) -> None:
-    """One large system: each chunk sums into its own buffers (cleared below its rows), added in order."""
+    """One large system: each chunk sums into its own buffers (cleared below its rows), added in order
+    by a last pass over the rows, which also does ``second_kick`` when there is one."""
     assert plan.starts is not None and plan.cleared is not None
     chunks = plan.starts.shape[0] - 1
     parts = [
@@ -388,7 +423,7 @@ def _chunked(
         if with_virials
         else _no_chunk_virials(),
     ]
-    clear, total = _chunk_kernels(with_virials)
+    clear, total = _chunk_kernels(with_virials, second_kick is not None)
     buffers = [view(parts[0]), view(parts[1], wp.vec4d), view(parts[2], wp.mat33d)]
     cleared = plan.cleared_rows
     key = (*(part.data_ptr() for part in parts), with_virials)
@@ -414,7 +449,12 @@ def _chunked(
     bounds = [view(plan.starts), view(plan.cleared)]
     # a pass over memory: a second thread's wake-up costs more than it saves (0.18 against 0.06 ms
     # for 4,000 atoms)
-    warp_launch.launch(total, n, bounds + buffers + outputs, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
+    if second_kick is None:  # arrays of the right types that the kernel without kicks never reads
+        kicks = [outputs[1], outputs[0], float64_scalar(0.0), outputs[1]]
+    else:
+        kicks, second_kick.taken = second_kick.arguments(), True
+    inputs = bounds + buffers + outputs + kicks
+    warp_launch.launch(total, n, inputs, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
 
 
 _ENERGIES, _FORCES, _VIRIALS = Buffers(), Buffers(), Buffers()

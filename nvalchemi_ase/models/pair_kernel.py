@@ -41,6 +41,7 @@ from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.images import image_vector
 from nvalchemi_ase.ops import segment_sum
 from nvalchemi_ase.ops.buffers import Buffers, view
+from nvalchemi_ase.ops.verlet_kernel import SecondKick
 from nvalchemi_ase.ops.warp_launch import descriptor, float64_scalar, float64_tensor, launch
 
 wp = initialised_warp()
@@ -202,6 +203,7 @@ def pair_sums(
     half: bool | None = None,
     atom_energies: bool = True,
     system_energies: torch.Tensor | None = None,
+    second_kick: SecondKick | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
@@ -220,7 +222,9 @@ def pair_sums(
     partners' energy shares: the first result then only sums to the systems' energies
     (see :func:`~nvalchemi_ase.models.pair_half_kernel.half_pair_sums`). ``system_energies``,
     a float64 ``[B]`` tensor, is filled with those sums (the bits of
-    :func:`~nvalchemi_ase.ops.segment_sum` over ``neighbors.batch_idx``).
+    :func:`~nvalchemi_ase.ops.segment_sum` over ``neighbors.batch_idx``). ``second_kick``, a
+    :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`, is done with the forces where the
+    half-list kernel can (``second_kick.taken`` says whether it was).
     """
     device = positions.device
     params, positions = float64_tensor(params), float64_tensor(positions)
@@ -229,7 +233,15 @@ def pair_sums(
     if half or (half is None and HALF_LIST_ON_CPU):
         if uses_half_list(neighbors):
             return _half_kernel().half_pair_sums(
-                terms, params, positions, neighbors, cutoff, with_virials, atom_energies, system_energies
+                terms,
+                params,
+                positions,
+                neighbors,
+                cutoff,
+                with_virials,
+                atom_energies,
+                system_energies,
+                second_kick,
             )
         if half:
             raise ValueError(

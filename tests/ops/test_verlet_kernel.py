@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics import NVE
+from nvalchemi_ase.dynamics import NVE, BaseDynamics
 from nvalchemi_ase.models import LennardJones
 from nvalchemi_ase.neighbors import NeighborList
 from nvalchemi_ase.ops import kernel_threads, verlet, verlet_kernel, warp_launch
@@ -132,7 +132,9 @@ def test_nve_reads_the_kernels_skin_flag_instead_of_testing_again(monkeypatch):
 def test_nves_second_kick_past_torchs_grain_is_the_kernel_with_the_same_bits(
     monkeypatch, torch_threads, grain
 ):
-    """Past the grain torch would run the kick on its OpenMP threads: NVE then launches the kernel."""
+    """Past the grain torch would run the kick on its OpenMP threads: NVE then launches the kernel.
+    (The kick after the model, as when hooks fire between them: not the pair kernel's own.)"""
+    monkeypatch.setattr(NVE, "_advance", BaseDynamics._advance)
     torch_threads(2)
     monkeypatch.setattr(verlet_kernel, "TORCH_GRAIN", grain)
     real_kick = verlet_kernel.half_kick

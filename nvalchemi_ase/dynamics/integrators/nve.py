@@ -47,6 +47,31 @@ class NVE(BaseDynamics):
             dt = self.dt_internal
             batch.assign("velocities", half_kick(batch.velocities, batch.forces, batch.masses, dt))
 
+    def _advance(self, batch: Batch) -> None:
+        """Without hooks, the model may do the second half kick as it writes the forces (the same
+        bits; see :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`); else the stage loop's step."""
+        offer = getattr(self.model, "offer_kick", None)
+        overridden = type(self).post_update is not NVE.post_update  # a subclass's own second move
+        if self._by_stage or offer is None or overridden or self._moving() is not None:
+            super()._advance(batch)
+            return
+        self.pre_update(batch)
+        kernels = _kernels()
+        if not kernels.fits(batch.velocities, batch.forces, batch.masses):
+            self.compute(batch)
+            self.post_update(batch)
+            return
+        second_kick = kernels.SecondKick(batch.velocities, batch.masses, self.dt_internal)
+        offer(second_kick)
+        try:
+            self.compute(batch)
+        finally:
+            offer(None)  # an offer the model did not reach (it raised first) must not outlive the step
+        if second_kick.taken:
+            batch.assign("velocities", second_kick.kicked)  # made like the batch's own: no checks
+        else:
+            self.post_update(batch)
+
     def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
         """The first half kick and drift of ``members`` only, in the kernel where it applies
         (float64): it copies the other systems' rows, so nothing is held and blended back."""
