@@ -212,7 +212,7 @@ class SecondKick:
     they are still in its core's cache, instead of a separate pass over every atom after the model
     returns (a tenth of a step at 32 x 108 atoms). The same arithmetic as :func:`half_kick` (the
     same bits). ``kicked`` holds the result once ``taken`` is True; an engine whose offer was not
-    taken kicks as usual.
+    taken (the full-list kernel, as on CUDA, takes none) kicks as usual.
     """
 
     __slots__ = ("half_dt", "kicked", "masses", "taken", "velocities")
@@ -220,11 +220,13 @@ class SecondKick:
     def __init__(self, velocities: torch.Tensor, masses: torch.Tensor, dt: float) -> None:
         self.velocities, self.masses = velocities, masses
         self.half_dt = float64_scalar(0.5 * dt)
-        self.kicked = VELOCITIES.like(velocities)
+        self.kicked: torch.Tensor | None = None
+        """The kicked velocities ``[N, 3]``, made when a kernel asks for :meth:`arguments`."""
         self.taken = False
 
     def arguments(self) -> list[Any]:
         """The kernel arguments after the forces: velocities, masses, ½ dt, the kicked velocities."""
+        self.kicked = VELOCITIES.like(self.velocities)
         return [view(self.velocities, wp.vec3d), view(self.masses), self.half_dt, view(self.kicked, wp.vec3d)]
 
 

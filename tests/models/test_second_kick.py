@@ -79,6 +79,20 @@ def test_an_offer_holds_for_one_call_only():
     assert not second_kick.taken
 
 
+def test_the_full_list_kernel_declines_the_kick(monkeypatch):
+    """The full-list kernel (CUDA's, and a CPU list rebuilt every call) leaves the kick to the engine
+    and makes no velocities for it."""
+    monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", False)
+    batch = Batch.from_atoms(_systems("system-shares"), device="cpu")
+    model = LennardJones(**ARGON)
+    evaluate(model, batch)
+    second_kick = verlet_kernel.SecondKick(batch.velocities, batch.masses, DT)
+    model.offer_kick(second_kick)
+    evaluate(model, batch)
+    assert "half" not in model.neighbor_list._current.__dict__
+    assert not second_kick.taken and second_kick.kicked is None
+
+
 def test_a_list_that_overflowed_declines_the_kick(monkeypatch):
     """Forces of an incomplete pair set are replaced by NaN after the kernel: the kick made with the
     kernel's forces must not be used. (A CPU list overflows only when it does not check its room on

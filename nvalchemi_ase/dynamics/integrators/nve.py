@@ -67,7 +67,7 @@ class NVE(BaseDynamics):
             self.compute(batch)
         finally:
             offer(None)  # an offer the model did not reach (it raised first) must not outlive the step
-        if second_kick.taken:
+        if second_kick.taken and second_kick.kicked is not None:
             batch.assign("velocities", second_kick.kicked)  # made like the batch's own: no checks
         else:
             self.post_update(batch)
