@@ -208,8 +208,7 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         if not self._by_stage:  # no hook at any stage: the moves and the model, nothing between
             moving = self._moving()
             self._update(self.pre_update, self.masked_pre_update, batch, moving)
-            self.compute(batch)
-            self._update(self.post_update, self.masked_post_update, batch, moving)
+            self._forces_then_post_update(batch, moving)
             return
         stages = DynamicsStage
         self._call_hooks(stages.BEFORE_STEP, batch)
@@ -218,11 +217,16 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         self._update(self.pre_update, self.masked_pre_update, batch, moving)
         self._call_hooks(stages.AFTER_PRE_UPDATE, batch)
         self._call_hooks(stages.BEFORE_COMPUTE, batch)
-        self.compute(batch)
-        self._call_hooks(stages.AFTER_COMPUTE, batch)
-        self._call_hooks(stages.BEFORE_POST_UPDATE, batch)
-        self._update(self.post_update, self.masked_post_update, batch, moving)
+        self._forces_then_post_update(batch, moving)
         self._call_hooks(stages.AFTER_POST_UPDATE, batch)
+
+    def _forces_then_post_update(self, batch: Batch, moving: torch.Tensor | None) -> None:
+        """``compute``, the AFTER_COMPUTE and BEFORE_POST_UPDATE hooks, then ``post_update`` (an
+        engine may do its post-update with the forces where no hook comes between: NVE)."""
+        self.compute(batch)
+        self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+        self._call_hooks(DynamicsStage.BEFORE_POST_UPDATE, batch)
+        self._update(self.post_update, self.masked_post_update, batch, moving)
 
     def _moving(self) -> torch.Tensor | None:
         """``[B]`` bool, the systems a step moves (converged ones stay put); None: all of them

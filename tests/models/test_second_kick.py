@@ -9,7 +9,7 @@ import torch
 from ase import Atoms
 
 from nvalchemi_ase.data import Batch
-from nvalchemi_ase.dynamics import NVE, DynamicsStage
+from nvalchemi_ase.dynamics import NVE, BaseDynamics, DynamicsStage
 from nvalchemi_ase.hooks import HookContext
 from nvalchemi_ase.models import LennardJones, evaluate, pair_half_kernel, pair_kernel
 from nvalchemi_ase.neighbors import NeighborList
@@ -117,41 +117,63 @@ def test_a_list_that_overflowed_declines_the_kick(monkeypatch):
     assert bool(results["forces"][8:].isnan().all())
 
 
-class _Nothing:
-    """A hook at AFTER_STEP that does nothing: the engine then steps through every stage."""
+class _ScaledForces:
+    """A hook between the forces and the kick, at AFTER_COMPUTE: it scales the forces, which the
+    kick must then use (so the model cannot do it)."""
+
+    stage = DynamicsStage.AFTER_COMPUTE
+    frequency = 1
+
+    def __call__(self, ctx: HookContext, stage) -> None:
+        ctx.batch.forces = ctx.batch.forces * 0.5
+
+
+class _Observer:
+    """A hook at AFTER_STEP, after the kick: the model may still do the kick."""
 
     stage = DynamicsStage.AFTER_STEP
     frequency = 1
 
+    def __init__(self) -> None:
+        self.seen = 0
+
     def __call__(self, ctx: HookContext, stage) -> None:
-        pass
+        self.seen += 1
 
 
-def _nve(systems, hooks, offers=None) -> Batch:
+def _nve(systems, hooks, offers: list) -> Batch:
     model = LennardJones(**ARGON, skin=0.3)
-    if offers is not None:
-        offer = model.offer_kick
+    offer = model.offer_kick
 
-        def recorded(second_kick):
-            offers.append(second_kick)
-            offer(second_kick)
+    def recorded(second_kick):
+        offers.append(second_kick)
+        offer(second_kick)
 
-        model.offer_kick = recorded
+    model.offer_kick = recorded
     batch = Batch.from_atoms(systems, device="cpu")
     NVE(model, dt=2.0, hooks=hooks).run(batch, n_steps=120)
     return batch
 
 
+@pytest.mark.parametrize("hook", [None, "observer", "scaled-forces"])
 @pytest.mark.parametrize("layout", ["system-shares", "chunks"])
-def test_nve_with_the_kernels_kick_keeps_the_trajectorys_bits(layout, split_rows, torch_threads):
+def test_nve_with_the_kernels_kick_keeps_the_trajectorys_bits(
+    layout, hook, split_rows, torch_threads, monkeypatch
+):
     torch_threads(2)
     systems = _systems(layout)
+    make = {None: list, "observer": lambda: [_Observer()], "scaled-forces": lambda: [_ScaledForces()]}[hook]
     offers: list = []
-    fused = _nve(systems, [], offers)
+    fused = _nve(systems, make(), offers)
     made = [offer for offer in offers if offer is not None]
-    assert len(made) == 120 and all(offer.taken for offer in made)
+    if hook == "scaled-forces":
+        assert made == []  # a hook between the forces and the kick: nothing is offered
+    else:
+        assert len(made) == 120 and all(offer.taken for offer in made)
+    # the reference: every kick done after the model, as before the model could do it
+    monkeypatch.setattr(NVE, "_forces_then_post_update", BaseDynamics._forces_then_post_update)
     offers.clear()
-    stepped = _nve(systems, [_Nothing()], offers)
-    assert offers == []  # with a hook between the forces and the kick, nothing is offered
+    stepped = _nve(systems, make(), offers)
+    assert offers == []
     for key in ("positions", "velocities", "forces", "energy"):
         assert torch.equal(getattr(fused, key), getattr(stepped, key)), key

@@ -134,7 +134,7 @@ def test_nves_second_kick_past_torchs_grain_is_the_kernel_with_the_same_bits(
 ):
     """Past the grain torch would run the kick on its OpenMP threads: NVE then launches the kernel.
     (The kick after the model, as when hooks fire between them: not the pair kernel's own.)"""
-    monkeypatch.setattr(NVE, "_advance", BaseDynamics._advance)
+    monkeypatch.setattr(NVE, "_forces_then_post_update", BaseDynamics._forces_then_post_update)
     torch_threads(2)
     monkeypatch.setattr(verlet_kernel, "TORCH_GRAIN", grain)
     real_kick = verlet_kernel.half_kick

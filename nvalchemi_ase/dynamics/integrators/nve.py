@@ -19,6 +19,7 @@ import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.dynamics.base import BaseDynamics
+from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.neighbors import NeighborList
 from nvalchemi_ase.ops.verlet import drift, half_kick
 
@@ -47,19 +48,23 @@ class NVE(BaseDynamics):
             dt = self.dt_internal
             batch.assign("velocities", half_kick(batch.velocities, batch.forces, batch.masses, dt))
 
-    def _advance(self, batch: Batch) -> None:
-        """Without hooks, the model may do the second half kick as it writes the forces (the same
-        bits; see :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`); else the stage loop's step."""
+    def _forces_then_post_update(self, batch: Batch, moving: torch.Tensor | None) -> None:
+        """Where no hook comes between the forces and the second half kick, the model may do the
+        kick as it writes the forces (the same bits; see
+        :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`); else as every engine."""
         offer = getattr(self.model, "offer_kick", None)
         overridden = type(self).post_update is not NVE.post_update  # a subclass's own second move
-        if self._by_stage or offer is None or overridden or self._moving() is not None:
-            super()._advance(batch)
-            return
-        self.pre_update(batch)
+        stages = DynamicsStage
+        between = self.hooks_at(stages.AFTER_COMPUTE) or self.hooks_at(stages.BEFORE_POST_UPDATE)
         kernels = _kernels()
-        if not kernels.fits(batch.velocities, batch.forces, batch.masses):
-            self.compute(batch)
-            self.post_update(batch)
+        if (
+            offer is None
+            or overridden
+            or moving is not None
+            or between
+            or not kernels.fits(batch.velocities, batch.forces, batch.masses)
+        ):
+            super()._forces_then_post_update(batch, moving)
             return
         second_kick = kernels.SecondKick(batch.velocities, batch.masses, self.dt_internal)
         offer(second_kick)
