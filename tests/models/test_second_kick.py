@@ -117,15 +117,26 @@ def test_a_list_that_overflowed_declines_the_kick(monkeypatch):
     assert bool(results["forces"][8:].isnan().all())
 
 
-class _ScaledForces:
-    """A hook between the forces and the kick, at AFTER_COMPUTE: it scales the forces, which the
-    kick must then use (so the model cannot do it)."""
+class _Between:
+    """A hook between the forces and the kick (AFTER_COMPUTE): the kick must use what it leaves."""
 
     stage = DynamicsStage.AFTER_COMPUTE
     frequency = 1
 
+    def __init__(self, change: str) -> None:
+        self.change = change
+
     def __call__(self, ctx: HookContext, stage) -> None:
-        ctx.batch.forces = ctx.batch.forces * 0.5
+        batch = ctx.batch
+        if self.change == "replaced-forces":
+            batch.forces = batch.forces * 0.5
+        elif self.change == "forces-in-place":
+            batch.forces.mul_(0.5)
+        elif self.change == "velocities-in-place":
+            batch.velocities.mul_(0.999)
+        elif self.change == "dt":
+            ctx.dynamics.dt = 1.9 if ctx.step_count % 2 else 2.0
+        # "nothing": a check that only reads, or a clamp that clamped nothing
 
 
 class _Observer:
@@ -155,25 +166,29 @@ def _nve(systems, hooks, offers: list) -> Batch:
     return batch
 
 
-@pytest.mark.parametrize("hook", [None, "observer", "scaled-forces"])
+CHANGES = ["replaced-forces", "forces-in-place", "velocities-in-place", "dt"]
+
+
+@pytest.mark.parametrize("hook", [None, "observer", "nothing", *CHANGES])
 @pytest.mark.parametrize("layout", ["system-shares", "chunks"])
 def test_nve_with_the_kernels_kick_keeps_the_trajectorys_bits(
     layout, hook, split_rows, torch_threads, monkeypatch
 ):
+    """The model's kick is used unless a hook between the forces and the kick changed what the kick
+    reads; either way the trajectory has the bits of kicking after the model and the hooks."""
     torch_threads(2)
     systems = _systems(layout)
-    make = {None: list, "observer": lambda: [_Observer()], "scaled-forces": lambda: [_ScaledForces()]}[hook]
+    hooks = {None: list, "observer": lambda: [_Observer()]}.get(hook, lambda: [_Between(hook)])
     offers: list = []
-    fused = _nve(systems, make(), offers)
+    fused = _nve(systems, hooks(), offers)
     made = [offer for offer in offers if offer is not None]
-    if hook == "scaled-forces":
-        assert made == []  # a hook between the forces and the kick: nothing is offered
-    else:
-        assert len(made) == 120 and all(offer.taken for offer in made)
-    # the reference: every kick done after the model, as before the model could do it
+    assert len(made) == 120 and all(offer.taken for offer in made)
+    velocities = fused.velocities
+    # the reference: every kick done after the model and the hooks, as before the model could do it
     monkeypatch.setattr(NVE, "_forces_then_post_update", BaseDynamics._forces_then_post_update)
     offers.clear()
-    stepped = _nve(systems, make(), offers)
+    stepped = _nve(systems, hooks(), offers)
     assert offers == []
     for key in ("positions", "velocities", "forces", "energy"):
         assert torch.equal(getattr(fused, key), getattr(stepped, key)), key
+    assert (velocities is made[-1].kicked) == (hook not in CHANGES)  # the model's kick was the one kept

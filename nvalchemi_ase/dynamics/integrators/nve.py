@@ -49,19 +49,18 @@ class NVE(BaseDynamics):
             batch.assign("velocities", half_kick(batch.velocities, batch.forces, batch.masses, dt))
 
     def _forces_then_post_update(self, batch: Batch, moving: torch.Tensor | None) -> None:
-        """Where no hook comes between the forces and the second half kick, the model may do the
-        kick as it writes the forces (the same bits; see
-        :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`); else as every engine."""
+        """The model may do the second half kick as it writes the forces (the same bits; see
+        :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`). Its kick is used when the hooks
+        between the forces and the kick (AFTER_COMPUTE, BEFORE_POST_UPDATE) left the forces,
+        velocities, masses and ``dt`` as they were (a clamp that clamped nothing); else the kick
+        is done again with what they left, as every engine does."""
         offer = getattr(self.model, "offer_kick", None)
         overridden = type(self).post_update is not NVE.post_update  # a subclass's own second move
-        stages = DynamicsStage
-        between = self.hooks_at(stages.AFTER_COMPUTE) or self.hooks_at(stages.BEFORE_POST_UPDATE)
         kernels = _kernels()
         if (
             offer is None
             or overridden
             or moving is not None
-            or between
             or not kernels.fits(batch.velocities, batch.forces, batch.masses)
         ):
             super()._forces_then_post_update(batch, moving)
@@ -72,10 +71,22 @@ class NVE(BaseDynamics):
             self.compute(batch)
         finally:
             offer(None)  # an offer the model did not reach (it raised first) must not outlive the step
-        if second_kick.taken and second_kick.kicked is not None:
+        kicked_with = self._kick_inputs(batch)
+        self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
+        self._call_hooks(DynamicsStage.BEFORE_POST_UPDATE, batch)
+        now = self._kick_inputs(batch)
+        unchanged = (
+            all(a is b for a, b in zip(now[0], kicked_with[0], strict=True)) and now[1] == kicked_with[1]
+        )
+        if second_kick.taken and second_kick.kicked is not None and unchanged:
             batch.assign("velocities", second_kick.kicked)  # made like the batch's own: no checks
         else:
             self.post_update(batch)
+
+    def _kick_inputs(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], tuple[float, ...]]:
+        """What the second half kick reads: the tensors, and their versions (in-place writes) with ``dt``."""
+        tensors = (batch.forces, batch.velocities, batch.masses)
+        return tensors, (*(tensor._version for tensor in tensors), self.dt_internal)
 
     def masked_pre_update(self, batch: Batch, members: torch.Tensor) -> None:
         """The first half kick and drift of ``members`` only, in the kernel where it applies
