@@ -221,8 +221,8 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         self._call_hooks(stages.AFTER_POST_UPDATE, batch)
 
     def _forces_then_post_update(self, batch: Batch, moving: torch.Tensor | None) -> None:
-        """``compute``, the AFTER_COMPUTE and BEFORE_POST_UPDATE hooks, then ``post_update`` (an
-        engine may do its post-update with the forces where no hook comes between: NVE)."""
+        """``compute``, the AFTER_COMPUTE and BEFORE_POST_UPDATE hooks, then ``post_update`` (NVE
+        lets the model do its post-update, the second half kick, as it writes the forces)."""
         self.compute(batch)
         self._call_hooks(DynamicsStage.AFTER_COMPUTE, batch)
         self._call_hooks(DynamicsStage.BEFORE_POST_UPDATE, batch)

@@ -73,7 +73,7 @@ class PairPotential(BatchedModel):
         """Let the next call do ``second_kick`` with the forces it computes, where its kernel can.
 
         NVE offers its second half kick (see :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`)
-        when nothing comes between the model's forces and that kick (no hooks). The offer holds
+        and keeps the result unless a hook changed the forces before the kick. The offer holds
         for one call; ``second_kick.taken`` then says whether it was done.
         """
         self.__dict__["_offered_kick"] = second_kick  # not an attribute the kernel reads (__setattr__)

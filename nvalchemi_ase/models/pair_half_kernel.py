@@ -19,7 +19,8 @@ then later rows add to them), and every atom's sums come in the same order.
   makes the rows :data:`CHUNKS` chunks of about equal visits, a number that
   does not depend on the threads. Each chunk writes into buffers of its own
   (cleared from its lowest partner up to its first row), and a last pass adds
-  them up in chunk order; the threads take whole chunks.
+  them up in chunk order; the threads take whole chunks
+  (:mod:`~nvalchemi_ase.models.pair_half_chunks`).
 
 A visit reads and writes rows directly (:mod:`~nvalchemi_ase.ops.direct_access`:
 no negative-index wrap, no run-time strides), and positions, image vectors and
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nvalchemi_ase.models.pair_half_chunks import TOTALS_ROWS_PER_THREAD, chunked_sums
 from nvalchemi_ase.models.pair_kernel import Parameters
 from nvalchemi_ase.neighbors._backend import initialised_warp
 from nvalchemi_ase.neighbors.half import HalfList
@@ -61,10 +63,6 @@ LARGE_SYSTEM = 512
 """Rows above which a system holding more than a quarter of the rows is cut into chunks.
 
 A constant, not the threads' row grain: which atoms share buffers decides the bits."""
-
-
-_TOTALS_ROWS_PER_THREAD = 1 << 16
-"""Rows of the chunks' last pass below which one thread does it all."""
 
 
 @functools.cache
@@ -137,69 +135,6 @@ def _kernel(terms: Any, with_virials: bool, atom_energies: bool) -> Any:
     return half_pair_sums
 
 
-@functools.cache
-def _chunk_kernels(with_virials: bool, kicks: bool = False) -> tuple[Any, Any]:
-    """``(clear, total)``: a chunk's buffers zeroed below its rows; the chunks' sums added in order
-    (and, with ``kicks``, the velocities kicked by the summed forces: see ``SecondKick``)."""
-
-    @wp.kernel(enable_backward=False)
-    def clear_below(
-        first: wp.int32,
-        chunk: wp.int32,
-        energies: wp.array2d(dtype=wp.float64),
-        forces: wp.array2d(dtype=wp.vec4d),
-        virials: wp.array2d(dtype=wp.mat33d),
-    ):
-        i = first + wp.tid()
-        energies[chunk, i] = wp.float64(0.0)
-        forces[chunk, i] = wp.vec4d()
-        if wp.static(with_virials):
-            virials[chunk, i] = wp.mat33d()
-
-    @wp.kernel(enable_backward=False)
-    def chunk_totals(
-        first: wp.int32,
-        starts: wp.array(dtype=wp.int32),
-        cleared: wp.array(dtype=wp.int32),
-        energies: wp.array2d(dtype=wp.float64),
-        forces: wp.array2d(dtype=wp.vec4d),
-        virials: wp.array2d(dtype=wp.mat33d),
-        energies_out: wp.array(dtype=wp.float64),
-        forces_out: wp.array(dtype=wp.vec3d),
-        virials_out: wp.array(dtype=wp.mat33d),
-        velocities: wp.array(dtype=wp.vec3d),
-        masses: wp.array(dtype=wp.float64),
-        half_dt: wp.float64,
-        kicked: wp.array(dtype=wp.vec3d),
-    ):
-        i = first + wp.tid()
-        c = int(0)  # noqa: UP018, RUF046 (warp: a literal is a constant the loop cannot change)
-        while starts[c + 1] <= i:  # the chunk of this row: it set these slots
-            c += 1
-        energy = energies[c, i]
-        force = forces[c, i]
-        virial = wp.mat33d()
-        if wp.static(with_virials):
-            virial = virials[c, i]
-        c += 1
-        while c < starts.shape[0] - 1:  # later chunks, in order, where they wrote (cleared rows)
-            if i >= cleared[c]:
-                energy += energies[c, i]
-                force += forces[c, i]
-                if wp.static(with_virials):
-                    virial += virials[c, i]
-            c += 1
-        energies_out[i] = energy
-        summed = wp.vec3d(force[0], force[1], force[2])
-        forces_out[i] = summed
-        if wp.static(with_virials):
-            virials_out[i] = virial
-        if wp.static(kicks):
-            kicked[i] = kick(velocities[i], summed, masses[i], half_dt)
-
-    return clear_below, chunk_totals
-
-
 @wp.kernel(enable_backward=False)
 def _padded(first: wp.int32, rows: wp.array(dtype=wp.vec3d), padded: wp.array(dtype=wp.vec4d)):
     """``padded[i] = (rows[i], 0)``: the pair kernel reads 32-byte rows (see half_pair_sums)."""
@@ -252,7 +187,7 @@ def _unpadded_kicked(
     kicked[i] = kick(velocities[i], force, masses[i], half_dt)
 
 
-class _Plan:
+class Plan:
     """How a half list's rows are launched on ``threads`` threads.
 
     ``shares`` hold ``(first, rows, chunk)`` ranges grouped per thread. With
@@ -289,7 +224,7 @@ def _share_systems(
     return [(int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
 
 
-def _plan(half: HalfList, threads: int) -> _Plan:
+def _plan(half: HalfList, threads: int) -> Plan:
     key = (threads, warp_launch.ROWS_PER_THREAD, LARGE_SYSTEM)
     found = half.plans.get(key)
     if found is None:
@@ -297,7 +232,7 @@ def _plan(half: HalfList, threads: int) -> _Plan:
     return found
 
 
-def _made_plan(half: HalfList, threads: int) -> _Plan:
+def _made_plan(half: HalfList, threads: int) -> Plan:
     starts = half.system_starts
     rows = int(starts[-1])
     visits = np.concatenate(([0], np.cumsum(half.host_counts)))
@@ -311,13 +246,13 @@ def _made_plan(half: HalfList, threads: int) -> _Plan:
         used = max(1, min(threads, CHUNKS))
         groups = [chunks[CHUNKS * t // used : CHUNKS * (t + 1) // used] for t in range(used)]
         as_int32 = functools.partial(torch.as_tensor, dtype=torch.int32)
-        return _Plan(half, groups, as_int32(bounds), as_int32(cleared))
+        return Plan(half, groups, as_int32(bounds), as_int32(cleared))
     used = max(1, min(threads, rows // per_thread, starts.size - 1))
     # share boundaries at the system starts nearest to equal numbers of visits
     targets = visits[-1] * np.arange(1, used) / used
     at = np.searchsorted(visits[starts], targets)
     bounds = sorted({0, rows, *starts[np.clip(at, 0, starts.size - 1)].tolist()})
-    return _Plan(half, [[(a, b - a, 0)] for a, b in itertools.pairwise(bounds)])
+    return Plan(half, [[(a, b - a, 0)] for a, b in itertools.pairwise(bounds)])
 
 
 def half_pair_sums(
@@ -394,80 +329,16 @@ def half_pair_sums(
             shares.append(launches)
         launch_shares(shares, device)
     else:  # every chunk reads every position: padded first; the chunks' last pass unpads the forces
-        warp_launch.launch(_padded, n, pad, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
-        _chunked(kernel, plan, common, outputs, n, with_virials, device, second_kick)
+        warp_launch.launch(_padded, n, pad, device, rows_per_thread=TOTALS_ROWS_PER_THREAD)
+        chunked_sums(kernel, plan, common, outputs, n, with_virials, device, second_kick)
         if totals is not None:
             systems = plan.system_starts.shape[0] - 1
-            warp_launch.launch(_system_sums, systems, totals, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
+            warp_launch.launch(_system_sums, systems, totals, device, rows_per_thread=TOTALS_ROWS_PER_THREAD)
     return energies, forces, virials if with_virials else None
-
-
-def _chunked(
-    kernel: Any,
-    plan: _Plan,
-    common: list[Any],
-    outputs: list[Any],
-    n: int,
-    with_virials: bool,
-    device: torch.device,
-    second_kick: SecondKick | None,
-) -> None:
-    """One large system: each chunk sums into its own buffers (cleared below its rows), added in order
-    by a last pass over the rows, which also does ``second_kick`` when there is one."""
-    assert plan.starts is not None and plan.cleared is not None
-    chunks = plan.starts.shape[0] - 1
-    parts = [
-        _CHUNK_ENERGIES.take((chunks, n), torch.float64, device),
-        _CHUNK_FORCES.take((chunks, n, 4), torch.float64, device),
-        _CHUNK_VIRIALS.take((chunks, n, 3, 3), torch.float64, device)
-        if with_virials
-        else _no_chunk_virials(),
-    ]
-    clear, total = _chunk_kernels(with_virials, second_kick is not None)
-    buffers = [view(parts[0]), view(parts[1], wp.vec4d), view(parts[2], wp.mat33d)]
-    cleared = plan.cleared_rows
-    key = (*(part.data_ptr() for part in parts), with_virials)
-    chunk_views = plan.chunk_views.get(key)
-    if chunk_views is None:  # the pools hand out the same buffers call after call: views made once
-        chunk_views = plan.chunk_views[key] = [
-            [
-                descriptor(parts[0][c]),
-                descriptor(parts[1][c], wp.vec4d),
-                descriptor(parts[2][c], wp.mat33d) if with_virials else outputs[2],
-            ]
-            for c in range(chunks)
-        ]
-    shares = []
-    for share in plan.shares:
-        launches = []
-        for first, count, c in share:
-            if first > cleared[c]:
-                launches.append((clear, cleared[c], first - cleared[c], [plan.chunk_numbers[c], *buffers]))
-            launches.append((kernel, first, count, common + chunk_views[c]))
-        shares.append(launches)
-    launch_shares(shares, device)
-    bounds = [view(plan.starts), view(plan.cleared)]
-    # a pass over memory: a second thread's wake-up costs more than it saves (0.18 against 0.06 ms
-    # for 4,000 atoms)
-    if second_kick is None:  # arrays of the right types that the kernel without kicks never reads
-        kicks = [outputs[1], outputs[0], float64_scalar(0.0), outputs[1]]
-    else:
-        kicks, second_kick.taken = second_kick.arguments(), True
-    inputs = bounds + buffers + outputs + kicks
-    warp_launch.launch(total, n, inputs, device, rows_per_thread=_TOTALS_ROWS_PER_THREAD)
 
 
 _ENERGIES, _FORCES, _VIRIALS = Buffers(), Buffers(), Buffers()
 _PADDED_POSITIONS, _PADDED_FORCES = Buffers(1), Buffers(1)
-
-
-_CHUNK_ENERGIES, _CHUNK_FORCES, _CHUNK_VIRIALS = Buffers(1), Buffers(1), Buffers(1)
-
-
-@functools.cache
-def _no_chunk_virials() -> torch.Tensor:
-    """The chunks' virial buffers when no virials are summed (never read: no data)."""
-    return torch.empty(0, 0, 3, 3, dtype=torch.float64)
 
 
 @functools.cache
