@@ -4,10 +4,13 @@
 forces at the new positions; ``post_update``: second half kick.
 
 In float64 the first half kick, the drift and the model's Verlet-skin test run
-as one warp kernel (:mod:`nvalchemi_ase.ops.verlet_kernel`); the second half
-kick is a kernel too where its rows are split over threads, else one torch
-operation. A masked update (a sub-stage of a ``FusedStage``) passes its
-members to the kernels, which copy the other systems' rows.
+as one warp kernel (:mod:`nvalchemi_ase.ops.verlet_kernel`). The second half
+kick is offered to the model, whose pair kernel does it as it writes the forces
+(:class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`, kept unless a hook between
+the forces and the kick changed what it reads); otherwise it is a kernel too where
+its rows are split over threads, else one torch operation. A masked update (a
+sub-stage of a ``FusedStage``) passes its members to the kernels, which copy the
+other systems' rows.
 """
 
 from __future__ import annotations
