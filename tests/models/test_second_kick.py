@@ -45,6 +45,14 @@ def torch_threads():
     torch.set_num_threads(saved)
 
 
+def _offered_call(model, batch, *properties):
+    """One model call (``evaluate``, its default properties unless given) with a second half kick of
+    ``batch`` offered: the offer and the results."""
+    second_kick = verlet_kernel.SecondKick(batch.velocities, batch.masses, DT)
+    model.offer_kick(second_kick)
+    return second_kick, evaluate(model, batch, *properties)
+
+
 @pytest.mark.parametrize("layout", ["system-shares", "chunks"])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_the_kick_with_the_forces_has_the_bits_of_the_kick_after_them(
@@ -54,9 +62,7 @@ def test_the_kick_with_the_forces_has_the_bits_of_the_kick_after_them(
     batch = Batch.from_atoms(_systems(layout), device="cpu")
     model = LennardJones(**ARGON)
     plain = evaluate(model, batch, ("energy", "forces"))
-    second_kick = verlet_kernel.SecondKick(batch.velocities, batch.masses, DT)
-    model.offer_kick(second_kick)
-    kicked = evaluate(model, batch, ("energy", "forces"))
+    second_kick, kicked = _offered_call(model, batch, ("energy", "forces"))
     assert second_kick.taken
     plan = next(iter(model.neighbor_list._current.half.plans.values()))
     assert (plan.starts is not None) == (layout == "chunks")  # the path meant was taken
@@ -71,9 +77,7 @@ def test_an_offer_holds_for_one_call_only():
     batch = Batch.from_atoms(_systems("system-shares"), device="cpu")
     model = LennardJones(**ARGON)
     evaluate(model, batch)
-    second_kick = verlet_kernel.SecondKick(batch.velocities, batch.masses, DT)
-    model.offer_kick(second_kick)
-    evaluate(model, batch)
+    second_kick, _ = _offered_call(model, batch)
     second_kick.taken = False
     evaluate(model, batch)
     assert not second_kick.taken
@@ -86,9 +90,7 @@ def test_the_full_list_kernel_declines_the_kick(monkeypatch):
     batch = Batch.from_atoms(_systems("system-shares"), device="cpu")
     model = LennardJones(**ARGON)
     evaluate(model, batch)
-    second_kick = verlet_kernel.SecondKick(batch.velocities, batch.masses, DT)
-    model.offer_kick(second_kick)
-    evaluate(model, batch)
+    second_kick, _ = _offered_call(model, batch)
     assert "half" not in model.neighbor_list._current.__dict__
     assert not second_kick.taken and second_kick.kicked is None
 
@@ -108,9 +110,7 @@ def test_a_list_that_overflowed_declines_the_kick(monkeypatch):
     batch.positions = batch.positions * 4.0  # dilute: the first builds size the room for this
     evaluate(model, batch)
     batch.positions = dense_positions
-    second_kick = verlet_kernel.SecondKick(batch.velocities, batch.masses, DT)
-    model.offer_kick(second_kick)
-    results = evaluate(model, batch)
+    second_kick, results = _offered_call(model, batch)
     assert "half" in model.neighbor_list._current.__dict__  # the half-list kernel ran
     assert model.neighbor_list._current.overflow.tolist() == [False, True]
     assert not second_kick.taken
