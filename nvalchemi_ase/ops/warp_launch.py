@@ -3,8 +3,9 @@
 Every fused kernel of the package (pair sums, EMT, the velocity-Verlet moves)
 goes through :func:`launch`. On a small system the launch itself is what a
 step costs, so nothing here is done twice: warp's view of a tensor is cached by
-address and layout, a launch is recorded once per row range and only the
-arguments that changed are packed again. On a CPU the rows are split over
+address and layout, a launch is recorded once per row range and set of views,
+and on a CPU a new one is made from the kernel's last by packing again only what
+changed (its first row, its row count, the views that differ). On a CPU the rows are split over
 torch's threads (the calling thread and :mod:`~nvalchemi_ase.ops.kernel_threads`'
 workers, handed their shares without waking from sleep); each row is written by
 exactly one launch, so results do not depend on the number of threads.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -103,7 +104,7 @@ def _in_parallel(functions: list[Any], args: list[tuple[Any, ...]]) -> None:
 
 
 _DESCRIPTORS: dict[tuple, Any] = {}
-_LAUNCHES: dict[tuple, dict[tuple, tuple[tuple, Any, Any]]] = {}
+_LAUNCHES: dict[tuple, dict[tuple, tuple[tuple, Any]]] = {}
 _CACHE_SIZE = 1024
 _VARIANTS = 8
 
@@ -138,7 +139,9 @@ def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: 
     and reused as it is when the same views come back, which is the rule in a
     run (the allocator hands the same few addresses out in turn for each
     step's new positions, velocities and forces). Past that many, the oldest
-    recorded launch is re-packed with the arguments that changed.
+    is dropped. On a CPU a launch not seen before is the kernel's last one
+    resized (:meth:`_CpuLaunch.resized`): a rebuild's kernels run over other
+    rows at nearly every call, and recording each anew cost ~70 µs a launch.
     """
     key = (kernel, first, rows, device)
     variants = _LAUNCHES.get(key)
@@ -150,8 +153,13 @@ def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: 
     ids = tuple(map(id, inputs))
     found = variants.get(ids)
     if found is not None:
-        return found[2]
-    if len(variants) < _VARIANTS:
+        return found[1]
+    if len(variants) >= _VARIANTS:
+        del variants[next(iter(variants))]
+    last = _LAST.get((kernel, device))
+    if last is not None:
+        launcher = last.resized(first, rows, inputs)
+    else:
         stream = wp.stream_from_torch(device) if device.type == "cuda" else None
         command = wp.launch(
             kernel,
@@ -161,14 +169,15 @@ def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: 
             stream=stream,
             record_cmd=True,
         )
-    else:
-        held, command, _ = variants.pop(next(iter(variants)))
-        for index, (before, now) in enumerate(zip(held, inputs, strict=True)):
-            if before is not now:
-                command.set_param_at_index(index + 1, now)
-    launcher = _direct(command)
-    variants[ids] = (tuple(inputs), command, launcher)
+        launcher = _direct(command, inputs)
+    if isinstance(launcher, _CpuLaunch):
+        _LAST[(kernel, device)] = launcher
+    variants[ids] = (tuple(inputs), launcher)
     return launcher
+
+
+_LAST: dict[tuple, _CpuLaunch] = {}
+"""Per CPU kernel, its last packed launch: the one the next new row range or views are made from."""
 
 
 class _CpuLaunch:
@@ -177,40 +186,77 @@ class _CpuLaunch:
     Warp's own ``Launch.launch()`` on a CPU builds the kernel's ctypes argument
     struct anew at every call (an assignment per argument: ~5 µs for our kernels,
     more than the kernel of a small system); this one builds it when the launch
-    is recorded or re-packed, with warp's own struct builder, and then only calls.
+    is recorded or resized, and then only calls.
 
     It holds its recorded launch, and with it the module's compiled code that
     ``forward`` points into: a module that gained a kernel is compiled and loaded
     again, and its earlier code is unloaded once no recorded launch holds it. A
     launcher kept past the caches' clearing (a launch list being run) would
-    otherwise call freed code.
+    otherwise call freed code. Launches resized from it hold the same.
     """
 
-    __slots__ = ("_bounds", "_command", "_forward", "_packed")
+    __slots__ = ("_args", "_bounds", "_command", "_forward", "_inputs", "_packed", "_range")
 
-    def __init__(self, command: Any, forward: Any, bounds: Any, packed: Any) -> None:
-        self._command, self._forward, self._bounds, self._packed = command, forward, bounds, packed
+    def __init__(self, command: Any, forward: Any, bounds: Any, args: Any, inputs: tuple) -> None:
+        self._command, self._forward, self._inputs = command, forward, inputs
+        self._bounds, self._args = bounds, args  # the ctypes structs the references point into
+        self._range, self._packed = ctypes.byref(bounds), ctypes.byref(args)
 
     def launch(self) -> None:
-        self._forward(self._bounds, self._packed)
+        self._forward(self._range, self._packed)
+
+    def resized(self, first: int, rows: int, inputs: list[Any]) -> _CpuLaunch:
+        """This kernel over rows ``first .. first + rows`` with ``inputs``: a copy of the packed arguments
+        with ``first`` and the inputs that are other objects than this launch's packed again."""
+        command = self._command
+        kernel = command.kernel
+        args = type(self._args).from_buffer_copy(self._args)
+        first_arg, *others = kernel.adj.args
+        assert _packing is not None  # a _CpuLaunch is made only with warp's packing helpers
+        pack = _packing.pack_arg
+        setattr(args, first_arg.label, pack(kernel, first_arg.type, first_arg.label, first, command.device))
+        for arg, before, now in zip(others, self._inputs, inputs, strict=True):
+            if before is not now:
+                setattr(args, arg.label, pack(kernel, arg.type, arg.label, now, command.device))
+        bounds = _packing.launch_bounds((rows,), kernel.adj.kernel_dim)
+        return _CpuLaunch(command, self._forward, bounds, args, tuple(inputs))
 
 
-def _direct(command: Any) -> Any:
+def _direct(command: Any, inputs: list[Any] | None = None) -> Any:
     """A :class:`_CpuLaunch` for a recorded plain CPU launch; ``command`` itself otherwise (a GPU,
-    a warp without the struct builder this relies on)."""
-    if not command.device.is_cpu or command.adjoint or command.block_dim > 1:
+    a warp without the struct builder this relies on). ``inputs`` are the objects packed after
+    ``first`` (None: the launch is never resized)."""
+    if _packing is None or not command.device.is_cpu or command.adjoint or command.block_dim > 1:
         return command
     try:
-        from warp._src.context import _build_cpu_args_structs
-
-        packed, _ = _build_cpu_args_structs(command.kernel, command.hooks, command.params, False)
+        args, _ = _packing.build_cpu_args_structs(command.kernel, command.hooks, command.params, False)
         forward = command.hooks.forward
         bounds = command.params[0]
-    except (ImportError, AttributeError):
+    except AttributeError:
         return command
     if not forward:
         return command
-    return _CpuLaunch(command, forward, ctypes.byref(bounds), ctypes.byref(packed))
+    return _CpuLaunch(command, forward, bounds, args, () if inputs is None else tuple(inputs))
+
+
+class _Packing(NamedTuple):
+    """Warp's private helpers that pack a CPU launch (present in the warp this package is tested on)."""
+
+    build_cpu_args_structs: Any
+    pack_arg: Any
+    launch_bounds: Any
+
+
+def _warp_packing() -> _Packing | None:
+    """Warp's packing helpers; None in a warp without them (launches then stay warp's own)."""
+    try:
+        from warp._src.context import _build_cpu_args_structs, _build_launch_bounds_from_tuple, pack_arg
+    except ImportError:
+        return None
+    return _Packing(_build_cpu_args_structs, pack_arg, _build_launch_bounds_from_tuple)
+
+
+_packing = _warp_packing()
 
 
 @functools.cache

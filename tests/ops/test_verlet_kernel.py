@@ -215,7 +215,7 @@ def test_recorded_launches_reused_and_repacked_give_the_moves_of_their_own_argum
             assert torch.equal(new_velocities, kicked)
             assert torch.equal(verlet_kernel.half_kick(velocities, forces, masses, DT), kicked)
     (launcher,) = {
-        type(entry[2]).__name__
+        type(entry[1]).__name__
         for key, variants in warp_launch._LAUNCHES.items()
         if key[3].type == "cpu"
         for entry in variants.values()
