@@ -8,12 +8,11 @@ what each builder can reuse between calls while the search cell is unchanged.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from nvalchemi_ase.data import Batch
 from nvalchemi_ase.neighbors._backend import cell_list_workspace, ops_batch_cell_list
-from nvalchemi_ase.neighbors.small_cells import build_direct, direct_systems
+from nvalchemi_ase.neighbors.small_cells import SearchCells, build_direct, search_cells
 
 
 class RowFinder:
@@ -26,8 +25,8 @@ class RowFinder:
         """Drop what was kept for the last cell (the list's buffers or layout changed)."""
         self._workspace_key: tuple | None = None
         self._workspace: dict[str, torch.Tensor] = {}
-        self._direct_key: tuple | None = None
-        self._direct = np.zeros(0, dtype=bool)
+        self._cells_key: tuple | None = None
+        self._cells: SearchCells | None = None
 
     def find(
         self,
@@ -52,8 +51,9 @@ class RowFinder:
         by_cell_list = flags
         if batch.device.type == "cpu":
             flagged = flags.numpy()
-            direct = flagged & self._direct_systems(cell, batch, radius)
-            build_direct(direct, positions, cell, batch.pbc, *layout, radius, *rows)
+            cells = self._search_cells(cell, batch, radius)
+            direct = flagged & cells.direct
+            build_direct(direct, positions, cells, *layout, radius, *rows)
             by_cell_list = torch.from_numpy(flagged & ~direct) if direct.any() else flags
             if not bool(by_cell_list.any()):
                 return
@@ -71,13 +71,14 @@ class RowFinder:
             **self._cell_list_workspace(cell, batch.pbc, radius, matrix.shape[0]),
         )
 
-    def _direct_systems(self, cell: torch.Tensor, batch: Batch, radius: float) -> np.ndarray:
-        """Host ``[B]`` bool: the systems small enough for the direct search, kept while the cell is."""
-        key = (cell, cell._version, batch.ptr, radius)
-        if not _same(key, self._direct_key):
-            self._direct = direct_systems(cell, batch.pbc, batch.counts, radius)
-            self._direct_key = key
-        return self._direct
+    def _search_cells(self, cell: torch.Tensor, batch: Batch, radius: float) -> SearchCells:
+        """The direct search's numbers of every system (which it takes, their cells' normals, reach
+        and plane spacings), kept while the search cell is the same tensor, unmodified."""
+        key = (cell, cell._version, batch.ptr, batch.pbc, batch.pbc._version, radius)
+        if self._cells is None or not _same(key, self._cells_key):
+            self._cells = search_cells(cell, batch.pbc, batch.counts, radius)
+            self._cells_key = key
+        return self._cells
 
     def _cell_list_workspace(
         self, cell: torch.Tensor, pbc: torch.Tensor, radius: float, atoms: int

@@ -24,7 +24,7 @@ system's rows do not depend on its batch mates or on the threads.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -122,13 +122,50 @@ def _kernel() -> Any:
     return direct_rows
 
 
-def direct_systems(cell: torch.Tensor, pbc: torch.Tensor, counts: np.ndarray, radius: float) -> np.ndarray:
-    """``[B]`` bool (host): the systems whose rows the direct search makes (few atoms times images).
+class SearchCells(NamedTuple):
+    """Per system of a search cell, what the direct search needs: made once per cell (:func:`search_cells`).
 
-    ``cell`` is the search cell (non-degenerate, see :mod:`~nvalchemi_ase.neighbors.geometry`), on the CPU.
+    A rebuild of a few systems then prepares only their atoms; the cell's
+    numbers (its normals, reach and plane spacings) are read, not computed again.
     """
-    reach = _reach(_normals(cell.detach().cpu().numpy().astype(np.float64)), pbc.cpu().numpy(), radius)
-    return counts * np.prod(2.0 * reach + 1.0, axis=1) <= MAX_CANDIDATES  # in floats: no overflow
+
+    direct: np.ndarray
+    """``[B]`` bool: the systems whose rows the direct search makes (few atoms times images)."""
+    rows: torch.Tensor
+    """``[B, 3, 3]`` float64: the cell rows."""
+    crossed: np.ndarray
+    """``[B, 3, 3]``: ``a_{k+1} x a_{k+2}``, the reciprocal rows times the volume."""
+    volume: np.ndarray
+    """``[B]``: ``a_0 . (a_1 x a_2)``."""
+    periodic: np.ndarray
+    """``[B, 3]`` bool: ``pbc``."""
+    reach: torch.Tensor
+    """``[B, 3]`` int32: images to search on each side along each axis (0 along open axes)."""
+    spacings: torch.Tensor
+    """``[B, 3]`` float64: Å between the lattice planes of each axis."""
+
+
+def search_cells(cell: torch.Tensor, pbc: torch.Tensor, counts: np.ndarray, radius: float) -> SearchCells:
+    """The direct search's numbers for every system of ``cell`` (the search cell, on the CPU:
+    non-degenerate, see :mod:`~nvalchemi_ase.neighbors.geometry`), ``pbc`` and atom ``counts``."""
+    rows = cell.detach().cpu().numpy().astype(np.float64)
+    normals = _normals(rows)
+    periodic = pbc.cpu().numpy().astype(bool)
+    reach = _reach(normals, periodic, radius)
+    direct = counts * np.prod(2.0 * reach + 1.0, axis=1) <= MAX_CANDIDATES  # in floats: no overflow
+    return SearchCells(
+        direct,
+        torch.from_numpy(rows),
+        *normals,
+        periodic,
+        torch.from_numpy(reach),
+        torch.from_numpy(_spacings(normals)),
+    )
+
+
+def direct_systems(cell: torch.Tensor, pbc: torch.Tensor, counts: np.ndarray, radius: float) -> np.ndarray:
+    """``[B]`` bool (host): the systems whose rows the direct search makes (few atoms times images)."""
+    return search_cells(cell, pbc, counts, radius).direct
 
 
 def _normals(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +198,7 @@ def _reach(normals: tuple[np.ndarray, np.ndarray], pbc: np.ndarray, radius: floa
 def build_direct(
     systems: np.ndarray,
     positions: torch.Tensor,
-    cell: torch.Tensor,
-    pbc: torch.Tensor,
+    cells: SearchCells,
     ptr32: torch.Tensor,
     batch_idx32: torch.Tensor,
     radius: float,
@@ -172,10 +208,11 @@ def build_direct(
 ) -> None:
     """Write the rows of ``systems`` (host ``[B]`` bool) into ``matrix``, ``shifts``, ``counts`` (CPU).
 
-    ``positions`` and ``cell`` are the search geometry, ``ptr32`` and
-    ``batch_idx32`` the batch's int32 layout. The geometry is prepared with
-    numpy: a torch operation here would wake torch's thread pool, whose
-    spinning threads then compete with the kernel's second thread.
+    ``positions`` are the search geometry's, ``cells`` its cells' numbers
+    (:func:`search_cells`), ``ptr32`` and ``batch_idx32`` the batch's int32
+    layout. The atoms are prepared with numpy: a torch operation here would
+    wake torch's thread pool, whose spinning threads then compete with the
+    kernel's second thread.
     """
     chosen = np.flatnonzero(systems)
     if chosen.size == 0:
@@ -184,37 +221,26 @@ def build_direct(
     first, end = ptr[chosen].astype(np.int64), ptr[chosen + 1].astype(np.int64)
     rows = row_ranges(first, end)
     lengths = end - first
-    # only the chosen systems' numbers are prepared (a rebuild is often a few systems of many); the
+    # only the chosen systems' atoms are prepared (a rebuild is often a few systems of many); the
     # kernel reads the others' entries of these scratch arrays never
-    n, num = positions.shape[0], cell.shape[0]
-    cell_rows = _SCRATCH.take((num, 3, 3), torch.float64, torch.device("cpu"))
-    reach = _SCRATCH.take((num, 3), torch.int32, torch.device("cpu"))
+    n = positions.shape[0]
     wrapped = _SCRATCH.take((n, 3), torch.float64, torch.device("cpu"))
     wraps = _SCRATCH.take((n, 3), torch.int32, torch.device("cpu"))
     fractions = _SCRATCH.take((n, 3), torch.float64, torch.device("cpu"))
-    spacings = _SCRATCH.take((num, 3), torch.float64, torch.device("cpu"))
-    # numpy, not torch indexing: that would start torch's thread pool, whose spinning threads then
-    # compete with the kernel's second thread
-    chosen_cells = cell.detach().cpu().numpy()[chosen].astype(np.float64)
-    normals = _normals(chosen_cells)
-    crossed, volume = normals
-    periodic = pbc.cpu().numpy()[chosen]
-    cell_rows.numpy()[chosen] = chosen_cells
-    reach.numpy()[chosen] = _reach(normals, periodic, radius)
-    spacings.numpy()[chosen] = _spacings(normals)
-    local = np.repeat(np.arange(chosen.size), lengths)  # each row's index among the chosen systems
+    local = np.repeat(chosen, lengths)  # each row's system
+    cell_rows = cells.rows.numpy()[local]
     here = positions.detach().cpu().numpy()[rows].astype(np.float64)
     # each atom wrapped into its cell along the periodic axes (whole cells W): the images reach every
     # partner. A non-finite position or cell stays unwrapped: it finds no partner, and the models
     # poison its system.
     with np.errstate(all="ignore"):
-        fractional = np.einsum("nd,nkd->nk", here, crossed[local]) / volume[local, None]
-        moves = np.where(periodic[local] & np.isfinite(fractional), np.floor(fractional), 0.0)
+        fractional = np.einsum("nd,nkd->nk", here, cells.crossed[local]) / cells.volume[local, None]
+        moves = np.where(cells.periodic[local] & np.isfinite(fractional), np.floor(fractional), 0.0)
         moves = np.clip(moves, -(1 << 30), 1 << 30)  # int32 shifts (a position 1e10 cells away: no partner)
-        wrapped.numpy()[rows] = here - np.einsum("nk,nkd->nd", moves, chosen_cells[local])
+        wrapped.numpy()[rows] = here - np.einsum("nk,nkd->nd", moves, cell_rows)
         fractions.numpy()[rows] = fractional - moves  # in [0, 1) along the periodic axes
     wraps.numpy()[rows] = moves.astype(np.int32)
-    arrays = [index_list(rows, n), wrapped, wraps, fractions, cell_rows, reach, spacings]
+    arrays = [index_list(rows, n), wrapped, wraps, fractions, cells.rows, cells.reach, cells.spacings]
     views = [wp.int32, wp.vec3d, wp.vec3i, wp.vec3d, wp.vec3d, wp.vec3i, wp.vec3d]
     inputs = [descriptor(array, view) for array, view in zip(arrays, views, strict=True)]
     inputs += [
