@@ -206,7 +206,7 @@ class Plan:
         starts: torch.Tensor | None = None,
         cleared: torch.Tensor | None = None,
     ) -> None:
-        self.table = torch.nn.functional.pad(half.table, (0, 1)).contiguous()
+        self.table = half.table  # padded rows already
         self.system_starts = torch.as_tensor(half.system_starts, dtype=torch.int64)
         self.systems = [] if starts is not None else _share_systems(half.system_starts, shares)
         self.shares, self.starts, self.cleared = shares, starts, cleared

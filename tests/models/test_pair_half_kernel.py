@@ -124,10 +124,11 @@ def test_each_pair_of_the_full_list_is_in_the_half_once():
         for k in range(count):
             b = int(half.matrix[a, k])
             assert b <= a  # a partner is an earlier row (or the atom itself in another image)
-            kept.append((a, b, *np.round(half.table[half.slots[a, k]].numpy(), 8)))
+            kept.append((a, b, *np.round(half.table[half.slots[a, k], :3].numpy(), 8)))
     mirrored = [(b, a, *(-np.asarray(v) + 0.0)) for a, b, *v in kept]
     assert len(set(kept)) == len(kept) == len(full) // 2
     assert set(kept) | set(mirrored) == full
+    assert torch.all(half.table[:, 3] == 0.0)  # the padding the kernel adds to r² as 0²
 
 
 @pytest.fixture
@@ -206,6 +207,32 @@ def _real_rows(half) -> list:
         vectors = half.table[half.slots[a, :count].long()].tolist()
         rows.append((partners, vectors, int(half.lowest[a])))
     return rows
+
+
+def test_atoms_that_crossed_their_cells_face_keep_the_table_of_their_system():
+    """A shift one image beyond the rows' largest (atoms moved to their image across the cell's
+    face, as an unwrapped run's atoms drift) is within the table's margin: the half list is
+    rewritten in place, as one made afresh."""
+    from nvalchemi_ase.neighbors.half import half_list
+
+    systems = [argon_bulk(2, seed=k, rattle=0.05) for k in range(3)]
+    model = LennardJones(**ARGON)
+    batch = Batch.from_atoms(systems, device="cpu")
+    first = model.neighbor_list.update(batch)
+    earlier = first.half
+    reach = earlier.layout.system_reach.clone()
+    moved = batch.positions.clone()
+    a1 = batch.cell[1, 0]
+    near_face = (batch.batch_idx == 1) & (moved @ a1 < 0.3 * a1.dot(a1))
+    moved[near_face] -= a1  # the same crystal, those atoms one image along -a1
+    batch.positions = moved
+    rebuilt = model.neighbor_list.update(batch)
+    _, _, shifts = rebuilt.compact()
+    assert int(shifts.abs().max()) == int(reach[1])  # one image farther than the rows reached
+    half = rebuilt.half
+    assert half is earlier and torch.equal(half.layout.system_reach, reach)
+    fresh = half_list(rebuilt.raw_matrix, rebuilt.raw_shifts, rebuilt.raw_counts, batch.cell, batch.batch_idx)
+    assert _real_rows(half) == _real_rows(fresh)
 
 
 def test_a_partial_rebuild_rewrites_only_its_systems_rows_of_the_half_list():
