@@ -139,9 +139,10 @@ def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: 
     and reused as it is when the same views come back, which is the rule in a
     run (the allocator hands the same few addresses out in turn for each
     step's new positions, velocities and forces). Past that many, the oldest
-    is dropped. On a CPU a launch not seen before is the kernel's last one
-    resized (:meth:`_CpuLaunch.resized`): a rebuild's kernels run over other
-    rows at nearly every call, and recording each anew cost ~70 µs a launch.
+    is dropped, or on a GPU re-packed with the arguments that changed. On a CPU
+    a launch not seen before is the kernel's last one resized
+    (:meth:`_CpuLaunch.resized`): a rebuild's kernels run over other rows at
+    nearly every call, and recording each anew cost ~70 µs a launch.
     """
     key = (kernel, first, rows, device)
     variants = _LAUNCHES.get(key)
@@ -154,9 +155,15 @@ def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: 
     found = variants.get(ids)
     if found is not None:
         return found[1]
-    if len(variants) >= _VARIANTS:
-        del variants[next(iter(variants))]
     last = _LAST.get((kernel, device))
+    if len(variants) >= _VARIANTS:
+        held, oldest = variants.pop(next(iter(variants)))
+        if last is None and not isinstance(oldest, _CpuLaunch):  # warp's own launch: re-packed in place
+            for index, (before, now) in enumerate(zip(held, inputs, strict=True)):
+                if before is not now:
+                    oldest.set_param_at_index(index + 1, now)
+            variants[ids] = (tuple(inputs), oldest)
+            return oldest
     if last is not None:
         launcher = last.resized(first, rows, inputs)
     else:
