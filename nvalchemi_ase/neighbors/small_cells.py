@@ -163,11 +163,6 @@ def search_cells(cell: torch.Tensor, pbc: torch.Tensor, counts: np.ndarray, radi
     )
 
 
-def direct_systems(cell: torch.Tensor, pbc: torch.Tensor, counts: np.ndarray, radius: float) -> np.ndarray:
-    """``[B]`` bool (host): the systems whose rows the direct search makes (few atoms times images)."""
-    return search_cells(cell, pbc, counts, radius).direct
-
-
 def _normals(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``([B, 3, 3] a_{k+1} x a_{k+2}, [B] a_0 . (a_1 x a_2))``: the reciprocal rows times the volume."""
     with np.errstate(all="ignore"):  # a non-finite cell: no images (the models poison its system)

@@ -5,8 +5,8 @@ goes through :func:`launch`. On a small system the launch itself is what a
 step costs, so nothing here is done twice: warp's view of a tensor is cached by
 address and layout, a launch is recorded once per row range and set of views,
 and on a CPU a new one is made from the kernel's last by packing again only what
-changed (its first row, its row count, the views that differ). On a CPU the rows are split over
-torch's threads (the calling thread and :mod:`~nvalchemi_ase.ops.kernel_threads`'
+changed (its first row, its row count, the views that differ). On a CPU the
+rows are split over torch's threads (the calling thread and :mod:`~nvalchemi_ase.ops.kernel_threads`'
 workers, handed their shares without waking from sleep); each row is written by
 exactly one launch, so results do not depend on the number of threads.
 """

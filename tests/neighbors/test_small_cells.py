@@ -24,7 +24,7 @@ def test_a_batch_of_small_and_large_systems_uses_both_builders_and_matches_matsc
     systems[-1].rattle(0.05, seed=1)
     batch = Batch.from_atoms(systems, device="cpu")
     nl = NeighborList(4.5, skin=0.4)
-    direct = small_cells.direct_systems(batch.cell, batch.pbc, batch.counts, nl.search_radius)
+    direct = small_cells.search_cells(batch.cell, batch.pbc, batch.counts, nl.search_radius).direct
     assert direct[:4].any() and not direct[4]
     small = int(np.flatnonzero(direct)[0])
     calls = []
