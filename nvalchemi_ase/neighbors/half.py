@@ -12,7 +12,8 @@ It is made once per list (warp kernels over the full list's slots, rows split
 over torch's threads on a CPU), for lists that serve many steps
 (:attr:`~nvalchemi_ase.neighbors.Neighbors.reused`). Each kept pair's image
 vector ``S @ cell`` is not stored per pair but once per system and shift, in a
-small table (each system's shifts within its largest one and a margin, ``(2R + 1)³`` rows)
+small table (each system's shifts within its largest one, and a margin for one that
+pairs across its faces: ``(2R + 1)³`` rows)
 made by :func:`~nvalchemi_ase.neighbors.images.image_vector` itself, which the
 pair's int32 slot indexes: a visit streams 8 bytes instead of 28, the table
 stays in the core's first-level cache, and pair vectors keep their bits. Taking
@@ -201,7 +202,8 @@ def half_list(
     starts = _system_starts(batch_idx)
     reach = torch.empty(n, dtype=torch.int32, device=device)
     _launch(0, n, [descriptor(counts), descriptor(shifts, wp.vec3i), descriptor(reach)], None, device)
-    system_reach = _system_reach(reach.numpy(), starts[:-1], starts[1:]) + np.int32(TABLE_MARGIN)
+    system_reach = _system_reach(reach.numpy(), starts[:-1], starts[1:])
+    system_reach += np.where(system_reach > 0, TABLE_MARGIN, 0).astype(np.int32)
     sizes = _table_sizes(system_reach)
     table_start = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int32)
     layout = TableLayout(
@@ -224,7 +226,7 @@ def half_list(
 
 
 TABLE_MARGIN = 1
-"""Images a system's table reaches beyond its rows' largest shift when the table is made.
+"""Images the table of a system that pairs across its faces reaches beyond its rows' largest shift.
 
 Shifts are counted from the atoms' unwrapped positions, so an atom that crosses
 its cell's face between rebuilds pairs one image farther out. A rebuilt system
@@ -232,7 +234,9 @@ whose shifts still fit its table is rewritten in place; one that outgrew it make
 the whole half list afresh (~1.4 ms against ~0.6 for 64 argon cells of 32 atoms).
 On the fused benchmark's stream with a tail, 56 of 268 half lists were made afresh
 for that reason without the margin, none with it. A 32-atom cell's table then
-holds 125 images instead of 27 (4 kB of padded vectors)."""
+holds 125 images instead of 27 (4 kB of padded vectors). A system with no pair
+across a face (a molecule, open or in a large box) keeps its one image: a batch of
+many of them would otherwise hold 27 times the table."""
 
 
 def updated_half(

@@ -215,12 +215,15 @@ def test_atoms_that_crossed_their_cells_face_keep_the_table_of_their_system():
     rewritten in place, as one made afresh."""
     from nvalchemi_ase.neighbors.half import half_list
 
-    systems = [argon_bulk(2, seed=k, rattle=0.05) for k in range(3)]
+    cluster = argon_bulk(1, seed=9, rattle=0.05)
+    cluster.pbc = False  # no pair across a face: its table keeps its one image
+    systems = [*(argon_bulk(2, seed=k, rattle=0.05) for k in range(3)), cluster]
     model = LennardJones(**ARGON)
     batch = Batch.from_atoms(systems, device="cpu")
     first = model.neighbor_list.update(batch)
     earlier = first.half
     reach = earlier.layout.system_reach.clone()
+    assert reach[3] == 0
     moved = batch.positions.clone()
     a1 = batch.cell[1, 0]
     near_face = (batch.batch_idx == 1) & (moved @ a1 < 0.3 * a1.dot(a1))
