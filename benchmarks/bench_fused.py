@@ -45,7 +45,7 @@ FMAX = 0.01
 
 
 HARD_RATTLE = 1.0
-"""Å: FIRE takes 135 to 210 steps on a cell rattled this much."""
+"""Å: FIRE takes 135 to 203 steps on the cells of the stream rattled this much."""
 
 
 def structures(count: int, largest_rattle: float = 0.4, hard_every: int = 0) -> list:

@@ -155,15 +155,15 @@ def _recorded(kernel: Any, first: int, rows: int, device: torch.device, inputs: 
     found = variants.get(ids)
     if found is not None:
         return found[1]
-    last = _LAST.get((kernel, device))
     if len(variants) >= _VARIANTS:
         held, oldest = variants.pop(next(iter(variants)))
-        if last is None and not isinstance(oldest, _CpuLaunch):  # warp's own launch: re-packed in place
+        if not isinstance(oldest, _CpuLaunch):  # warp's own launch (a GPU's): re-packed in place
             for index, (before, now) in enumerate(zip(held, inputs, strict=True)):
                 if before is not now:
                     oldest.set_param_at_index(index + 1, now)
             variants[ids] = (tuple(inputs), oldest)
             return oldest
+    last = _LAST.get((kernel, device))
     if last is not None:
         launcher = last.resized(first, rows, inputs)
     else:
