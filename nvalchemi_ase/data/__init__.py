@@ -5,10 +5,11 @@ from __future__ import annotations
 from nvalchemi_ase.data.batch import Batch, SystemMeta, default_device
 from nvalchemi_ase.data.convert import atoms_to_batch, batch_to_atoms
 from nvalchemi_ase.data.errors import BatchValidationError
-from nvalchemi_ase.data.fields import FIELDS, MODEL_RESULTS, AtomCategory, Field, Kind, Scope
+from nvalchemi_ase.data.fields import FIELDS, FORCES_BOUND, MODEL_RESULTS, AtomCategory, Field, Kind, Scope
 
 __all__ = [
     "FIELDS",
+    "FORCES_BOUND",
     "MODEL_RESULTS",
     "AtomCategory",
     "Batch",

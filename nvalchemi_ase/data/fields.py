@@ -81,6 +81,14 @@ MODEL_RESULTS: dict[str, Scope] = {
 """Outputs beside energy, forces and stress that a model may return, under ASE's result names:
 engines keep them as batch fields, and they come back as the Atoms' calculator results."""
 
+FORCES_BOUND = "forces_bound"
+"""An output some models give when asked (listed in their ``extra_outputs``; not an ASE result):
+float64 ``[B]`` on the CPU, each system's largest absolute force component, NaN when one of its
+force components or its energy is not finite. Written as the forces are, while they are still
+in the cache of the core that wrote them, it lets the safety hooks
+(:mod:`nvalchemi_ase.hooks.safety`) test ``B`` numbers instead of reading every force again.
+Engines keep it with the batch (:meth:`~nvalchemi_ase.data.Batch.keep_forces_bound`)."""
+
 
 class AtomCategory(enum.IntEnum):
     """Values of ``Batch.atom_categories``."""

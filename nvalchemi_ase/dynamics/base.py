@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import MODEL_RESULTS, AtomCategory, Batch, Scope
+from nvalchemi_ase.data import FORCES_BOUND, MODEL_RESULTS, AtomCategory, Batch, Scope
 from nvalchemi_ase.dynamics.convergence import ConvergenceHook, ConvergenceTracking, as_convergence_hook
 from nvalchemi_ase.dynamics.noise import CounterNoise, Draw
 from nvalchemi_ase.hooks.constraints import Constraints
@@ -152,8 +152,9 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         """Create this engine's per-system state fields on the batch (once per batch)."""
 
     def request_property(self, name: str) -> None:
-        """Ask ``compute`` to have the model return ``name`` too (when the model implements it)."""
-        if name in self.model.implemented_properties:
+        """Ask ``compute`` to have the model return ``name`` too (when the model implements it, or
+        lists it in its ``extra_outputs``, as :data:`~nvalchemi_ase.data.fields.FORCES_BOUND`)."""
+        if name in self.model.implemented_properties or name in getattr(self.model, "extra_outputs", ()):
             self.properties.add(name)
 
     # ------------------------------------------------------------------ the loop
@@ -162,7 +163,8 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
 
         Other results the model returned under ASE's names (per-atom ``energies``,
         ``magmoms``, ``charges``, ...: :data:`~nvalchemi_ase.data.fields.MODEL_RESULTS`)
-        become batch fields too, so they reach the Atoms and trajectory frames.
+        become batch fields too, so they reach the Atoms and trajectory frames. A
+        :data:`~nvalchemi_ase.data.fields.FORCES_BOUND` is kept with the batch's new forces.
         """
         outputs = evaluate(self.model, batch, tuple(sorted(self.properties)))
         # evaluate checked the shapes, devices and dtypes: stored without checking them again
@@ -173,6 +175,7 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         for name in outputs:
             if name in MODEL_RESULTS:  # declared at the first step, then only set
                 batch.add_field(name, _detached(outputs[name]), MODEL_RESULTS[name])
+        batch.keep_forces_bound(outputs.get(FORCES_BOUND))
         return outputs
 
     def step(self, batch: Batch | None = None) -> Batch:

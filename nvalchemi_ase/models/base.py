@@ -57,6 +57,10 @@ class BatchedModel(torch.nn.Module):
     cutoff: float = 0.0
     implemented_properties: tuple[str, ...] = ("energy", "forces")
 
+    extra_outputs: tuple[str, ...] = ()
+    """Outputs beside ASE's properties this model gives when they are in ``properties``
+    (:data:`~nvalchemi_ase.data.fields.FORCES_BOUND`); engines ask through ``request_property``."""
+
     propagates_nonfinite: bool = False
     """True when ``forward`` itself gives NaN for non-finite positions or cells (a fused kernel
     does, at no cost); else :meth:`__call__` poisons the results with :func:`poison_nonfinite`."""

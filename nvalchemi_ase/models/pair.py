@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import FORCES_BOUND, Batch
 from nvalchemi_ase.models.base import DEFAULT_PROPERTIES, BatchedModel, volumes
 from nvalchemi_ase.neighbors import NeighborList, Neighbors
 from nvalchemi_ase.ops import segment_broadcast, segment_sum
@@ -60,6 +60,8 @@ class PairPotential(BatchedModel):
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
+    extra_outputs = (FORCES_BOUND,)
+    """Given where the half-list kernel runs (a float64 batch on a CPU, its list reused over steps)."""
 
     def __init__(
         self, cutoff: float, skin: float = 0.5, max_neighbors: int | None = None, use_kernel: bool = True
@@ -102,16 +104,21 @@ class PairPotential(BatchedModel):
         with_virials = "stress" in properties
         atom_energies = "energies" in properties
         terms = self.kernel_terms
+        bound = None
         if terms is not None and self.use_kernel:
             if batch.dtype != torch.float64:  # the forces are converted after the kernel
                 second_kick = None
+            elif FORCES_BOUND in properties and kernels().fills_forces_bound(neighbors):
+                bound = kernels().FORCES_BOUNDS.take((batch.num_graphs,), torch.float64, batch.device)
             energy, energies, forces, atom_virials = self._kernel_sums(
-                batch, neighbors, with_virials, terms, atom_energies, second_kick
+                batch, neighbors, with_virials, terms, atom_energies, second_kick, bound
             )
         else:
             energies, forces, atom_virials = self._torch_sums(batch, neighbors, with_virials)
             energy = segment_sum(energies, batch.batch_idx, batch.num_graphs)
         outputs = {"energy": energy.unsqueeze(1), "forces": forces}
+        if bound is not None and neighbors.complete:  # incomplete sets' forces are replaced below
+            outputs[FORCES_BOUND] = bound
         if atom_energies:  # else the kernel's first result may only add up to the energy
             outputs["energies"] = energies
         if atom_virials is not None:  # stress was asked for
@@ -137,8 +144,10 @@ class PairPotential(BatchedModel):
         terms: Any,
         atom_energies: bool,
         second_kick: SecondKick | None = None,
+        forces_bound: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(energy [B], energies, forces, virials)`` from the fused kernel (the systems' sums too)."""
+        """``(energy [B], energies, forces, virials)`` from the fused kernel (the systems' sums too;
+        ``forces_bound`` filled where given)."""
         pair_kernel = kernels()
         energy = pair_kernel.SYSTEM_ENERGIES.take((batch.num_graphs,), torch.float64, batch.device)
         energies, forces, virials = pair_kernel.pair_sums(
@@ -151,6 +160,7 @@ class PairPotential(BatchedModel):
             atom_energies=atom_energies,
             system_energies=energy,
             second_kick=second_kick,
+            forces_bound=forces_bound,
         )
         if batch.dtype == torch.float64:  # the kernel's own precision: nothing to convert
             return energy, energies, forces, virials

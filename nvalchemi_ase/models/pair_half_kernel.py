@@ -162,6 +162,32 @@ def _system_sums(
 
 
 @wp.kernel(enable_backward=False)
+def _system_sums_bounds(
+    first: wp.int32,
+    starts: wp.array(dtype=wp.int64),
+    values: wp.array(dtype=wp.float64),
+    sums: wp.array(dtype=wp.float64),
+    forces: wp.array(dtype=wp.vec3d),
+    bounds: wp.array(dtype=wp.float64),
+):
+    """``_system_sums``, and ``bounds[b]``: system ``b``'s largest absolute force component, NaN when
+    one of its components or its energy is not finite (:data:`~nvalchemi_ase.data.fields.FORCES_BOUND`)."""
+    b = first + wp.tid()
+    total = wp.float64(0.0)
+    top = wp.float64(0.0)
+    poison = wp.float64(0.0)  # 0, or NaN once a component is not finite (0·±Inf, 0·NaN)
+    i = starts[b]
+    while i < starts[b + 1]:
+        total += values[i]
+        f = forces[i]
+        top = wp.max(top, wp.max(wp.max(wp.abs(f[0]), wp.abs(f[1])), wp.abs(f[2])))
+        poison += wp.float64(0.0) * (f[0] + f[1] + f[2])
+        i += wp.int64(1)
+    sums[b] = total
+    bounds[b] = top + poison + wp.float64(0.0) * total
+
+
+@wp.kernel(enable_backward=False)
 def _unpadded(first: wp.int32, padded: wp.array(dtype=wp.vec4d), rows: wp.array(dtype=wp.vec3d)):
     """``rows[i] = padded[i][:3]``."""
     i = first + wp.tid()
@@ -265,6 +291,7 @@ def half_pair_sums(
     atom_energies: bool = True,
     system_energies: torch.Tensor | None = None,
     second_kick: SecondKick | None = None,
+    forces_bound: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`~nvalchemi_ase.models.pair_kernel.pair_sums` over ``neighbors.half`` (a CPU list reused
     over steps; ``params`` padded to the kernel's length, ``positions`` float64): the same results to
@@ -275,7 +302,11 @@ def half_pair_sums(
     visit's work). ``system_energies`` (float64 ``[B]``) is filled with each system's sum of the
     first result, added in row order: by each share for its own systems, while their rows are
     still in its core's cache. ``second_kick``, likewise, is done as the forces are written: by each
-    share for its rows, or by the chunks' last pass (``second_kick.taken`` is then True)."""
+    share for its rows, or by the chunks' last pass (``second_kick.taken`` is then True).
+    ``forces_bound`` (float64 ``[B]``, with ``system_energies``) is filled with each system's
+    :data:`~nvalchemi_ase.data.fields.FORCES_BOUND`, by each share for its own systems too."""
+    if forces_bound is not None and system_energies is None:
+        raise ValueError("forces_bound is filled from the system energies: pass system_energies too")
     half: HalfList = neighbors.half
     if not direct.contiguous(half.matrix, half.slots):
         raise ValueError("the half list's matrix and slots must be C-contiguous")
@@ -308,6 +339,10 @@ def half_pair_sums(
     totals = (
         None if system_energies is None else [view(plan.system_starts), outputs[0], view(system_energies)]
     )
+    if totals is not None and forces_bound is not None:  # one pass for both
+        totals, totals_kernel = [*totals, outputs[1], view(forces_bound)], _system_sums_bounds
+    else:
+        totals_kernel = _system_sums
     if plan.starts is None:  # each share pads its systems' positions, sums them, unpads their forces
         unpad = [view(padded[1], wp.vec4d), outputs[1]]
         sums = [*common, outputs[0], unpad[0], outputs[2]]
@@ -324,8 +359,8 @@ def half_pair_sums(
                     (kernel, first, count, sums),
                     (unpadded, first, count, unpad),
                 ]
-            if totals is not None:
-                launches.append((_system_sums, first_system, systems, totals))
+            if totals is not None:  # the systems' energies and forces are still in this core's cache
+                launches.append((totals_kernel, first_system, systems, totals))
             shares.append(launches)
         launch_shares(shares, device)
     else:  # every chunk reads every position: padded first; the chunks' last pass unpads the forces
@@ -333,7 +368,7 @@ def half_pair_sums(
         chunked_sums(kernel, plan, common, outputs, n, with_virials, device, second_kick)
         if totals is not None:
             systems = plan.system_starts.shape[0] - 1
-            warp_launch.launch(_system_sums, systems, totals, device, rows_per_thread=TOTALS_ROWS_PER_THREAD)
+            warp_launch.launch(totals_kernel, systems, totals, device, rows_per_thread=TOTALS_ROWS_PER_THREAD)
     return energies, forces, virials if with_virials else None
 
 

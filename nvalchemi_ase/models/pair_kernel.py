@@ -204,6 +204,7 @@ def pair_sums(
     atom_energies: bool = True,
     system_energies: torch.Tensor | None = None,
     second_kick: SecondKick | None = None,
+    forces_bound: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-atom energies ``[N]``, forces ``[N, 3]`` and virials ``[N, 3, 3]`` (float64) of one potential.
 
@@ -224,7 +225,10 @@ def pair_sums(
     a float64 ``[B]`` tensor, is filled with those sums (the bits of
     :func:`~nvalchemi_ase.ops.segment_sum` over ``neighbors.batch_idx``). ``second_kick``, a
     :class:`~nvalchemi_ase.ops.verlet_kernel.SecondKick`, is done with the forces where the
-    half-list kernel can (``second_kick.taken`` says whether it was).
+    half-list kernel can (``second_kick.taken`` says whether it was). ``forces_bound``, a
+    float64 ``[B]`` tensor given with ``system_energies``, is filled with the systems'
+    :data:`~nvalchemi_ase.data.fields.FORCES_BOUND` by the half-list kernel (refused
+    elsewhere: see :func:`fills_forces_bound`).
     """
     device = positions.device
     params, positions = float64_tensor(params), float64_tensor(positions)
@@ -242,11 +246,14 @@ def pair_sums(
                 atom_energies,
                 system_energies,
                 second_kick,
+                forces_bound,
             )
         if half:
             raise ValueError(
                 "the half-list kernel needs a CPU list that serves many steps (Neighbors.reused)"
             )
+    if forces_bound is not None:
+        raise ValueError("forces_bound is filled by the half-list kernel only (see fills_forces_bound)")
     cell = float64_tensor(neighbors.cell)
     n = positions.shape[0]
     # outputs no one else holds, a few reused in turn (see nvalchemi_ase.ops.buffers)
@@ -273,6 +280,11 @@ def pair_sums(
     if system_energies is not None:
         segment_sum(energies, neighbors.batch_idx, system_energies.shape[0], out=system_energies)
     return energies, forces, virials if with_virials else None
+
+
+def fills_forces_bound(neighbors: Any) -> bool:
+    """Whether :func:`pair_sums` (``half`` None) takes the half-list kernel, which fills ``forces_bound``."""
+    return HALF_LIST_ON_CPU and uses_half_list(neighbors)
 
 
 def uses_half_list(neighbors: Any) -> bool:
@@ -302,6 +314,8 @@ def no_images(device: torch.device) -> torch.Tensor:
 _ENERGIES, _FORCES, _VIRIALS = Buffers(), Buffers(), Buffers()
 SYSTEM_ENERGIES = Buffers()
 """The systems' energies a caller has :func:`pair_sums` fill (``system_energies``), step after step."""
+FORCES_BOUNDS = Buffers()
+"""The systems' bounds a caller has :func:`pair_sums` fill (``forces_bound``), step after step."""
 
 
 @functools.cache

@@ -249,3 +249,43 @@ def test_fields_read_as_attributes_follow_every_way_of_setting_them(batch):
     batch.energy = None
     assert batch.energy is None and "energy" not in batch.field_names()
     assert batch.neighbors is None  # not a field: what a NeighborListHook sets for one compute
+
+
+def test_a_kept_forces_bound_holds_while_forces_and_energy_are_those_it_was_kept_with(systems):
+    batch = Batch.from_atoms(systems, device="cpu")
+    batch.forces = torch.zeros(batch.num_nodes, 3, dtype=torch.float64)
+    batch.energy = torch.zeros(batch.num_graphs, 1, dtype=torch.float64)
+    bound = torch.zeros(batch.num_graphs, dtype=torch.float64)
+    batch.keep_forces_bound(bound)
+    assert batch.forces_bound() is bound
+    batch.forces.add_(1.0)  # written in place: the bound no longer vouches for them
+    assert batch.forces_bound() is None
+    batch.keep_forces_bound(bound)
+    batch.energy = batch.energy + 1.0  # replaced
+    assert batch.forces_bound() is None
+    batch.keep_forces_bound(bound)
+    batch.forces = batch.forces.clone()
+    assert batch.forces_bound() is None
+    batch.keep_forces_bound(bound)
+    batch.keep_forces_bound(None)
+    assert batch.forces_bound() is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda n: torch.zeros(n, dtype=torch.float32),
+        lambda n: torch.zeros(n + 1, dtype=torch.float64),
+        lambda n: torch.zeros(n, 2, dtype=torch.float64)[:, 0],
+    ],
+    ids=["float32", "shape", "strided"],
+)
+def test_a_forces_bound_the_batch_cannot_read_is_refused(systems, bad):
+    batch = Batch.from_atoms(systems, device="cpu")
+    batch.forces = torch.zeros(batch.num_nodes, 3, dtype=torch.float64)
+    batch.energy = torch.zeros(batch.num_graphs, 1, dtype=torch.float64)
+    kept = torch.zeros(batch.num_graphs, dtype=torch.float64)
+    batch.keep_forces_bound(kept)
+    with pytest.raises(BatchValidationError, match="forces_bound"):
+        batch.keep_forces_bound(bad(batch.num_graphs))
+    assert batch.forces_bound() is kept  # refused before anything changed

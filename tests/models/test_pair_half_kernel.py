@@ -8,7 +8,7 @@ import torch
 from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.calculators.morse import MorsePotential
 
-from nvalchemi_ase.data import Batch
+from nvalchemi_ase.data import FORCES_BOUND, Batch
 from nvalchemi_ase.dynamics import NVE
 from nvalchemi_ase.models import LennardJones, Morse, evaluate, pair_half_kernel, pair_kernel
 from nvalchemi_ase.ops import warp_launch
@@ -314,3 +314,54 @@ def test_positions_laid_out_with_gaps_give_the_same_bits():
     assert "half" in neighbors.__dict__
     for ours, theirs in zip(*results, strict=True):
         assert torch.equal(ours.nan_to_num(), theirs.nan_to_num())
+
+
+def _largest_components(forces: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Each system's largest absolute force component, by torch (0 for a system without atoms' forces)."""
+    zero = torch.zeros(batch.num_graphs, dtype=torch.float64)
+    return zero.scatter_reduce(0, batch.batch_idx, forces.abs().amax(dim=1), "amax")
+
+
+@pytest.mark.parametrize("systems", ["ragged", "small-cells", "large-box"])
+def test_the_forces_bound_is_each_systems_largest_force_component(systems, chunks_from_108_rows):
+    batch = Batch.from_atoms(_systems(systems), device="cpu")
+    results = evaluate(LennardJones(**ARGON), batch, ("energy", "forces", FORCES_BOUND))
+    assert torch.equal(results[FORCES_BOUND], _largest_components(results["forces"], batch))
+    assert (results[FORCES_BOUND] > 0).sum() >= batch.num_graphs - 1  # one lone atom feels nothing
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("systems", ["ragged", "large-box"])
+def test_the_forces_bound_is_nan_for_a_system_with_results_not_finite(bad, systems, chunks_from_108_rows):
+    batch = Batch.from_atoms(_systems(systems), device="cpu")
+    positions = batch.positions.clone()
+    positions[int(batch.ptr[1]) + 1, 0] = bad  # system 1's second atom
+    batch.positions = positions
+    results = evaluate(LennardJones(**ARGON), batch, ("energy", "forces", FORCES_BOUND))
+    bound = results[FORCES_BOUND]
+    assert bound[1].isnan() and not results["forces"][batch.batch_idx == 1].isfinite().all()
+    others = torch.arange(batch.num_graphs) != 1
+    assert torch.equal(bound[others], _largest_components(results["forces"], batch)[others])
+
+
+def test_the_forces_bound_is_given_only_where_the_half_list_kernel_runs(monkeypatch):
+    batch = Batch.from_atoms(ragged_systems(seed=11), device="cpu")
+    asked = ("energy", "forces", FORCES_BOUND)
+    assert FORCES_BOUND not in evaluate(LennardJones(**ARGON), batch, ("energy", "forces"))
+    assert FORCES_BOUND not in evaluate(LennardJones(**ARGON, use_kernel=False), batch, asked)
+    assert FORCES_BOUND not in evaluate(LennardJones(**ARGON), batch.to(dtype=torch.float32), asked)
+    monkeypatch.setattr(pair_kernel, "HALF_LIST_ON_CPU", False)
+    assert FORCES_BOUND not in evaluate(LennardJones(**ARGON), batch, asked)
+    with pytest.raises(ValueError, match="half-list kernel only"):
+        model = LennardJones(**ARGON)
+        neighbors = model.neighbors(batch)
+        energy = torch.empty(batch.num_graphs, dtype=torch.float64)
+        pair_kernel.pair_sums(
+            model.kernel_terms,
+            model.kernel_parameters(),
+            batch.positions,
+            neighbors,
+            model.cutoff,
+            system_energies=energy,
+            forces_bound=torch.empty_like(energy),
+        )
