@@ -228,3 +228,93 @@ def test_clamp_constructor_errors():
             MaxForceClampHook(max_force=bad)
     with pytest.raises(ValueError, match="frequency"):
         MaxForceClampHook(1.0, frequency=-2)
+
+
+# ---------------------------------------------------------------------------------------- the model's bound
+class _Spy:
+    """Counts the firings that read the forces themselves (no bound from the model to go by)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.clamp_reads, self.check_reads = [], []
+        cpu_arrays, bound_by_components = safety._cpu_arrays, safety.might_clamp
+
+        def counted_arrays(tensors):
+            if len(tensors) > 1:  # the detector's forces and energy (might_clamp reads the forces alone)
+                self.check_reads.append(tensors[0])
+            return cpu_arrays(tensors)
+
+        def counted_bound(forces, max_force):
+            self.clamp_reads.append(forces)
+            return bound_by_components(forces, max_force)
+
+        monkeypatch.setattr(safety, "_cpu_arrays", counted_arrays)
+        monkeypatch.setattr(safety, "might_clamp", counted_bound)
+
+
+def _squeezed(seed: int):
+    atoms = argon_bulk(1, seed=seed, rattle=0.0)
+    atoms.set_cell(atoms.cell * 0.8, scale_atoms=True)
+    atoms.rattle(0.3, seed=seed + 1)
+    return atoms
+
+
+def test_with_the_models_bound_the_hooks_clamp_and_check_without_reading_the_forces(monkeypatch):
+    spy = _Spy(monkeypatch)
+    seen = []
+
+    class After:
+        stage, frequency = DynamicsStage.AFTER_COMPUTE, 1
+
+        def __call__(self, ctx, stage):
+            seen.append(ctx.batch.forces.norm(dim=1).max().item())
+
+    clamp = MaxForceClampHook(max_force=0.5)
+    batch = Batch.from_atoms([_squeezed(0), argon_bulk(1, seed=3)], device="cpu")  # one to clamp, one not
+    hooks = [clamp, NaNDetectorHook(), After()]
+    dynamics = DemoDynamics(LennardJones(**ARGON), dt=1.0, n_steps=3, hooks=hooks)
+    assert safety.FORCES_BOUND in dynamics.properties
+    dynamics.run(batch)
+    assert spy.clamp_reads == []  # the clamp went by the model's bound at every firing
+    assert len(seen) == 4 and max(seen) <= 0.5 + 1e-12  # the priming compute and 3 steps, all clamped
+    assert clamp.clamped[0] > 0 and clamp.clamped[1] == 0
+    # the forces the clamp made are not the model's: the detector read those, at each firing
+    assert len(spy.check_reads) == 4
+
+
+def test_with_the_models_bound_a_non_finite_system_stops_the_run_at_its_step(monkeypatch):
+    spy = _Spy(monkeypatch)
+
+    class Poison:  # system 1's first atom at NaN before the model runs at step 2: its results are NaN
+        stage, frequency = DynamicsStage.BEFORE_COMPUTE, 1
+
+        def __call__(self, ctx, stage):
+            if ctx.step_count == 2:
+                positions = ctx.batch.positions.clone()
+                positions[ctx.batch.ptr[1]] = float("nan")
+                ctx.batch.positions = positions
+
+    batch = Batch.from_atoms([argon_bulk(1, seed=0), argon_bulk(1, seed=1)], device="cpu")
+    dynamics = DemoDynamics(LennardJones(**ARGON), dt=1.0, n_steps=5, hooks=[Poison(), NaNDetectorHook()])
+    stopped = r"at step 2 in field\(s\) \['forces', 'energy'\]\n  forces: .* \[1\]"
+    with pytest.raises(NonFiniteError, match=stopped):
+        dynamics.run(batch)
+    assert spy.clamp_reads == [] and spy.check_reads == []
+
+
+def test_forces_written_in_place_after_the_model_are_read_again(monkeypatch):
+    spy = _Spy(monkeypatch)
+
+    class Scribble:  # a NaN written into the model's forces: the model's bound no longer holds
+        stage, frequency = DynamicsStage.AFTER_COMPUTE, 1
+
+        def __call__(self, ctx, stage):
+            if ctx.step_count == 2:
+                ctx.batch.forces[ctx.batch.ptr[1], 0] = float("nan")
+
+    batch = Batch.from_atoms([argon_bulk(1, seed=0), argon_bulk(1, seed=1)], device="cpu")
+    hooks = [Scribble(), MaxForceClampHook(max_force=50.0), NaNDetectorHook()]
+    dynamics = DemoDynamics(LennardJones(**ARGON), dt=1.0, n_steps=5, hooks=hooks)
+    with pytest.raises(NonFiniteError, match=r"at step 2 in field\(s\) \['forces'\]\n  forces: 1 .* \[1\]"):
+        dynamics.run(batch)
+    # the clamp's bound and the detector's check, at step 2 only
+    assert len(spy.clamp_reads) == 1 and len(spy.check_reads) == 1, (spy.clamp_reads, spy.check_reads)
