@@ -59,6 +59,9 @@ wp = initialised_warp()
 CHUNKS = 4
 """Chunks of one large system, each with its own buffers (fixed: results must not depend on threads)."""
 
+REBALANCE_AFTER = 16
+"""Rewrites of a half list after which its plan of whole systems is made again (see ``Plan.holds``)."""
+
 LARGE_SYSTEM = 512
 """Rows above which a system holding more than a quarter of the rows is cut into chunks.
 
@@ -240,6 +243,19 @@ class Plan:
         # the same argument objects at every call, so the recorded launches are found again
         self.chunk_numbers = [] if starts is None else [wp.int32(c) for c in range(starts.shape[0] - 1)]
         self.chunk_views: dict[tuple, list[list[Any]]] = {}  # per set of chunk buffers (by address)
+        self.rewrites = half.rewrites
+
+    def holds(self, half: HalfList) -> bool:
+        """Whether this plan still serves ``half`` after its rows were rewritten in place.
+
+        Chunks are cut at equal numbers of visits and clear from their rows' lowest partner:
+        made again after any rewrite. Shares of whole systems stay right whatever their rows
+        hold; only the balance of visits between the threads may drift, so they are made again
+        after :data:`REBALANCE_AFTER` rewrites (a plan costs ~0.1 ms, a rewrite of one system's
+        rows about as much)."""
+        if self.starts is not None:
+            return self.rewrites == half.rewrites
+        return half.rewrites - self.rewrites < REBALANCE_AFTER
 
 
 def _share_systems(
@@ -253,7 +269,7 @@ def _share_systems(
 def _plan(half: HalfList, threads: int) -> Plan:
     key = (threads, warp_launch.ROWS_PER_THREAD, LARGE_SYSTEM)
     found = half.plans.get(key)
-    if found is None:
+    if found is None or not found.holds(half):
         found = half.plans[key] = _made_plan(half, threads)
     return found
 

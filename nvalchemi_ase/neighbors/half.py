@@ -152,8 +152,11 @@ class HalfList:
     layout
         Where each system's part of ``table`` lies and the reach it was made for.
     plans
-        Free for a kernel's launch plans made from this list (keyed as it likes);
-        emptied when :func:`updated_half` rewrites rows.
+        Free for a kernel's launch plans made from this list (keyed as it likes),
+        kept when :func:`updated_half` rewrites rows: the plan's maker tells from
+        ``rewrites`` whether a plan still holds.
+    rewrites
+        How many times :func:`updated_half` rewrote rows of this list in place.
     """
 
     def __init__(
@@ -171,6 +174,19 @@ class HalfList:
         self.system_starts = system_starts
         self.layout = layout
         self.plans: dict[Any, Any] = {}
+        self.rewrites = 0
+        self._laid_out_for: tuple[torch.Tensor, int] | None = None
+        """The ``batch_idx`` tensor (and its version) last found to have ``system_starts``."""
+
+    def laid_out_as(self, batch_idx: torch.Tensor) -> bool:
+        """Whether ``batch_idx`` puts the systems at ``system_starts`` (compared once per tensor)."""
+        seen = self._laid_out_for
+        if seen is not None and seen[0] is batch_idx and seen[1] == batch_idx._version:
+            return True
+        if not np.array_equal(_system_starts(batch_idx), self.system_starts):
+            return False
+        self._laid_out_for = (batch_idx, batch_idx._version)
+        return True
 
     @functools.cached_property
     def host_counts(self) -> np.ndarray:
@@ -257,7 +273,7 @@ def updated_half(
     of deriving every row again.
     """
     starts = half.system_starts
-    if half.matrix.shape != matrix.shape or not np.array_equal(_system_starts(batch_idx), starts):
+    if half.matrix.shape != matrix.shape or not half.laid_out_as(batch_idx):
         return None
     if systems.size == 0:
         return half
@@ -277,7 +293,7 @@ def updated_half(
     entries = row_ranges(table_first, table_first + _table_sizes(layout.system_reach.numpy()[systems]))
     listed = (rows_t, rows.size), (index_list(entries, half.table.shape[0]), entries.size)
     _fill(half, matrix, shifts, counts, cell, batch_idx, *listed)
-    half.plans.clear()
+    half.rewrites += 1
     half.__dict__.pop("host_counts", None)
     return half
 

@@ -271,6 +271,33 @@ def test_a_partial_rebuild_rewrites_only_its_systems_rows_of_the_half_list():
     np.testing.assert_allclose(energy.view(-1).numpy(), ase, rtol=1e-12)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_plan_serves_rewritten_rows_as_long_as_it_holds(chunked, monkeypatch):
+    """A plan of whole systems is kept over rewrites (until REBALANCE_AFTER of them), one of
+    chunks is made again at each; either way the results are those of a model made afresh."""
+    if chunked:
+        monkeypatch.setattr(pair_half_kernel, "LARGE_SYSTEM", 64)  # the 108-atom box: in chunks
+    monkeypatch.setattr(pair_half_kernel, "REBALANCE_AFTER", 3)
+    systems = [argon_bulk(3, seed=0, rattle=0.05), *[argon_bulk(2, seed=k, rattle=0.05) for k in range(1, 4)]]
+    model = LennardJones(**ARGON)
+    batch = Batch.from_atoms(systems, device="cpu")
+    plans = []
+    for rewrite in range(5):
+        results = evaluate(model, batch, ("energy", "forces"))
+        half = model.neighbor_list._current.half
+        assert half.rewrites == rewrite  # rewritten in place each time, never derived afresh
+        (plan,) = half.plans.values()
+        plans.append(plan)
+        fresh = evaluate(LennardJones(**ARGON), batch, ("energy", "forces"))
+        assert torch.equal(results["forces"], fresh["forces"])
+        assert torch.equal(results["energy"], fresh["energy"])
+        moved = batch.positions.clone()
+        moved[batch.batch_idx == 1 + rewrite % 3] += 0.4 * (-1) ** rewrite  # past skin/2: one system
+        batch.positions = moved
+    kept = [plans[k] is plans[k - 1] for k in range(1, 5)]
+    assert kept == ([False] * 4 if chunked else [True, True, False, True])
+
+
 def test_a_half_list_is_derived_afresh_when_a_rebuilt_system_reaches_farther():
     from nvalchemi_ase.neighbors import half as half_module
 
