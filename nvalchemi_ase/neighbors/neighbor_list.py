@@ -33,7 +33,9 @@ _CAPACITY_MARGIN = 1.2
 _CAPACITY_SLACK = 16
 _FIRST_GUESS = 128
 _JOIN_FRACTION = 0.5
-"""On a host-checked update that rebuilds some systems, those that have used this share of their skin join."""
+"""On a host-checked update that rebuilds some systems, those that have used this share of their skin join.
+
+At most 1: the systems that must rebuild (past their whole skin) are then among them."""
 
 
 class NeighborList:
@@ -206,28 +208,26 @@ class NeighborList:
     def update(self, batch: Batch) -> Neighbors:
         """Pairs within ``cutoff + skin`` for the batch as it is now."""
         current = self._current
-        if (  # the common step of a CPU run: nothing moved past skin/2, the last pairs still hold
-            current is not None
-            and not self._overflow.pending
-            and self._same_structure(batch)
-            and self._sync(batch)
-            and not self._any_moved(batch)
-        ):
-            return current
+        same = current is not None and self._same_structure(batch)
+        host_checked = same and self._sync(batch)
+        moved = host_checked and self._any_moved(batch)  # asked once: a kernel over every atom
+        if current is not None and host_checked and not moved and not self._overflow.pending:
+            return current  # the common step of a CPU run: nothing moved past skin/2
         with torch.no_grad():
             self._raise_pending_overflow()
             earlier: Neighbors | None = None  # the last update's, when only some systems are rebuilt
             flags = None
-            if not self._same_structure(batch):
+            if not same and not self._same_structure(batch):
                 if not self._carried_build(batch):
                     self._first_build(batch)
                 self._current = None
             else:
-                if self._sync(batch) and self._current is not None:
-                    if not self._any_moved(batch):
-                        return self._current  # nothing moved past skin/2: the last pairs still hold
-                    flags = self._moved(batch) | self._due_soon(batch)
-                    earlier = self._current
+                if current is not None and host_checked:
+                    if not moved:
+                        return current  # nothing moved past skin/2: the last pairs still hold
+                    # those that must rebuild are among those due soon (a lower threshold)
+                    flags = self._due_soon(batch)
+                    earlier = current
                 else:
                     flags = self._moved(batch)
                 self._build(batch, flags)
@@ -388,15 +388,18 @@ class NeighborList:
             self.rebuilds += int(flags.sum())
 
     def _check_capacity(self, batch: Batch) -> torch.Tensor:
-        atom_overflow = self._counts > self._capacity
+        """``[B]`` bool: systems with an atom whose neighbours did not all fit (grown first where
+        the host reads the counts)."""
         if self._sync(batch) or self._check_room:  # a refill waits for the host anyway: no extra sync
             self._check_room = False
             largest = int(self._counts.max())
-            if largest > self._capacity:
-                self._allocate(batch, self._grown(largest))
-                self._build(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
-                atom_overflow = self._counts > self._capacity
+            if largest <= self._capacity:  # the usual answer, without a pass over the atoms
+                return torch.zeros(batch.num_graphs, dtype=torch.bool, device=batch.device)
+            self._allocate(batch, self._grown(largest))
+            self._build(batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=batch.device))
+            atom_overflow = self._counts > self._capacity
         else:
+            atom_overflow = self._counts > self._capacity
             self._overflow.defer(atom_overflow.any().view(1))
         return segment_max(atom_overflow, batch.batch_idx, batch.num_graphs)
 
