@@ -9,6 +9,8 @@ is that bookkeeping, which every engine mixes in.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,27 +180,58 @@ class ConvergenceTracking:
         self.done = bool(self.converged.all())
         return self.done
 
-    def _mark_converged(self, batch: Batch) -> None:
-        """Evaluate the criteria on the device; remember newly converged systems (no sync)."""
+    def _mark_converged(self, batch: Batch) -> tuple[int, int] | None:
+        """Evaluate the criteria on the device; remember newly converged systems (no sync).
+
+        On a CPU, one kernel updates the flags and returns ``(any_new, all_done)`` as well
+        (:mod:`~nvalchemi_ase.ops.tracking_kernel`); elsewhere None: the caller asks the device."""
         assert self.convergence_hook is not None and self.converged is not None
         assert self._newly_converged is not None
         now = self.convergence_hook.evaluate(batch)
+        if now.device.type == "cpu":
+            kernel = _tracking_kernel()
+            if kernel.fits(now, self.converged, self._newly_converged):
+                return _tracker().mark(now, self.converged, self._newly_converged)
         self._newly_converged |= now & ~self.converged
         self.converged |= now
+        return None
 
     def _check_convergence(self, batch: Batch) -> None:
         """Fire ON_CONVERGE for systems that converged since the last check; stop when all have."""
         if self.convergence_hook is None:
             return
-        self._mark_converged(batch)
+        answers = self._mark_converged(batch)
         if self.step_count % self.convergence_hook.frequency != 0:
             return
         assert self._newly_converged is not None and self.converged is not None
-        any_new, all_done = torch.stack([self._newly_converged.any(), self.converged.all()]).tolist()
+        if answers is not None:
+            any_new, all_done = answers
+        else:
+            any_new, all_done = torch.stack([self._newly_converged.any(), self.converged.all()]).tolist()
         if any_new:
             newly, self._newly_converged = self._newly_converged, torch.zeros_like(self._newly_converged)
             self._call_hooks(DynamicsStage.ON_CONVERGE, batch, converged_mask=newly)
         self.done = bool(all_done)
+
+
+@functools.cache
+def _tracking_kernel() -> Any:
+    """:mod:`nvalchemi_ase.ops.tracking_kernel`, imported on first use (it loads warp)."""
+    from nvalchemi_ase.ops import tracking_kernel
+
+    return tracking_kernel
+
+
+def _tracker() -> Any:
+    """This thread's :class:`~nvalchemi_ase.ops.tracking_kernel.Tracker` (its answers are read right
+    after its kernel: engines stepping in other threads have their own)."""
+    tracker = getattr(_THREAD, "tracker", None)
+    if tracker is None:
+        tracker = _THREAD.tracker = _tracking_kernel().Tracker()
+    return tracker
+
+
+_THREAD = threading.local()
 
 
 def as_convergence_hook(value: Any) -> Any:
