@@ -29,6 +29,7 @@ def _tracked(
     newly: wp.array(dtype=wp.bool),
     answers: wp.array(dtype=wp.int32),
 ):
+    """``newly |= now & ~converged``, ``converged |= now``; ``answers = (newly.any(), converged.all())``."""
     any_new = wp.int32(0)
     all_done = wp.int32(1)
     for b in range(now.shape[0]):
