@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nvalchemi_ase.data.batch import Batch, SystemMeta, default_device
+from nvalchemi_ase.data.bound import forces_bound, keep_forces_bound
 from nvalchemi_ase.data.convert import atoms_to_batch, batch_to_atoms
 from nvalchemi_ase.data.errors import BatchValidationError
 from nvalchemi_ase.data.fields import FIELDS, FORCES_BOUND, MODEL_RESULTS, AtomCategory, Field, Kind, Scope
@@ -21,4 +22,6 @@ __all__ = [
     "atoms_to_batch",
     "batch_to_atoms",
     "default_device",
+    "forces_bound",
+    "keep_forces_bound",
 ]

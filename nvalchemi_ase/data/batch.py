@@ -258,43 +258,6 @@ class Batch:
         self._data.update(held)
         self.__dict__.update(held)
 
-    def keep_forces_bound(self, bound: torch.Tensor | None) -> None:
-        """Keep a model's :data:`~nvalchemi_ase.data.fields.FORCES_BOUND` for the forces and energy
-        the batch holds now (an engine does, after storing the model's results); None forgets it."""
-        forces, energy = self.__dict__.get("forces"), self.__dict__.get("energy")
-        if bound is None or forces is None or energy is None:
-            self.__dict__["_forces_bound"] = None
-            return
-        if not (
-            bound.dtype == torch.float64
-            and bound.device.type == "cpu"
-            and bound.shape == (self.num_graphs,)
-            and bound.is_contiguous()
-        ):
-            raise BatchValidationError(
-                f"a forces bound is float64, contiguous, on the CPU, of shape ({self.num_graphs},): "
-                f"got {bound.dtype} of shape {tuple(bound.shape)} on {bound.device}",
-                field="forces_bound",
-            )
-        self.__dict__["_forces_bound"] = (bound, forces, forces._version, energy, energy._version)
-
-    def forces_bound(self) -> torch.Tensor | None:
-        """The bound kept by :meth:`keep_forces_bound` while the batch holds the same forces and
-        energy tensors, not written in place since; else None (a hook replaced or edited them)."""
-        kept: tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, int] | None
-        kept = self.__dict__.get("_forces_bound")
-        if kept is None:
-            return None
-        bound, kept_forces, forces_version, kept_energy, energy_version = kept
-        if (
-            kept_forces._version != forces_version
-            or kept_energy._version != energy_version
-            or self.__dict__.get("forces") is not kept_forces
-            or self.__dict__.get("energy") is not kept_energy
-        ):
-            return None
-        return bound
-
     def field_names(self) -> list[str]:
         """Names of the fields this batch holds now."""
         return list(self._data)

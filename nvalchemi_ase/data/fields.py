@@ -87,7 +87,7 @@ float64 ``[B]`` on the CPU, each system's largest absolute force component, NaN 
 force components or its energy is not finite. Written as the forces are, while they are still
 in the cache of the core that wrote them, it lets the safety hooks
 (:mod:`nvalchemi_ase.hooks.safety`) test ``B`` numbers instead of reading every force again.
-Engines keep it with the batch (:meth:`~nvalchemi_ase.data.Batch.keep_forces_bound`)."""
+Engines keep it with the batch (:func:`~nvalchemi_ase.data.bound.keep_forces_bound`)."""
 
 
 class AtomCategory(enum.IntEnum):

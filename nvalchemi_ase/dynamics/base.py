@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from nvalchemi_ase.data import FORCES_BOUND, MODEL_RESULTS, AtomCategory, Batch, Scope
+from nvalchemi_ase.data import FORCES_BOUND, MODEL_RESULTS, AtomCategory, Batch, Scope, keep_forces_bound
 from nvalchemi_ase.dynamics.convergence import ConvergenceHook, ConvergenceTracking, as_convergence_hook
 from nvalchemi_ase.dynamics.noise import CounterNoise, Draw
 from nvalchemi_ase.hooks.constraints import Constraints
@@ -175,7 +175,7 @@ class BaseDynamics(ConvergenceTracking, HookRegistryMixin):
         for name in outputs:
             if name in MODEL_RESULTS:  # declared at the first step, then only set
                 batch.add_field(name, _detached(outputs[name]), MODEL_RESULTS[name])
-        batch.keep_forces_bound(outputs.get(FORCES_BOUND))
+        keep_forces_bound(batch, outputs.get(FORCES_BOUND))
         return outputs
 
     def step(self, batch: Batch | None = None) -> Batch:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from nvalchemi_ase.data import FORCES_BOUND, Batch, Scope
+from nvalchemi_ase.data import FORCES_BOUND, Batch, Scope, forces_bound
 from nvalchemi_ase.hooks.protocol import HookContext
 from nvalchemi_ase.hooks.stages import DynamicsStage
 from nvalchemi_ase.ops.segment import segment_sum
@@ -317,7 +317,7 @@ def _model_bound(batch: Batch) -> memoryview[float] | None:
     A memoryview of the tensor's memory (kept alive by the batch), read without numpy or torch:
     after a step's kernels have filled the caches, the first numpy or torch call of a step costs
     ~15 µs on our CPU while its code is loaded again; this costs a few microseconds."""
-    bound = batch.forces_bound()
+    bound = forces_bound(batch)
     if bound is None:
         return None
     floats = (ctypes.c_double * bound.shape[0]).from_address(bound.data_ptr())

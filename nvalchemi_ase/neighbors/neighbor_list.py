@@ -388,8 +388,7 @@ class NeighborList:
             self.rebuilds += int(flags.sum())
 
     def _check_capacity(self, batch: Batch) -> torch.Tensor:
-        """``[B]`` bool: systems with an atom whose neighbours did not all fit (grown first where
-        the host reads the counts)."""
+        """``[B]`` bool: systems with an atom whose neighbours did not fit (grown first on the host)."""
         if self._sync(batch) or self._check_room:  # a refill waits for the host anyway: no extra sync
             self._check_room = False
             largest = int(self._counts.max())
