@@ -26,6 +26,7 @@ from typing import Any
 
 from nvalchemi_ase import __version__
 from nvalchemi_ase.cli import neb
+from nvalchemi_ase.cli.heap import SetUpHeap
 from nvalchemi_ase.cli.models import DEFAULT_MODEL, MODELS, CommandLineError, models_help
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -217,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from nvalchemi_ase.cli.scaling import resumed_options
 
             args = resumed_options(args)
-        return _run_command(args)
+        with SetUpHeap() as heap:
+            return _run_command(args, heap)
     except CommandLineError as error:
         print(f"nvalchemi-ase: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -243,7 +245,7 @@ def _report_interrupt(interrupt: KeyboardInterrupt) -> None:
     )
 
 
-def _run_command(args: argparse.Namespace) -> int:
+def _run_command(args: argparse.Namespace, heap: SetUpHeap) -> int:
     from nvalchemi_ase.cli.checks import check_options, check_sizes, set_aside
     from nvalchemi_ase.cli.models import choose_model, make_model, parse_parameters
 
@@ -271,6 +273,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     # the cluster first: a scheduler that cannot be reached leaves the output folder as it was
     with connect(args) as client:
+        heap.settle()
         return _run_connected(args, client, structures, aside, name, parameters, model)
 
 
