@@ -72,3 +72,27 @@ def test_the_demo_runs_with_set_up_frozen_and_leaves_the_collector_as_it_was(
     blocker.write_text("")
     assert main(["demo", "-o", str(blocker / "sub"), "-q"]) == EXIT_BAD_INPUT  # refused in set-up
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_neb_relaxes_its_bands_with_set_up_frozen(tmp_path, monkeypatch, collector_restored):
+    import ase.io
+    from ase.mep import NEB
+
+    from tests.lookalike.neb_cases import adatom_hop
+
+    initial, final = adatom_hop()
+    ase.io.write(tmp_path / "initial.traj", initial)
+    ase.io.write(tmp_path / "final.traj", final)
+    (tmp_path / "pairs.txt").write_text("initial.traj final.traj\n")
+    seen = []
+    original = NEB.get_forces
+
+    def get_forces(self, *args, **kwargs):
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NEB, "get_forces", get_forces)
+    command = ["neb", "--pairs", str(tmp_path / "pairs.txt"), "--images", "4", "-o", str(tmp_path / "out")]
+    assert main(command) == EXIT_OK
+    assert seen and all(enabled and frozen > 10_000 for enabled, frozen in seen)
+    assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"wrote {path}")
             return EXIT_OK
         if args.command == "neb":
-            return neb.run_command(args)
+            with SetUpHeap() as heap:
+                return neb.run_command(args, heap)
         if args.command == "resume":
             from nvalchemi_ase.cli.scaling import resumed_options
 

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nvalchemi_ase.cli.heap import SetUpHeap
 from nvalchemi_ase.cli.models import CommandLineError, make_model, parse_parameters
 
 __all__ = ["add_command", "run_command"]
@@ -47,8 +48,10 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--output", "-o", default="nvalchemi-ase-neb", help="output folder")
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """Build the bands, relax them together, write the outputs; 0 when every band converged, else 1."""
+def run_command(args: argparse.Namespace, heap: SetUpHeap | None = None) -> int:
+    """Build the bands, relax them together, write the outputs; 0 when every band converged, else 1.
+
+    ``heap`` (the command line's) is settled once the bands are built, before they relax."""
     import ase.io
     import torch
     from ase.mep import NEB
@@ -77,6 +80,8 @@ def run_command(args: argparse.Namespace) -> int:
         bands.append(neb)
     print(f"{len(bands)} band(s) of {args.images} images, model {args.model}, output in {output}", flush=True)
     optimizer = getattr(optimizers, args.optimizer)(bands, logfile=None)
+    if heap is not None:
+        heap.settle()
     optimizer.run(fmax=args.fmax, steps=args.steps)
     summary = _summary(bands, args, optimizer.nsteps)
     for b, neb in enumerate(bands):
